@@ -1,0 +1,413 @@
+/**
+ * Configuration: read from the environment (and SMART_CONFIG_FILE) once at startup, validated, frozen.
+ * Every problem is reported together with the variable's name. There is no default secret, ever.
+ * Every variable is documented in .env.example.
+ */
+import { readFileSync } from 'node:fs';
+import { createPrivateKey, randomBytes, type KeyObject, type webcrypto } from 'node:crypto';
+import * as jose from 'jose';
+import { z } from 'zod';
+import { splitScopes } from './smart/scopes.js';
+
+export type ClientType = 'public' | 'confidential-symmetric' | 'confidential-asymmetric';
+export type SigningAlg = 'RS384' | 'ES384';
+
+export interface ClientKey {
+  /** Private key usable by jose / openid-client. Never logged. */
+  readonly privateKey: webcrypto.CryptoKey;
+  readonly alg: SigningAlg;
+  readonly kid: string;
+  /** Public JWK (for publishing in a JWKS). */
+  readonly publicJwk: jose.JWK;
+}
+
+export interface Registration {
+  /** A short name for logs and for choosing a registration (`/login?registration=`). */
+  readonly name: string;
+  /** Allowed FHIR base URLs (`iss`). A trailing `*` matches one path segment (multi-tenant EHRs). */
+  readonly iss: readonly string[];
+  readonly clientId: string;
+  readonly clientType: ClientType;
+  readonly clientSecret?: string;
+  readonly clientSecretMethod?: 'client_secret_basic' | 'client_secret_post';
+  readonly key?: ClientKey;
+  /** Scopes for an EHR launch (`launch` is added when missing). */
+  readonly scope: string;
+  /** Scopes for a standalone launch (`launch/patient` is added when missing and patient scopes are asked for). */
+  readonly standaloneScope: string;
+}
+
+export interface Config {
+  readonly nodeEnv: string;
+  readonly isProduction: boolean;
+  readonly port: number;
+  readonly host: string;
+  /** External origin, no trailing slash. */
+  readonly publicUrl: string;
+  /** Exactly PUBLIC_URL + '/callback'. */
+  readonly redirectUri: string;
+  readonly sessionSecret: string;
+  /** True when SESSION_SECRET was not set and a random one was made for this process (development only). */
+  readonly sessionSecretEphemeral: boolean;
+  readonly registrations: readonly Registration[];
+  /** The built-in development EHR is served under /sandbox (never in production). */
+  readonly sandbox: boolean;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  readonly discoveryTtlSeconds: number;
+  readonly httpTimeoutMs: number;
+  /** Allow http:// EHR endpoints (development against a local EHR only; refused in production). */
+  readonly allowInsecureHttp: boolean;
+  readonly trustProxy: boolean | number | string;
+  readonly transactionTtlSeconds: number;
+  readonly maxContextsPerSession: number;
+  readonly warnings: readonly string[];
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export const DEFAULT_SCOPE = 'openid fhirUser online_access patient/*.rs';
+
+const boolish = z
+  .enum(['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off', ''])
+  .transform((v) => ['1', 'true', 'yes', 'on'].includes(v));
+
+const envSchema = z.object({
+  NODE_ENV: z.string().default('development'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  HOST: z.string().default('0.0.0.0'),
+  PUBLIC_URL: z.string().optional(),
+  SESSION_SECRET: z.string().optional(),
+  SMART_ISS: z.string().optional(),
+  SMART_CLIENT_ID: z.string().optional(),
+  SMART_SCOPE: z.string().optional(),
+  SMART_STANDALONE_SCOPE: z.string().optional(),
+  SMART_CLIENT_SECRET: z.string().optional(),
+  SMART_CLIENT_AUTH_METHOD: z.enum(['client_secret_basic', 'client_secret_post']).optional(),
+  SMART_PRIVATE_KEY: z.string().optional(),
+  SMART_PRIVATE_KEY_FILE: z.string().optional(),
+  SMART_KEY_ID: z.string().optional(),
+  SMART_CONFIG_FILE: z.string().optional(),
+  SANDBOX: z.enum(['auto', 'on', 'off']).default('auto'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  SMART_DISCOVERY_TTL: z.coerce.number().int().min(0).max(86400 * 7).default(3600),
+  SMART_HTTP_TIMEOUT_MS: z.coerce.number().int().min(100).max(120000).default(10000),
+  ALLOW_INSECURE_HTTP: boolish.default(false),
+  TRUST_PROXY: z.string().optional(),
+  LAUNCH_TTL_SECONDS: z.coerce.number().int().min(30).max(3600).default(600),
+  MAX_CONTEXTS_PER_SESSION: z.coerce.number().int().min(1).max(50).default(5),
+});
+
+const registrationFileSchema = z.object({
+  name: z.string().min(1).optional(),
+  iss: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+  clientId: z.string().min(1),
+  clientType: z.enum(['public', 'confidential-symmetric', 'confidential-asymmetric']).optional(),
+  clientSecret: z.string().min(1).optional(),
+  clientSecretEnv: z.string().min(1).optional(),
+  clientAuthMethod: z.enum(['client_secret_basic', 'client_secret_post']).optional(),
+  privateKey: z.union([z.string().min(1), z.record(z.string(), z.unknown())]).optional(),
+  privateKeyFile: z.string().min(1).optional(),
+  privateKeyEnv: z.string().min(1).optional(),
+  keyId: z.string().min(1).optional(),
+  scope: z.string().min(1).optional(),
+  standaloneScope: z.string().min(1).optional(),
+});
+const configFileSchema = z.object({ registrations: z.array(registrationFileSchema).min(1) });
+type RegistrationInput = z.infer<typeof registrationFileSchema>;
+
+/**
+ * Parses and validates the environment. Throws ConfigError listing every problem at once.
+ * `sandboxUrl` is the FHIR base of the built-in sandbox, used when no EHR is configured in development.
+ */
+export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<Config> {
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) problems.push(`${String(issue.path[0])}: ${issue.message}`);
+    throw new ConfigError(problems);
+  }
+  const e = parsed.data;
+  const isProduction = e.NODE_ENV === 'production';
+
+  // PUBLIC_URL: the external origin. Redirect URI is built from it, never from request headers.
+  let publicUrl = '';
+  if (!e.PUBLIC_URL) {
+    if (isProduction) problems.push('PUBLIC_URL: required in production (the external https origin, e.g. https://myapp.herokuapp.com)');
+    else publicUrl = `http://localhost:${e.PORT}`;
+  } else {
+    const u = safeUrl(e.PUBLIC_URL);
+    if (!u || !/^https?:$/.test(u.protocol)) problems.push(`PUBLIC_URL: not an http(s) URL: ${JSON.stringify(e.PUBLIC_URL)}`);
+    else if (u.search || u.hash || u.username || u.password) problems.push('PUBLIC_URL: must be an origin (and optional path) without query, fragment or credentials');
+    else {
+      if (isProduction && u.protocol !== 'https:') problems.push('PUBLIC_URL: must be https in production (NODE_ENV=production)');
+      publicUrl = u.href.replace(/\/+$/, '');
+    }
+  }
+
+  // SESSION_SECRET: required and strong in production; in development a random per-process secret is made.
+  let sessionSecret = e.SESSION_SECRET ?? '';
+  let sessionSecretEphemeral = false;
+  if (!sessionSecret) {
+    if (isProduction) problems.push('SESSION_SECRET: required in production (at least 32 random characters; e.g. `openssl rand -base64 48`)');
+    else {
+      sessionSecret = randomBytes(32).toString('base64url');
+      sessionSecretEphemeral = true;
+      warnings.push('SESSION_SECRET is not set: using a random secret for this process only (sessions end when it restarts). Set SESSION_SECRET to keep them.');
+    }
+  } else if (weakSecret(sessionSecret)) {
+    const msg = 'SESSION_SECRET: too weak (use at least 32 characters with at least 10 distinct ones, not a placeholder; e.g. `openssl rand -base64 48`)';
+    if (isProduction) problems.push(msg);
+    else warnings.push(msg);
+  }
+
+  const allowInsecureHttp = e.ALLOW_INSECURE_HTTP;
+  if (isProduction && allowInsecureHttp) problems.push('ALLOW_INSECURE_HTTP: not allowed in production');
+
+  // Registrations: SMART_CONFIG_FILE, or the SMART_* variables.
+  const inputs: RegistrationInput[] = [];
+  if (e.SMART_CONFIG_FILE) {
+    if (e.SMART_ISS || e.SMART_CLIENT_ID) warnings.push('SMART_CONFIG_FILE is set: SMART_ISS and SMART_CLIENT_ID are ignored');
+    try {
+      const raw = JSON.parse(readFileSync(e.SMART_CONFIG_FILE, 'utf8')) as unknown;
+      const file = configFileSchema.safeParse(Array.isArray(raw) ? { registrations: raw } : raw);
+      if (!file.success) {
+        for (const issue of file.error.issues) problems.push(`SMART_CONFIG_FILE (${e.SMART_CONFIG_FILE}): ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+      } else inputs.push(...file.data.registrations);
+    } catch (err) {
+      problems.push(`SMART_CONFIG_FILE: cannot read ${JSON.stringify(e.SMART_CONFIG_FILE)}: ${(err as Error).message}`);
+    }
+  } else if (e.SMART_ISS || e.SMART_CLIENT_ID) {
+    if (!e.SMART_ISS) problems.push('SMART_ISS: required when SMART_CLIENT_ID is set (the FHIR base URL(s) you accept launches from, comma-separated)');
+    if (!e.SMART_CLIENT_ID) problems.push('SMART_CLIENT_ID: required when SMART_ISS is set (the client id the EHR gave you)');
+    if (e.SMART_PRIVATE_KEY && e.SMART_PRIVATE_KEY_FILE) problems.push('SMART_PRIVATE_KEY and SMART_PRIVATE_KEY_FILE: set one, not both');
+    if (e.SMART_ISS && e.SMART_CLIENT_ID) {
+      inputs.push({
+        name: 'default',
+        iss: e.SMART_ISS.split(',').map((s) => s.trim()).filter(Boolean),
+        clientId: e.SMART_CLIENT_ID,
+        clientSecret: e.SMART_CLIENT_SECRET,
+        clientAuthMethod: e.SMART_CLIENT_AUTH_METHOD,
+        privateKey: e.SMART_PRIVATE_KEY,
+        privateKeyFile: e.SMART_PRIVATE_KEY_FILE,
+        keyId: e.SMART_KEY_ID,
+        scope: e.SMART_SCOPE,
+        standaloneScope: e.SMART_STANDALONE_SCOPE,
+      });
+    }
+  }
+
+  const sandbox = e.SANDBOX === 'on' || (e.SANDBOX === 'auto' && inputs.length === 0 && !isProduction && problems.length === 0);
+  if (isProduction && e.SANDBOX === 'on') problems.push('SANDBOX: the development EHR cannot be enabled in production');
+  if (!sandbox && inputs.length === 0 && !problems.some((p) => p.startsWith('SMART_'))) {
+    problems.push('SMART_ISS and SMART_CLIENT_ID (or SMART_CONFIG_FILE): no EHR registration configured' + (isProduction ? '' : ' (or leave them unset to use the built-in sandbox EHR)'));
+  }
+
+  const registrations: Registration[] = [];
+  const seenNames = new Set<string>();
+  for (const [i, input] of inputs.entries()) {
+    const where = e.SMART_CONFIG_FILE ? `SMART_CONFIG_FILE registrations[${i}]` : 'SMART_*';
+    const reg = await buildRegistration(input, i, where, env, { isProduction, allowInsecureHttp }, problems, warnings);
+    if (reg) {
+      if (seenNames.has(reg.name)) problems.push(`${where}: duplicate registration name ${JSON.stringify(reg.name)}`);
+      seenNames.add(reg.name);
+      registrations.push(reg);
+    }
+  }
+
+  let trustProxy: boolean | number | string = false;
+  if (e.TRUST_PROXY !== undefined && e.TRUST_PROXY !== '') {
+    if (/^\d+$/.test(e.TRUST_PROXY)) trustProxy = Number(e.TRUST_PROXY);
+    else if (e.TRUST_PROXY === 'true') trustProxy = true;
+    else if (e.TRUST_PROXY === 'false') trustProxy = false;
+    else trustProxy = e.TRUST_PROXY;
+  }
+
+  if (problems.length) throw new ConfigError(problems);
+
+  return Object.freeze({
+    nodeEnv: e.NODE_ENV,
+    isProduction,
+    port: e.PORT,
+    host: e.HOST,
+    publicUrl,
+    redirectUri: `${publicUrl}/callback`,
+    sessionSecret,
+    sessionSecretEphemeral,
+    registrations: Object.freeze(registrations),
+    sandbox,
+    logLevel: e.LOG_LEVEL,
+    discoveryTtlSeconds: e.SMART_DISCOVERY_TTL,
+    httpTimeoutMs: e.SMART_HTTP_TIMEOUT_MS,
+    allowInsecureHttp: allowInsecureHttp || sandbox,
+    trustProxy,
+    transactionTtlSeconds: e.LAUNCH_TTL_SECONDS,
+    maxContextsPerSession: e.MAX_CONTEXTS_PER_SESSION,
+    warnings: Object.freeze(warnings),
+  });
+}
+
+async function buildRegistration(
+  input: RegistrationInput,
+  index: number,
+  where: string,
+  env: NodeJS.ProcessEnv,
+  opts: { isProduction: boolean; allowInsecureHttp: boolean },
+  problems: string[],
+  warnings: string[],
+): Promise<Registration | undefined> {
+  const name = input.name ?? (index === 0 ? 'default' : `registration-${index + 1}`);
+  const issList = Array.isArray(input.iss) ? input.iss : input.iss.split(',').map((s) => s.trim()).filter(Boolean);
+  const issVar = where === 'SMART_*' ? 'SMART_ISS' : `${where}.iss`;
+  let ok = true;
+  if (issList.length === 0) {
+    problems.push(`${issVar}: the allow-list of FHIR base URLs is empty`);
+    ok = false;
+  }
+  for (const iss of issList) {
+    const u = safeUrl(iss.replace(/\*$/, 'x'));
+    if (!u || !/^https?:$/.test(u.protocol) || u.search || u.hash || u.username) {
+      problems.push(`${issVar}: not a FHIR base URL: ${JSON.stringify(iss)}`);
+      ok = false;
+    } else if (u.protocol === 'http:' && (opts.isProduction || !opts.allowInsecureHttp)) {
+      problems.push(`${issVar}: ${iss} is not https` + (opts.isProduction ? '' : ' (set ALLOW_INSECURE_HTTP=1 for a local development EHR)'));
+      ok = false;
+    } else if (iss.includes('*') && !/\/\*$/.test(iss)) {
+      problems.push(`${issVar}: a wildcard may only be a whole last path segment ("https://host/r4/*"): ${iss}`);
+      ok = false;
+    }
+  }
+
+  const secretVar = where === 'SMART_*' ? 'SMART_CLIENT_SECRET' : `${where}.clientSecret`;
+  const keyVar = where === 'SMART_*' ? 'SMART_PRIVATE_KEY' : `${where}.privateKey`;
+  let clientSecret = input.clientSecret;
+  if (input.clientSecretEnv) {
+    clientSecret = env[input.clientSecretEnv];
+    if (!clientSecret) problems.push(`${where}.clientSecretEnv: environment variable ${input.clientSecretEnv} is not set`);
+  }
+  let keyText: string | Record<string, unknown> | undefined = input.privateKey;
+  let keySource = keyVar;
+  if (input.privateKeyEnv) {
+    keyText = env[input.privateKeyEnv];
+    keySource = input.privateKeyEnv;
+    if (!keyText) problems.push(`${where}.privateKeyEnv: environment variable ${input.privateKeyEnv} is not set`);
+  }
+  if (input.privateKeyFile) {
+    keySource = where === 'SMART_*' ? 'SMART_PRIVATE_KEY_FILE' : `${where}.privateKeyFile`;
+    try {
+      keyText = readFileSync(input.privateKeyFile, 'utf8');
+    } catch (err) {
+      problems.push(`${keySource}: cannot read ${JSON.stringify(input.privateKeyFile)}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+  }
+
+  let clientType: ClientType = input.clientType ?? (keyText ? 'confidential-asymmetric' : clientSecret ? 'confidential-symmetric' : 'public');
+  if (clientSecret && keyText && !input.clientType) {
+    problems.push(`${where}: both a client secret and a private key are set; keep the one that matches the EHR registration`);
+    ok = false;
+  }
+  if (clientType === 'confidential-symmetric' && !clientSecret) {
+    problems.push(`${secretVar}: required for a confidential-symmetric client`);
+    ok = false;
+  }
+  if (clientType === 'confidential-asymmetric' && !keyText) {
+    problems.push(`${keyVar}: required for a confidential-asymmetric client (PEM or JWK)`);
+    ok = false;
+  }
+  if (clientType === 'public' && (clientSecret || keyText)) clientType = keyText ? 'confidential-asymmetric' : 'confidential-symmetric';
+
+  let key: ClientKey | undefined;
+  if (clientType === 'confidential-asymmetric' && keyText) {
+    try {
+      key = await parsePrivateKey(keyText, input.keyId);
+    } catch (err) {
+      problems.push(`${keySource}: ${(err as Error).message}`);
+      ok = false;
+    }
+  }
+
+  const scope = normalizeScope(input.scope ?? DEFAULT_SCOPE);
+  const standaloneScope = normalizeScope(input.standaloneScope ?? input.scope ?? DEFAULT_SCOPE);
+  const scopes = new Set([...splitScopes(scope), ...splitScopes(standaloneScope)]);
+  if (!scopes.has('online_access') && !scopes.has('offline_access')) {
+    warnings.push(
+      `${where === 'SMART_*' ? 'SMART_SCOPE' : `${where}.scope`} (${name}): neither online_access nor offline_access is requested, so no refresh token will be issued; ` +
+        'Oracle Health (Cerner) access tokens then expire after about ten minutes and the user must relaunch.',
+    );
+  }
+  if (!ok) return undefined;
+  return Object.freeze({
+    name,
+    iss: Object.freeze(issList),
+    clientId: input.clientId,
+    clientType,
+    ...(clientType === 'confidential-symmetric' ? { clientSecret, clientSecretMethod: input.clientAuthMethod ?? 'client_secret_basic' } : {}),
+    ...(key ? { key } : {}),
+    scope,
+    standaloneScope,
+  });
+}
+
+function normalizeScope(s: string): string {
+  return splitScopes(s).join(' ');
+}
+
+/** Parses a PEM (PKCS#8, PKCS#1 or SEC1) or JWK private key and checks it fits RS384 or ES384. */
+export async function parsePrivateKey(input: string | Record<string, unknown>, keyId?: string): Promise<ClientKey> {
+  let keyObject: KeyObject;
+  let jwkKid: string | undefined;
+  let jwkAlg: string | undefined;
+  const text = typeof input === 'string' ? input.trim() : undefined;
+  try {
+    if (typeof input !== 'string' || text!.startsWith('{')) {
+      const jwk = (typeof input === 'string' ? JSON.parse(text!) : input) as jose.JWK & { keys?: jose.JWK[] };
+      const single = Array.isArray(jwk.keys) ? (jwk.keys.length === 1 ? jwk.keys[0]! : undefined) : jwk;
+      if (!single) throw new Error('a JWKS with several keys was given; give one private JWK');
+      if (!('d' in single)) throw new Error('the JWK has no private part ("d"); give the private key, not the public one');
+      jwkKid = single.kid;
+      jwkAlg = single.alg;
+      keyObject = createPrivateKey({ key: single as import('node:crypto').JsonWebKey, format: 'jwk' });
+    } else {
+      keyObject = createPrivateKey({ key: text!.replace(/\\n/g, '\n'), format: 'pem' });
+    }
+  } catch (err) {
+    const msg = (err as Error).message;
+    if (msg.startsWith('a JWKS') || msg.startsWith('the JWK')) throw err;
+    throw new Error('not a readable private key (expected a PEM "-----BEGIN PRIVATE KEY-----" or a private JWK)');
+  }
+  let alg: SigningAlg;
+  const details = keyObject.asymmetricKeyDetails ?? {};
+  if (keyObject.asymmetricKeyType === 'rsa') {
+    if ((details.modulusLength ?? 0) < 2048) throw new Error(`RSA key is ${details.modulusLength} bits; SMART requires at least 2048`);
+    alg = 'RS384';
+  } else if (keyObject.asymmetricKeyType === 'ec') {
+    if (details.namedCurve !== 'secp384r1') throw new Error(`EC key is on curve ${details.namedCurve}; ES384 requires P-384 (secp384r1)`);
+    alg = 'ES384';
+  } else {
+    throw new Error(`key type ${keyObject.asymmetricKeyType} is not supported; use RSA (RS384) or EC P-384 (ES384)`);
+  }
+  if (jwkAlg && jwkAlg !== alg) throw new Error(`the JWK says alg ${jwkAlg} but the key fits ${alg}; SMART allows RS384 and ES384`);
+  const privateJwk = keyObject.export({ format: 'jwk' }) as jose.JWK;
+  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk } = privateJwk;
+  const kid = jwkKid ?? keyId ?? (await jose.calculateJwkThumbprint(publicJwk as jose.JWK, 'sha256'));
+  const privateKey = (await jose.importJWK({ ...privateJwk, alg }, alg)) as webcrypto.CryptoKey;
+  return Object.freeze({ privateKey, alg, kid, publicJwk: Object.freeze({ ...publicJwk, kid, alg, use: 'sig' }) });
+}
+
+function safeUrl(s: string): URL | undefined {
+  try {
+    return new URL(s);
+  } catch {
+    return undefined;
+  }
+}
+
+const PLACEHOLDERS = /^(secret|changeme|change-me|password|keyboard cat|development|test)/i;
+function weakSecret(s: string): boolean {
+  return s.length < 32 || new Set(s).size < 10 || PLACEHOLDERS.test(s);
+}

@@ -1,0 +1,78 @@
+/**
+ * The one error handler: an HTML page for people, JSON for programs (and always JSON under /api).
+ * 5xx messages of unexpected errors never reach the client; nothing secret is ever rendered.
+ */
+import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
+import { AppError, ErrorCode, isAppError } from './errors.js';
+
+export function wantsJson(req: Request): boolean {
+  if (req.path.startsWith('/api/') || req.path === '/logout') return true;
+  return req.accepts(['html', 'json']) === 'json';
+}
+
+export const notFound: RequestHandler = (req, _res, next) => {
+  next(new AppError(ErrorCode.NOT_FOUND, 404, 'There is nothing at this address.'));
+};
+
+export function errorHandler(): ErrorRequestHandler {
+  return (err, req, res, _next) => {
+    const appErr = toAppError(err);
+    const log = req.log ?? undefined;
+    if (appErr.status >= 500 && !isAppError(err)) log?.error({ event: 'error.unhandled', err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack } }, 'unhandled error');
+    else log?.info({ event: 'error.response', code: appErr.code, status: appErr.status }, appErr.message);
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const correlationId = req.id;
+    res.status(appErr.status);
+    res.setHeader('Cache-Control', 'no-store');
+    const body = {
+      error: appErr.code,
+      message: appErr.expose ? appErr.message : 'Something went wrong on our side.',
+      ...(appErr.hint ? { hint: appErr.hint } : {}),
+      ...(appErr.oauthError ? { oauth_error: appErr.oauthError } : {}),
+      ...(appErr.causes.length ? { likely_causes: appErr.causes } : {}),
+      ...(appErr.relaunch ? { relaunch: true } : {}),
+      correlation_id: correlationId,
+    };
+    if (wantsJson(req)) {
+      res.json(body);
+      return;
+    }
+    res.render('error', {
+      title: titleFor(appErr),
+      message: body.message,
+      hint: appErr.hint,
+      code: appErr.code,
+      status: appErr.status,
+      oauthError: appErr.oauthError,
+      remoteDescription: appErr.remoteDescription,
+      causes: appErr.causes,
+      relaunch: appErr.relaunch,
+      correlationId,
+    });
+  };
+}
+
+function toAppError(err: unknown): AppError {
+  if (isAppError(err)) return err;
+  const e = err as { status?: number; statusCode?: number; type?: string; expose?: boolean };
+  const status = e?.status ?? e?.statusCode;
+  // body-parser and friends: client errors with safe messages
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new AppError(ErrorCode.BAD_REQUEST, status, status === 413 ? 'The request body is too large.' : 'The request could not be understood.');
+  }
+  return new AppError(ErrorCode.INTERNAL, 500, 'Internal error', { cause: err });
+}
+
+function titleFor(e: AppError): string {
+  switch (e.code) {
+    case ErrorCode.AUTHORIZATION_ERROR: return e.status === 403 ? 'Access not granted' : 'The EHR refused the sign-in';
+    case ErrorCode.TOKEN_EXCHANGE_FAILED: return 'Sign-in could not be completed';
+    case ErrorCode.ISS_NOT_ALLOWED: return 'Unknown EHR';
+    case ErrorCode.COOKIE_MISSING: return 'Your browser blocked this app\'s cookie';
+    case ErrorCode.NOT_FOUND: return 'Not found';
+    default: return e.status >= 500 ? 'Something went wrong' : 'This launch could not continue';
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * What a browser session holds. Pending authorizations (transactions) are keyed by `state`; completed launches
+ * are launch contexts keyed by a random context id. Tokens are NOT here: they live in the TokenStore under the
+ * context id (see token-store.ts), so a whole-session save can never overwrite a refreshed token.
+ */
+import 'express-session';
+
+export type LaunchMode = 'ehr' | 'standalone';
+
+/** One pending authorization request. Server-side only (the session store), single-use, expires. */
+export interface LaunchTransaction {
+  state: string;
+  launchId: string;
+  mode: LaunchMode;
+  registration: string;
+  iss: string;
+  launch?: string;
+  redirectUri: string;
+  codeVerifier: string;
+  codeChallenge: string;
+  nonce?: string;
+  scopes: string[];
+  createdAt: number;
+  /** Where to send the user when the launch completes (a local path). */
+  returnTo?: string;
+}
+
+/** A completed launch: what the page may know (never a token). */
+export interface LaunchContextInfo {
+  id: string;
+  launchId: string;
+  mode: LaunchMode;
+  registration: string;
+  iss: string;
+  patient?: string;
+  encounter?: string;
+  fhirUser?: string;
+  needPatientBanner?: boolean;
+  smartStyleUrl?: string;
+  fhirContext?: unknown[];
+  tenant?: string;
+  intent?: string;
+  scopesRequested: string[];
+  scopesGranted: string[];
+  createdAt: number;
+  expiresAt?: number;
+  hasRefreshToken: boolean;
+}
+
+declare module 'express-session' {
+  interface SessionData {
+    transactions: Record<string, LaunchTransaction>;
+    /** sha256(state) → context id, so a callback delivered twice lands on the first result. */
+    completed: Record<string, { contextId: string; at: number }>;
+    contexts: Record<string, LaunchContextInfo>;
+    createdAt: number;
+  }
+}

@@ -1,0 +1,330 @@
+/**
+ * `GET /callback`: the authorization server's redirect back. Named steps: read the response, find the
+ * transaction by state (single use), exchange the code (once, however often the callback arrives), check the
+ * token response, open a launch context under a regenerated session id, and redirect to the app page.
+ */
+import { randomBytes } from 'node:crypto';
+import * as client from 'openid-client';
+import type { Request, Response } from 'express';
+import { AppError, ErrorCode } from '../http/errors.js';
+import { queryString } from '../http/request-context.js';
+import { clip, fingerprint, sha256Short, type Logger } from '../log.js';
+import type { LaunchContextInfo, LaunchTransaction } from '../session/types.js';
+import { regenerateSession, saveSession } from '../session/session-ops.js';
+import { SESSION_MAX_AGE_MS, sessionCookieName } from '../session/session-middleware.js';
+import type { SmartDeps } from './deps.js';
+import type { CallbackOutcome } from './replay-guards.js';
+import { buildOAuthConfig, hasIssuer, type HttpObservation } from './oauth-config.js';
+import { clientAuthMethod } from './client-auth.js';
+import { splitScopes } from './scopes.js';
+import { diagnoseTokenFailure } from './diagnosis.js';
+import { describeNetworkError } from './discovery.js';
+import { addContext } from './contexts.js';
+
+export function callbackHandler(deps: SmartDeps) {
+  return async function callback(req: Request, res: Response): Promise<void> {
+    res.setHeader('Cache-Control', 'no-store');
+    res.setHeader('Referrer-Policy', 'no-referrer');
+    const state = queryString(req, 'state');
+    const code = queryString(req, 'code');
+    const error = queryString(req, 'error');
+    const hadCookie = (req.get('cookie') ?? '').includes(`${sessionCookieName(deps.config)}=`);
+    req.log.info(
+      { event: 'callback.received', state_sha: state ? sha256Short(state) : null, has_code: Boolean(code), error: clip(error, 100) ?? null, session_cookie: hadCookie },
+      'callback: authorization response received',
+    );
+
+    if (!state) {
+      if (error) throw authorizationError(error, queryString(req, 'error_description'), queryString(req, 'error_uri'));
+      throw new AppError(ErrorCode.STATE_MISSING, 400, 'The response from the authorization server has no state, so it cannot be matched to a launch.', {
+        hint: 'Start the launch again from the EHR (or /login).', relaunch: true,
+      });
+    }
+
+    // A callback delivered again after it completed lands on the first result; the code is never resent.
+    const stateKey = sha256Short(state, 22);
+    const done = req.session.completed?.[stateKey];
+    if (done && req.session.contexts?.[done.contextId]) {
+      req.log.info({ event: 'callback.replayed', contextId: done.contextId }, 'callback: already completed for this state; showing the first result');
+      return res.redirect(302, appUrl(done.contextId));
+    }
+    // ...and one that arrives while the first is still exchanging the code waits for it.
+    const inflight = deps.callbacks.find(state, req.sessionID);
+    if (inflight) {
+      req.log.info({ event: 'callback.duplicate', state_sha: sha256Short(state) }, 'callback: same state already in flight; waiting for its result');
+      const outcome = await inflight;
+      await adoptSession(req, outcome.sessionId);
+      return res.redirect(302, outcome.returnTo);
+    }
+
+    const transaction = req.session.transactions?.[state];
+    if (!transaction) {
+      req.log.warn(
+        { event: 'callback.state', found: false, pending_transactions: Object.keys(req.session.transactions ?? {}).length, session_cookie: hadCookie },
+        'callback: no pending launch for this state in this session',
+      );
+      if (!hadCookie) throw cookieMissing();
+      throw new AppError(ErrorCode.STATE_UNKNOWN, 400, 'This sign-in response does not belong to a launch started in this browser session (it may have been used already, or come from another session).', {
+        hint: 'Start the launch again from the EHR (or /login). Do not reuse or share sign-in links.', relaunch: true,
+      });
+    }
+    const log = req.log.child({ launchId: transaction.launchId, registration: transaction.registration });
+    const ageMs = Date.now() - transaction.createdAt;
+    log.info({ event: 'callback.state', found: true, transaction_age_ms: ageMs, mode: transaction.mode }, 'callback: matched the pending launch');
+
+    // Single use: the transaction is gone before anything is sent to the token endpoint.
+    const transactions = { ...req.session.transactions };
+    delete transactions[state];
+    req.session.transactions = transactions;
+    await saveSession(req);
+
+    if (ageMs > deps.config.transactionTtlSeconds * 1000) {
+      throw new AppError(ErrorCode.STATE_EXPIRED, 400, `This launch was started ${Math.round(ageMs / 60000)} minutes ago and has expired.`, {
+        hint: 'Start the launch again.', relaunch: true,
+      });
+    }
+    if (error) {
+      const e = authorizationError(error, queryString(req, 'error_description'), queryString(req, 'error_uri'));
+      log.warn({ event: 'launch.failed', step: 'authorize', error: clip(error, 100), error_description: clip(e.remoteDescription, 300) }, 'authorize: the authorization server returned an error');
+      throw e;
+    }
+    if (!code) {
+      throw new AppError(ErrorCode.AUTHORIZATION_RESPONSE_INVALID, 400, 'The authorization server returned neither a code nor an error.', { relaunch: true });
+    }
+
+    const outcome = await deps.callbacks.run(state, req.sessionID, () => exchangeCode(req, deps, transaction, code, log));
+    res.redirect(302, outcome.returnTo);
+  };
+}
+
+export function appUrl(contextId: string): string {
+  return `/app?context=${encodeURIComponent(contextId)}`;
+}
+
+async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction, code: string, log: Logger): Promise<CallbackOutcome> {
+  const registration = deps.registry.byName(tx.registration);
+  if (!registration) throw new AppError(ErrorCode.STATE_UNKNOWN, 400, 'The app configuration changed during this launch.', { relaunch: true });
+  const server = await deps.discovery.get(tx.iss, log);
+  const smart = server.configuration;
+  let observed: HttpObservation | undefined;
+  const oauth = buildOAuthConfig(server, registration, {
+    timeoutMs: deps.config.httpTimeoutMs,
+    allowInsecureHttp: deps.config.allowInsecureHttp,
+    observe: (o) => (observed = o),
+  });
+
+  // redirect_uri in the token request comes from currentUrl: build it from PUBLIC_URL, never from Host headers.
+  const currentUrl = new URL(deps.config.redirectUri);
+  const rawQuery = req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?') + 1) : '';
+  const params = new URLSearchParams(rawQuery);
+  if (!hasIssuer(server) && params.has('iss')) {
+    log.info({ event: 'callback.iss', iss: clip(params.get('iss'), 200) }, 'callback: the SMART configuration has no issuer, so the iss response parameter cannot be checked');
+    params.delete('iss');
+  }
+  currentUrl.search = params.toString();
+
+  const authMethod = clientAuthMethod(registration);
+  const pkceMatches = (await client.calculatePKCECodeChallenge(tx.codeVerifier)) === tx.codeChallenge;
+  const firstSentAt = deps.recentCodes.markSent(code);
+  log.info(
+    {
+      event: 'token.request', endpoint: smart.token_endpoint, grant_type: 'authorization_code', redirect_uri: deps.config.redirectUri,
+      redirect_uri_matches_authorize: deps.config.redirectUri === tx.redirectUri, client_id: registration.clientId, client_auth: authMethod,
+      code_fp: fingerprint(code), verifier_fp: fingerprint(tx.codeVerifier), pkce_verifier_matches_challenge: pkceMatches,
+      code_sent_before: firstSentAt !== undefined,
+    },
+    'token: exchanging the authorization code',
+  );
+
+  let tokens: Awaited<ReturnType<typeof client.authorizationCodeGrant>>;
+  const started = Date.now();
+  try {
+    tokens = await client.authorizationCodeGrant(oauth, currentUrl, {
+      pkceCodeVerifier: tx.codeVerifier,
+      expectedState: tx.state,
+      ...(tx.nonce ? { expectedNonce: tx.nonce } : {}),
+      idTokenExpected: tx.scopes.includes('openid'),
+    });
+  } catch (err) {
+    throw translateTokenError(err, {
+      log, observed, started, tx, deps, authMethod, pkceMatches, codeSeenBefore: firstSentAt !== undefined,
+      advertisedAuthMethods: smart.token_endpoint_auth_methods_supported, capabilities: smart.capabilities, tokenEndpoint: smart.token_endpoint,
+    });
+  }
+
+  const granted = tokens.scope ? splitScopes(tokens.scope) : [...tx.scopes];
+  const extra = tokens as unknown as Record<string, unknown>;
+  const serverSkew = skewSeconds(observed?.date);
+  log.info(
+    {
+      event: 'token.response', status: observed?.status ?? 200, duration_ms: Date.now() - started, server_date: observed?.date ?? null, clock_skew_s: serverSkew,
+      token_type: tokens.token_type, expires_in: tokens.expires_in ?? null, scope: granted.join(' '), refresh_token: Boolean(tokens.refresh_token),
+      id_token: Boolean(tokens.id_token), patient: typeof extra.patient === 'string', encounter: typeof extra.encounter === 'string',
+    },
+    'token: code exchanged',
+  );
+
+  if (String(tokens.token_type).toLowerCase() !== 'bearer') {
+    throw new AppError(ErrorCode.TOKEN_RESPONSE_INVALID, 502, `The token endpoint returned a token of type ${JSON.stringify(clip(tokens.token_type, 40))}; only Bearer is supported.`, { relaunch: true });
+  }
+  const patient = typeof extra.patient === 'string' && extra.patient ? extra.patient : undefined;
+  if (granted.some((s) => s.startsWith('patient/')) && !patient) {
+    throw new AppError(ErrorCode.PATIENT_CONTEXT_MISSING, 502, 'Patient-level access was granted but the EHR did not say which patient (no patient in the token response).', {
+      hint: 'Launch the app from a patient\'s chart, or pick a patient when asked.', relaunch: true,
+    });
+  }
+  let fhirUser: string | undefined;
+  if (tokens.id_token) {
+    const claims = tokens.claims();
+    fhirUser = typeof claims?.fhirUser === 'string' ? claims.fhirUser : undefined;
+    if (granted.includes('fhirUser') && !fhirUser) {
+      throw new AppError(ErrorCode.ID_TOKEN_INVALID, 502, 'The fhirUser scope was granted but the id_token carries no fhirUser claim.', { relaunch: true });
+    }
+  }
+
+  const contextId = randomBytes(16).toString('base64url');
+  const expiresAt = typeof tokens.expires_in === 'number' ? Date.now() + tokens.expires_in * 1000 : undefined;
+  const info: LaunchContextInfo = {
+    id: contextId, launchId: tx.launchId, mode: tx.mode, registration: registration.name, iss: tx.iss,
+    ...(patient ? { patient } : {}),
+    ...(typeof extra.encounter === 'string' ? { encounter: extra.encounter } : {}),
+    ...(fhirUser ? { fhirUser } : {}),
+    ...(typeof extra.need_patient_banner === 'boolean' ? { needPatientBanner: extra.need_patient_banner } : {}),
+    ...(typeof extra.smart_style_url === 'string' ? { smartStyleUrl: extra.smart_style_url } : {}),
+    ...(Array.isArray(extra.fhirContext) ? { fhirContext: extra.fhirContext } : {}),
+    ...(typeof extra.tenant === 'string' ? { tenant: extra.tenant } : {}),
+    ...(typeof extra.intent === 'string' ? { intent: extra.intent } : {}),
+    scopesRequested: tx.scopes, scopesGranted: granted, createdAt: Date.now(),
+    ...(expiresAt ? { expiresAt } : {}),
+    hasRefreshToken: Boolean(tokens.refresh_token),
+  };
+  await deps.tokenStore.set(
+    contextId,
+    {
+      accessToken: tokens.access_token, tokenType: 'Bearer', fhirBaseUrl: tx.iss, registration: registration.name,
+      ...(tokens.refresh_token ? { refreshToken: tokens.refresh_token } : {}),
+      ...(tokens.id_token ? { idToken: tokens.id_token } : {}),
+      ...(expiresAt ? { expiresAt } : {}),
+    },
+    SESSION_MAX_AGE_MS / 1000,
+  );
+
+  // New session id at login (fixation); pending launches of other tabs and earlier contexts come along.
+  await regenerateSession(req);
+  const evicted = addContext(req, info, deps.config.maxContextsPerSession);
+  for (const id of evicted) await deps.tokenStore.delete(id);
+  const completed = { ...(req.session.completed ?? {}) };
+  for (const [k, v] of Object.entries(completed)) if (Date.now() - v.at > deps.config.transactionTtlSeconds * 1000) delete completed[k];
+  completed[sha256Short(tx.state, 22)] = { contextId, at: Date.now() };
+  req.session.completed = completed;
+  await saveSession(req);
+
+  const missing = tx.scopes.filter((s) => !granted.includes(s));
+  log.info(
+    { event: 'launch.complete', contextId, patient: Boolean(patient), scopes_not_granted: missing.join(' ') || null, evicted_contexts: evicted.length },
+    'launch: complete; the server holds the tokens',
+  );
+  return { sessionId: req.sessionID, contextId, returnTo: appUrl(contextId) };
+}
+
+/** Makes this request answer with the session that a concurrent duplicate callback created. */
+async function adoptSession(req: Request, sessionId: string): Promise<void> {
+  if (sessionId === req.sessionID) return;
+  const data = await new Promise<Record<string, unknown> | null | undefined>((resolve, reject) =>
+    req.sessionStore.get(sessionId, (err, sess) => (err ? reject(err) : resolve(sess as Record<string, unknown> | null | undefined))),
+  );
+  if (!data) return;
+  req.sessionID = sessionId;
+  req.sessionStore.createSession(req, data as never);
+}
+
+function skewSeconds(date: string | null | undefined): number | null {
+  if (!date) return null;
+  const t = Date.parse(date);
+  return Number.isNaN(t) ? null : Math.round((Date.now() - t) / 1000);
+}
+
+export function authorizationError(error: string, description: string | undefined, errorUri: string | undefined): AppError {
+  const denied = error === 'access_denied';
+  const causes = errorUri ? diagnoseTokenFailure({ grantType: 'authorization_code', errorUri }).causes.slice(0, 1) : [];
+  return new AppError(ErrorCode.AUTHORIZATION_ERROR, denied ? 403 : 400, denied
+    ? 'Access was not granted: the sign-in or consent at the EHR was declined or cancelled.'
+    : `The EHR's authorization server refused the request (${clip(error, 60)}).`, {
+    oauthError: clip(error, 60)!, remoteDescription: clip(description, 300), causes,
+    hint: denied ? 'If this was a mistake, open the app again and allow access.' : 'Share the correlation id below with the app\'s operator. Start the launch again.',
+    relaunch: true,
+  });
+}
+
+function cookieMissing(): AppError {
+  return new AppError(ErrorCode.COOKIE_MISSING, 400, 'Your browser did not send back the cookie this app set when the launch started, so the launch cannot be finished here.', {
+    hint: 'This happens when the EHR shows the app inside its own window (an iframe) and the browser blocks third-party cookies. Open the app in a new browser window or tab from the EHR, or ask the operator to enable the embedded cookie mode.',
+    relaunch: true,
+  });
+}
+
+interface TokenErrorFacts {
+  log: Logger;
+  observed: HttpObservation | undefined;
+  started: number;
+  tx: LaunchTransaction;
+  deps: SmartDeps;
+  authMethod: string;
+  pkceMatches: boolean;
+  codeSeenBefore: boolean;
+  advertisedAuthMethods: readonly string[] | undefined;
+  capabilities: readonly string[];
+  tokenEndpoint: string;
+}
+
+function translateTokenError(err: unknown, f: TokenErrorFacts): AppError {
+  const durationMs = Date.now() - f.started;
+  if (err instanceof client.ResponseBodyError) {
+    const body = (err.cause ?? {}) as Record<string, unknown>;
+    const errorUri = typeof body.error_uri === 'string' ? body.error_uri : undefined;
+    const diagnosis = diagnoseTokenFailure({
+      grantType: 'authorization_code', oauthError: err.error, errorDescription: err.error_description, errorUri, status: err.status,
+      redirectUriAtAuthorize: f.tx.redirectUri, redirectUriAtToken: f.deps.config.redirectUri, pkceMatches: f.pkceMatches,
+      transactionAgeMs: Date.now() - f.tx.createdAt, codeSeenBefore: f.codeSeenBefore, serverDate: f.observed?.date ?? err.response.headers.get('date'),
+      clientAuthMethod: f.authMethod, advertisedAuthMethods: f.advertisedAuthMethods, requestedScopes: f.tx.scopes,
+      capabilities: f.capabilities, tokenEndpoint: f.tokenEndpoint,
+    });
+    f.log.warn(
+      {
+        event: 'token.response', status: err.status, error: clip(err.error, 100), error_description: clip(err.error_description, 500) ?? null,
+        error_uri: clip(errorUri, 500) ?? null, vendor_code: diagnosis.vendorCode ?? null, duration_ms: durationMs,
+        server_date: f.observed?.date ?? err.response.headers.get('date'), clock_skew_s: diagnosis.clockSkewSeconds ?? null, likely_causes: diagnosis.causes,
+      },
+      `token: the token endpoint refused the code (${clip(err.error, 60)})`,
+    );
+    const clientProblem = err.error === 'invalid_client' || err.status === 401;
+    return new AppError(
+      ErrorCode.TOKEN_EXCHANGE_FAILED,
+      clientProblem ? 502 : 401,
+      clientProblem
+        ? 'The EHR did not accept this app\'s credentials when exchanging the sign-in code (invalid_client).'
+        : `The EHR refused to exchange the sign-in code for a token (${clip(err.error, 60)}).`,
+      { oauthError: clip(err.error, 60)!, remoteDescription: clip(err.error_description, 300), causes: diagnosis.causes, relaunch: true, hint: 'Start the launch again. If it keeps failing, give the correlation id to the operator: the server log explains the likely cause.', cause: err },
+    );
+  }
+  const name = (err as Error)?.name;
+  if (name === 'TimeoutError' || name === 'AbortError') {
+    f.log.warn({ event: 'token.response', outcome: 'timeout', duration_ms: durationMs }, 'token: the token endpoint did not answer in time');
+    return new AppError(ErrorCode.TOKEN_ENDPOINT_UNAVAILABLE, 504, 'The EHR\'s token endpoint did not answer in time.', { relaunch: true, hint: 'Try again in a moment.', cause: err });
+  }
+  if (err instanceof TypeError && /fetch failed/i.test(err.message)) {
+    const reason = describeNetworkError(err);
+    f.log.warn({ event: 'token.response', outcome: 'network_error', reason, duration_ms: durationMs }, 'token: the token endpoint could not be reached');
+    return new AppError(ErrorCode.TOKEN_ENDPOINT_UNAVAILABLE, 502, `The EHR's token endpoint could not be reached (${reason}).`, { relaunch: true, hint: 'Try again in a moment.', cause: err });
+  }
+  const code = (err as { code?: string })?.code;
+  const idTokenProblem = typeof code === 'string' && /JWT|JWS|ID_TOKEN|CLAIM/.test(code);
+  f.log.warn(
+    { event: 'token.response', outcome: 'invalid_response', status: f.observed?.status ?? null, reason_code: code ?? name ?? null, reason: clip((err as Error)?.message, 300), duration_ms: durationMs },
+    'token: the token response failed validation',
+  );
+  return new AppError(idTokenProblem ? ErrorCode.ID_TOKEN_INVALID : ErrorCode.TOKEN_RESPONSE_INVALID, 502,
+    idTokenProblem ? 'The EHR\'s id_token failed validation.' : 'The EHR\'s token response could not be used.', {
+    relaunch: true, hint: 'Start the launch again. If it keeps failing, give the correlation id to the operator.', cause: err,
+  });
+}

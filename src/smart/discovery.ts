@@ -1,0 +1,240 @@
+/**
+ * SMART discovery: `<iss>/.well-known/smart-configuration` (under the FHIR base path, not the host root),
+ * fetched with a timeout, a size cap and no cross-origin redirects, validated, and cached per issuer with a TTL.
+ * Concurrent callers for one issuer share one fetch (single flight).
+ */
+import { AppError, ErrorCode } from '../http/errors.js';
+import type { Logger } from '../log.js';
+
+export interface SmartConfiguration {
+  issuer?: string;
+  jwks_uri?: string;
+  authorization_endpoint: string;
+  token_endpoint: string;
+  revocation_endpoint?: string;
+  introspection_endpoint?: string;
+  management_endpoint?: string;
+  grant_types_supported: string[];
+  capabilities: string[];
+  code_challenge_methods_supported: string[];
+  scopes_supported?: string[];
+  token_endpoint_auth_methods_supported?: string[];
+  token_endpoint_auth_signing_alg_values_supported?: string[];
+  response_types_supported?: string[];
+  [k: string]: unknown;
+}
+
+export interface DiscoveredServer {
+  /** The FHIR base exactly as configured/received (the `aud`). */
+  readonly iss: string;
+  readonly configuration: Readonly<SmartConfiguration>;
+  readonly fetchedAt: number;
+}
+
+export interface DiscoveryOptions {
+  ttlSeconds: number;
+  timeoutMs: number;
+  allowInsecureHttp: boolean;
+  maxBytes?: number;
+  fetch?: typeof fetch;
+  now?: () => number;
+}
+
+const URL_FIELDS = ['authorization_endpoint', 'token_endpoint', 'revocation_endpoint', 'introspection_endpoint', 'jwks_uri', 'management_endpoint', 'registration_endpoint'] as const;
+
+export function smartConfigurationUrl(iss: string): string {
+  return `${iss.replace(/\/+$/, '')}/.well-known/smart-configuration`;
+}
+
+/**
+ * Cache of validated SMART configurations, one entry per issuer. This is a cache and says so: its only mutable
+ * state is the entries map, bounded by the number of allowed issuers (callers check the allow-list first).
+ */
+export class DiscoveryCache {
+  private readonly entries = new Map<string, { value: DiscoveredServer; expiresAt: number }>();
+  private readonly inflight = new Map<string, Promise<DiscoveredServer>>();
+  private readonly maxBytes: number;
+  private readonly fetchImpl: typeof fetch;
+  private readonly now: () => number;
+  /** Number of network fetches made (for tests and metrics). */
+  fetchCount = 0;
+
+  constructor(private readonly opts: DiscoveryOptions) {
+    this.maxBytes = opts.maxBytes ?? 256 * 1024;
+    this.fetchImpl = opts.fetch ?? fetch;
+    this.now = opts.now ?? Date.now;
+  }
+
+  async get(iss: string, log: Logger): Promise<DiscoveredServer> {
+    const cached = this.entries.get(iss);
+    if (cached && cached.expiresAt > this.now()) {
+      log.debug({ event: 'discovery', iss, cached: true }, 'discovery: using cached SMART configuration');
+      return cached.value;
+    }
+    let pending = this.inflight.get(iss);
+    if (!pending) {
+      pending = this.load(iss, log).finally(() => this.inflight.delete(iss));
+      this.inflight.set(iss, pending);
+    }
+    return pending;
+  }
+
+  invalidate(iss: string): void {
+    this.entries.delete(iss);
+  }
+
+  private async load(iss: string, log: Logger): Promise<DiscoveredServer> {
+    const url = smartConfigurationUrl(iss);
+    const started = this.now();
+    this.fetchCount++;
+    try {
+      const body = await this.fetchJson(url);
+      const configuration = validateSmartConfiguration(body, iss, this.opts.allowInsecureHttp);
+      const value: DiscoveredServer = Object.freeze({ iss, configuration: Object.freeze(configuration), fetchedAt: this.now() });
+      if (this.opts.ttlSeconds > 0) this.entries.set(iss, { value, expiresAt: this.now() + this.opts.ttlSeconds * 1000 });
+      log.info(
+        {
+          event: 'discovery', iss, url, durationMs: this.now() - started, issuer: configuration.issuer ?? null,
+          authorization_endpoint: configuration.authorization_endpoint, token_endpoint: configuration.token_endpoint,
+          capabilities: configuration.capabilities, code_challenge_methods: configuration.code_challenge_methods_supported,
+        },
+        'discovery: SMART configuration fetched and valid',
+      );
+      return value;
+    } catch (err) {
+      const e = err instanceof AppError ? err : new AppError(ErrorCode.DISCOVERY_FAILED, 502, `Could not read the EHR's SMART configuration at ${url}.`, { cause: err });
+      log.warn({ event: 'discovery', iss, url, durationMs: this.now() - started, outcome: e.code, reason: e.message }, 'discovery: failed');
+      throw e;
+    }
+  }
+
+  private async fetchJson(url: string): Promise<unknown> {
+    let current = new URL(url);
+    for (let hop = 0; hop <= 3; hop++) {
+      let res: Response;
+      try {
+        res = await this.fetchImpl(current, {
+          headers: { accept: 'application/json' },
+          redirect: 'manual',
+          signal: AbortSignal.timeout(this.opts.timeoutMs),
+        });
+      } catch (err) {
+        const timedOut = (err as Error).name === 'TimeoutError' || (err as Error).name === 'AbortError';
+        throw new AppError(
+          ErrorCode.DISCOVERY_FAILED,
+          timedOut ? 504 : 502,
+          timedOut
+            ? `The EHR did not answer its SMART configuration request (${current.href}) within ${this.opts.timeoutMs} ms.`
+            : `The EHR's SMART configuration (${current.href}) could not be reached: ${describeNetworkError(err)}.`,
+          { hint: 'Check that the FHIR server is up and that the iss is right, then launch again.', cause: err, relaunch: true },
+        );
+      }
+      if (res.status >= 300 && res.status < 400) {
+        await res.body?.cancel();
+        const location = res.headers.get('location');
+        const next = location ? new URL(location, current) : undefined;
+        if (!next || next.origin !== current.origin) {
+          throw new AppError(ErrorCode.DISCOVERY_INVALID, 502, `The SMART configuration at ${current.href} redirects to another origin; refusing to follow.`, {
+            hint: 'Configure the FHIR base URL that serves .well-known/smart-configuration itself.',
+          });
+        }
+        current = next;
+        continue;
+      }
+      if (!res.ok) {
+        await res.body?.cancel();
+        throw new AppError(ErrorCode.DISCOVERY_FAILED, 502, `The EHR answered ${res.status} for its SMART configuration (${current.href}).`, {
+          hint: res.status === 404 ? 'The iss may not be a SMART-enabled FHIR base URL (check for a missing tenant or version segment).' : 'Try again later.',
+          relaunch: true,
+        });
+      }
+      const text = await readCapped(res, this.maxBytes);
+      try {
+        return JSON.parse(text);
+      } catch {
+        throw new AppError(ErrorCode.DISCOVERY_INVALID, 502, `The SMART configuration at ${current.href} is not JSON.`);
+      }
+    }
+    throw new AppError(ErrorCode.DISCOVERY_INVALID, 502, `The SMART configuration at ${url} redirects too many times.`);
+  }
+}
+
+async function readCapped(res: Response, maxBytes: number): Promise<string> {
+  const declared = Number(res.headers.get('content-length') ?? '0');
+  if (declared > maxBytes) {
+    await res.body?.cancel();
+    throw new AppError(ErrorCode.DISCOVERY_INVALID, 502, `The SMART configuration is larger than ${maxBytes} bytes.`);
+  }
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel();
+      throw new AppError(ErrorCode.DISCOVERY_INVALID, 502, `The SMART configuration is larger than ${maxBytes} bytes.`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Validates a SMART configuration document; resolves relative URLs against the FHIR base. */
+export function validateSmartConfiguration(body: unknown, iss: string, allowInsecureHttp: boolean): SmartConfiguration {
+  const problems: string[] = [];
+  if (!body || typeof body !== 'object' || Array.isArray(body)) {
+    throw new AppError(ErrorCode.DISCOVERY_INVALID, 502, 'The SMART configuration is not a JSON object.');
+  }
+  const doc = { ...(body as Record<string, unknown>) };
+  const base = iss.endsWith('/') ? iss : `${iss}/`;
+  for (const field of URL_FIELDS) {
+    const v = doc[field];
+    if (v === undefined) continue;
+    if (typeof v !== 'string') {
+      problems.push(`${field} is not a string`);
+      continue;
+    }
+    let u: URL;
+    try {
+      u = new URL(v, base);
+    } catch {
+      problems.push(`${field} is not a URL`);
+      continue;
+    }
+    if (u.protocol !== 'https:' && !(allowInsecureHttp && u.protocol === 'http:')) problems.push(`${field} is not https (${u.href})`);
+    doc[field] = u.href;
+  }
+  for (const field of ['authorization_endpoint', 'token_endpoint'] as const) {
+    if (typeof doc[field] !== 'string') problems.push(`${field} is missing`);
+  }
+  for (const field of ['capabilities', 'grant_types_supported', 'code_challenge_methods_supported'] as const) {
+    const v = doc[field];
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) problems.push(`${field} is missing or not a list of strings`);
+  }
+  const methods = doc.code_challenge_methods_supported;
+  if (Array.isArray(methods) && !methods.includes('S256')) problems.push('code_challenge_methods_supported does not include S256 (PKCE S256 is required; plain is never used)');
+  const grants = doc.grant_types_supported;
+  if (Array.isArray(grants) && !grants.includes('authorization_code')) problems.push('grant_types_supported does not include authorization_code');
+  if (doc.issuer !== undefined && typeof doc.issuer !== 'string') problems.push('issuer is not a string');
+  if (problems.length) {
+    throw new AppError(ErrorCode.DISCOVERY_INVALID, 502, `The EHR's SMART configuration cannot be used: ${problems.join('; ')}.`, {
+      hint: 'This is a problem with the EHR configuration; share this page with its administrators.',
+    });
+  }
+  return doc as SmartConfiguration;
+}
+
+export function describeNetworkError(err: unknown): string {
+  const cause = (err as { cause?: { code?: string } }).cause;
+  const code = cause?.code ?? (err as { code?: string }).code;
+  switch (code) {
+    case 'ECONNREFUSED': return 'connection refused';
+    case 'ENOTFOUND': case 'EAI_AGAIN': return 'host name not found';
+    case 'ECONNRESET': return 'connection reset';
+    case 'CERT_HAS_EXPIRED': case 'DEPTH_ZERO_SELF_SIGNED_CERT': case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE': case 'SELF_SIGNED_CERT_IN_CHAIN': return `TLS certificate problem (${code})`;
+    default: return code ? `network error (${code})` : 'network error';
+  }
+}

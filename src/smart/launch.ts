@@ -1,0 +1,138 @@
+/**
+ * EHR launch (`GET /launch?iss&launch`) and standalone launch (`GET /login[?iss]`): check the iss against the
+ * allow-list (before any outbound request), discover, open a transaction keyed by `state` with a fresh PKCE
+ * verifier, and redirect to the authorization endpoint with `aud` = iss exactly and `launch` echoed.
+ */
+import { randomBytes } from 'node:crypto';
+import * as client from 'openid-client';
+import type { Request, Response } from 'express';
+import { AppError, ErrorCode } from '../http/errors.js';
+import { queryString } from '../http/request-context.js';
+import { sha256Short, clip } from '../log.js';
+import type { LaunchMode, LaunchTransaction } from '../session/types.js';
+import type { Registration } from '../config.js';
+import type { SmartDeps } from './deps.js';
+import { buildOAuthConfig } from './oauth-config.js';
+import { adaptScopes, splitScopes, withLaunchScope } from './scopes.js';
+import { clientAuthMethod } from './client-auth.js';
+import { saveSession } from '../session/session-ops.js';
+
+/** Pending transactions kept per session (each tab's launch is one); the oldest is dropped beyond this. */
+export const MAX_PENDING_TRANSACTIONS = 10;
+
+export function ehrLaunchHandler(deps: SmartDeps) {
+  return async function ehrLaunch(req: Request, res: Response): Promise<void> {
+    const iss = queryString(req, 'iss');
+    const launch = queryString(req, 'launch');
+    if (!iss || !launch) {
+      throw new AppError(ErrorCode.LAUNCH_PARAMS_MISSING, 400, `The launch request is missing ${!iss && !launch ? 'iss and launch' : !iss ? 'iss' : 'launch'}.`, {
+        hint: 'Open the app from the EHR again. An EHR launch URL looks like /launch?iss=<FHIR base URL>&launch=<launch code>; for a standalone launch use /login.',
+      });
+    }
+    if (launch.length > 4096) throw new AppError(ErrorCode.BAD_REQUEST, 400, 'The launch parameter is too long.');
+    const match = deps.registry.match(iss);
+    if (!match) throw issNotAllowed(iss, req);
+    await startAuthorization(req, res, deps, 'ehr', match.iss, match.registration, launch);
+  };
+}
+
+export function standaloneLoginHandler(deps: SmartDeps) {
+  return async function standaloneLogin(req: Request, res: Response): Promise<void> {
+    const requestedIss = queryString(req, 'iss');
+    const regName = queryString(req, 'registration');
+    let registration: Registration | undefined;
+    let iss: string | undefined;
+    if (requestedIss) {
+      const match = deps.registry.match(requestedIss);
+      if (!match) throw issNotAllowed(requestedIss, req);
+      ({ registration, iss } = match);
+    } else {
+      registration = regName ? deps.registry.byName(regName) : deps.registry.registrations[0];
+      if (!registration) throw new AppError(ErrorCode.BAD_REQUEST, 400, `No registration is named ${JSON.stringify(clip(regName, 80))}.`);
+      iss = deps.registry.defaultIss(registration);
+      if (!iss) throw new AppError(ErrorCode.BAD_REQUEST, 400, 'This registration only has wildcard FHIR base URLs; start the launch with /login?iss=<FHIR base URL>.');
+    }
+    await startAuthorization(req, res, deps, 'standalone', iss, registration);
+  };
+}
+
+function issNotAllowed(iss: string, req: Request): AppError {
+  req.log.warn({ event: 'launch.rejected', reason: 'iss_not_allowed', iss: clip(iss, 200) }, 'launch: iss is not on the allow-list; no request was made to it');
+  return new AppError(ErrorCode.ISS_NOT_ALLOWED, 400, 'This app is not configured to accept launches from that FHIR server.', {
+    hint: 'If this EHR should be allowed, add its FHIR base URL to SMART_ISS (or SMART_CONFIG_FILE). The iss must match exactly.',
+  });
+}
+
+async function startAuthorization(
+  req: Request,
+  res: Response,
+  deps: SmartDeps,
+  mode: LaunchMode,
+  iss: string,
+  registration: Registration,
+  launch?: string,
+): Promise<void> {
+  const launchId = randomBytes(9).toString('base64url');
+  const log = req.log.child({ launchId, registration: registration.name });
+  log.info({ event: 'launch.start', mode, iss, launch: launch ? { length: launch.length } : undefined }, `launch: ${mode} launch requested`);
+
+  const server = await deps.discovery.get(iss, log);
+  const smart = server.configuration;
+  const baseScopes = splitScopes(mode === 'ehr' ? registration.scope : registration.standaloneScope);
+  const scopes = withLaunchScope(adaptScopes(baseScopes, smart.capabilities), mode);
+  const openid = scopes.includes('openid');
+
+  const state = client.randomState();
+  const codeVerifier = client.randomPKCECodeVerifier();
+  const codeChallenge = await client.calculatePKCECodeChallenge(codeVerifier);
+  const nonce = openid ? client.randomNonce() : undefined;
+
+  const transaction: LaunchTransaction = {
+    state, launchId, mode, registration: registration.name, iss, redirectUri: deps.config.redirectUri,
+    codeVerifier, codeChallenge, scopes, createdAt: Date.now(),
+    ...(launch !== undefined ? { launch } : {}),
+    ...(nonce ? { nonce } : {}),
+  };
+
+  const oauth = buildOAuthConfig(server, registration, { timeoutMs: deps.config.httpTimeoutMs, allowInsecureHttp: deps.config.allowInsecureHttp });
+  const params: Record<string, string> = {
+    response_type: 'code',
+    redirect_uri: transaction.redirectUri,
+    scope: scopes.join(' '),
+    state,
+    aud: iss,
+    code_challenge: codeChallenge,
+    code_challenge_method: 'S256',
+  };
+  if (launch !== undefined) params.launch = launch;
+  if (nonce) params.nonce = nonce;
+  const authorizationUrl = client.buildAuthorizationUrl(oauth, params);
+
+  const transactions = { ...(req.session.transactions ?? {}) };
+  pruneTransactions(transactions, deps.config.transactionTtlSeconds * 1000);
+  transactions[state] = transaction;
+  req.session.transactions = transactions;
+  req.session.createdAt ??= Date.now();
+  await saveSession(req);
+
+  log.info(
+    {
+      event: 'authorize.redirect', endpoint: smart.authorization_endpoint, client_id: registration.clientId,
+      redirect_uri: transaction.redirectUri, scope: params.scope, pkce_method: 'S256',
+      code_challenge_sha: sha256Short(codeChallenge), state_sha: sha256Short(state), client_auth: clientAuthMethod(registration),
+      pending_transactions: Object.keys(transactions).length,
+    },
+    'authorize: redirecting the browser to the authorization endpoint',
+  );
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('Referrer-Policy', 'no-referrer');
+  res.redirect(302, authorizationUrl.href);
+}
+
+/** Drops expired transactions and keeps at most MAX_PENDING_TRANSACTIONS - 1 (room for the new one). */
+function pruneTransactions(transactions: Record<string, LaunchTransaction>, ttlMs: number): void {
+  const now = Date.now();
+  for (const [state, t] of Object.entries(transactions)) if (now - t.createdAt > ttlMs) delete transactions[state];
+  const byAge = Object.values(transactions).sort((a, b) => a.createdAt - b.createdAt);
+  while (byAge.length >= MAX_PENDING_TRANSACTIONS) delete transactions[byAge.shift()!.state];
+}

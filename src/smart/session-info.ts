@@ -1,0 +1,36 @@
+/** `GET /api/session`: what the page may know about its launch. Never a token. */
+import type { Request, Response } from 'express';
+import type { SmartDeps } from './deps.js';
+import { selectContext } from './contexts.js';
+import { SESSION_MAX_AGE_MS } from '../session/session-middleware.js';
+
+export function sessionInfoHandler(deps: SmartDeps) {
+  return async function sessionInfo(req: Request, res: Response): Promise<void> {
+    const ctx = selectContext(req);
+    const tokens = await deps.tokenStore.get(ctx.id);
+    const cookieExpires = req.session.cookie.expires ?? new Date((req.session.createdAt ?? Date.now()) + SESSION_MAX_AGE_MS);
+    res.setHeader('Cache-Control', 'no-store');
+    res.json({
+      context: ctx.id,
+      launch_mode: ctx.mode,
+      iss: ctx.iss,
+      fhir_base: '/fhir',
+      patient: ctx.patient ?? null,
+      encounter: ctx.encounter ?? null,
+      fhirUser: ctx.fhirUser ?? null,
+      need_patient_banner: ctx.needPatientBanner ?? false,
+      smart_style_url: ctx.smartStyleUrl ?? null,
+      fhirContext: ctx.fhirContext ?? [],
+      tenant: ctx.tenant ?? null,
+      intent: ctx.intent ?? null,
+      scopes: { requested: ctx.scopesRequested, granted: ctx.scopesGranted },
+      requested_scopes: ctx.scopesRequested.join(' '),
+      granted_scopes: ctx.scopesGranted.join(' '),
+      expires_at: tokens?.expiresAt ? new Date(tokens.expiresAt).toISOString() : null,
+      refreshable: Boolean(tokens?.refreshToken),
+      active: Boolean(tokens),
+      session_expires_at: cookieExpires.toISOString(),
+      contexts: Object.values(req.session.contexts ?? {}).map((c) => ({ id: c.id, patient: c.patient ?? null, iss: c.iss, created_at: new Date(c.createdAt).toISOString() })),
+    });
+  };
+}

@@ -1,0 +1,124 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, loadConfig, parsePrivateKey } from '../../src/config.js';
+
+const STRONG = 'q8Yt3vN0pLw2Zr7XcB5mKd9HsJ4fGa1e-Ux6';
+const base = { PUBLIC_URL: 'https://app.example.com', SESSION_SECRET: STRONG, SMART_ISS: 'https://fhir.example.com/r4', SMART_CLIENT_ID: 'client-1' };
+
+async function problems(env: Record<string, string>): Promise<string[]> {
+  try {
+    await loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  test('a minimal production configuration', async () => {
+    const c = await loadConfig({ ...base, NODE_ENV: 'production' });
+    expect(c.redirectUri).toBe('https://app.example.com/callback');
+    expect(c.registrations).toHaveLength(1);
+    expect(c.registrations[0]).toMatchObject({ name: 'default', clientId: 'client-1', clientType: 'public', iss: ['https://fhir.example.com/r4'] });
+    expect(c.registrations[0]!.scope).toBe('openid fhirUser online_access patient/*.rs');
+    expect(c.sandbox).toBe(false);
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  test('production reports every problem at once, each with its variable name', async () => {
+    const p = await problems({ NODE_ENV: 'production', PUBLIC_URL: 'http://app.example.com', SESSION_SECRET: 'secret', SMART_CLIENT_ID: 'x' });
+    expect(p.some((m) => m.startsWith('PUBLIC_URL:') && /https/.test(m))).toBe(true);
+    expect(p.some((m) => m.startsWith('SESSION_SECRET:') && /weak/.test(m))).toBe(true);
+    expect(p.some((m) => m.startsWith('SMART_ISS:'))).toBe(true);
+    expect(p.length).toBeGreaterThanOrEqual(3);
+  });
+
+  test('no default secret: production without SESSION_SECRET refuses to start', async () => {
+    const p = await problems({ ...base, NODE_ENV: 'production', SESSION_SECRET: '' });
+    expect(p).toEqual([expect.stringMatching(/^SESSION_SECRET: required in production/)]);
+  });
+
+  test('development without SESSION_SECRET gets a random per-process secret and a warning', async () => {
+    const a = await loadConfig({ ...base, SESSION_SECRET: '' });
+    const b = await loadConfig({ ...base, SESSION_SECRET: '' });
+    expect(a.sessionSecret).not.toBe(b.sessionSecret);
+    expect(a.sessionSecret.length).toBeGreaterThanOrEqual(40);
+    expect(a.warnings.join()).toMatch(/SESSION_SECRET is not set/);
+  });
+
+  test('an iss allow-list of several, comma separated', async () => {
+    const c = await loadConfig({ ...base, SMART_ISS: 'https://a.example/r4, https://b.example/fhir/' });
+    expect(c.registrations[0]!.iss).toEqual(['https://a.example/r4', 'https://b.example/fhir/']);
+  });
+
+  test('http iss is refused unless ALLOW_INSECURE_HTTP (never in production)', async () => {
+    expect((await problems({ ...base, SMART_ISS: 'http://localhost:8080/fhir' })).join()).toMatch(/SMART_ISS: http:\/\/localhost:8080\/fhir is not https/);
+    await expect(loadConfig({ ...base, SMART_ISS: 'http://localhost:8080/fhir', ALLOW_INSECURE_HTTP: '1' })).resolves.toBeDefined();
+    expect((await problems({ ...base, NODE_ENV: 'production', ALLOW_INSECURE_HTTP: '1' })).join()).toMatch(/ALLOW_INSECURE_HTTP: not allowed in production/);
+  });
+
+  test('no registration and no sandbox', async () => {
+    expect((await problems({ NODE_ENV: 'production', PUBLIC_URL: 'https://x.example', SESSION_SECRET: STRONG })).join()).toMatch(/SMART_ISS and SMART_CLIENT_ID/);
+    const dev = await loadConfig({});
+    expect(dev.sandbox).toBe(true);
+    expect(dev.publicUrl).toBe('http://localhost:3000');
+  });
+
+  test('startup warning when neither online_access nor offline_access is requested', async () => {
+    const c = await loadConfig({ ...base, SMART_SCOPE: 'openid fhirUser patient/*.rs' });
+    expect(c.warnings.join()).toMatch(/neither online_access nor offline_access.*Oracle Health/);
+    const ok = await loadConfig({ ...base, SMART_SCOPE: 'openid offline_access patient/*.rs' });
+    expect(ok.warnings.join()).not.toMatch(/online_access/);
+  });
+
+  test('confidential symmetric and asymmetric clients', async () => {
+    const sym = await loadConfig({ ...base, SMART_CLIENT_SECRET: 's3cr3t' });
+    expect(sym.registrations[0]).toMatchObject({ clientType: 'confidential-symmetric', clientSecretMethod: 'client_secret_basic' });
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+    const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const asym = await loadConfig({ ...base, SMART_PRIVATE_KEY: pem, SMART_KEY_ID: 'my-kid' });
+    expect(asym.registrations[0]).toMatchObject({ clientType: 'confidential-asymmetric' });
+    expect(asym.registrations[0]!.key).toMatchObject({ alg: 'ES384', kid: 'my-kid' });
+    expect(JSON.stringify(asym.registrations[0]!.key!.publicJwk)).not.toMatch(/"d"/);
+    expect((await problems({ ...base, SMART_PRIVATE_KEY: pem, SMART_CLIENT_SECRET: 'x' })).join()).toMatch(/both a client secret and a private key/);
+  });
+
+  test('SMART_CONFIG_FILE lists several registrations; errors name the entry', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'smart-bff-config-'));
+    const file = join(dir, 'ehrs.json');
+    writeFileSync(file, JSON.stringify({ registrations: [
+      { name: 'cerner', iss: ['https://fhir-ehr-code.cerner.com/r4/*'], clientId: 'c1', scope: 'openid fhirUser launch online_access user/*.read' },
+      { name: 'epic', iss: 'https://fhir.epic.example/api/FHIR/R4', clientId: 'e1', clientType: 'confidential-symmetric', clientSecretEnv: 'EPIC_SECRET' },
+    ] }));
+    const c = await loadConfig({ PUBLIC_URL: base.PUBLIC_URL, SESSION_SECRET: STRONG, SMART_CONFIG_FILE: file, EPIC_SECRET: 'shh' });
+    expect(c.registrations.map((r) => [r.name, r.clientType])).toEqual([['cerner', 'public'], ['epic', 'confidential-symmetric']]);
+    const p = await problems({ PUBLIC_URL: base.PUBLIC_URL, SESSION_SECRET: STRONG, SMART_CONFIG_FILE: file });
+    expect(p.join()).toMatch(/registrations\[1\]\.clientSecretEnv: environment variable EPIC_SECRET is not set/);
+    writeFileSync(file, JSON.stringify({ registrations: [{ iss: 'https://x.example' }] }));
+    expect((await problems({ SMART_CONFIG_FILE: file })).join()).toMatch(/SMART_CONFIG_FILE .*registrations\.0\.clientId/);
+  });
+});
+
+describe('parsePrivateKey', () => {
+  test('RSA ≥ 2048 → RS384, EC P-384 → ES384; kid defaults to the RFC 7638 thumbprint', async () => {
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const k = await parsePrivateKey(rsa);
+    expect(k.alg).toBe('RS384');
+    expect(k.kid).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const jwk = generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ format: 'jwk' });
+    const e = await parsePrivateKey(JSON.stringify({ ...jwk, kid: 'k1' }));
+    expect(e).toMatchObject({ alg: 'ES384', kid: 'k1' });
+  });
+
+  test.each([
+    ['RSA 1024', () => generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), /1024 bits; SMART requires at least 2048/],
+    ['EC P-256', () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), /prime256v1; ES384 requires P-384/],
+    ['a public JWK', () => JSON.stringify({ kty: 'EC', crv: 'P-384', x: 'a', y: 'b' }), /no private part/],
+    ['garbage', () => 'not a key', /not a readable private key/],
+  ])('refuses %s', async (_name, make, message) => {
+    await expect(parsePrivateKey(make())).rejects.toThrow(message);
+  });
+});
