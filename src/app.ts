@@ -21,6 +21,8 @@ import { ehrLaunchHandler, standaloneLoginHandler } from './smart/launch.js';
 import { callbackHandler } from './smart/callback.js';
 import { sessionInfoHandler } from './smart/session-info.js';
 import { logoutHandler } from './smart/logout.js';
+import { TokenRefresher } from './smart/token-refresher.js';
+import { createProxyAgents, fhirProxyHandler } from './proxy/fhir-proxy.js';
 
 export interface AppDeps {
   config: Config;
@@ -34,7 +36,7 @@ export interface AppDeps {
 }
 
 export interface App extends Express {
-  locals: Express['locals'] & { smart: SmartDeps };
+  locals: Express['locals'] & { smart: SmartDeps; refresher: TokenRefresher };
 }
 
 const VIEWS_DIR = fileURLToPath(new URL('../views', import.meta.url));
@@ -55,7 +57,9 @@ export function createApp(deps: AppDeps): App {
   const sessionStore = deps.sessionStore ?? createMemorySessionStore();
 
   const app = express() as App;
+  const refresher = new TokenRefresher(smart);
   app.locals.smart = smart;
+  app.locals.refresher = refresher;
   app.disable('x-powered-by');
   app.set('trust proxy', config.trustProxy);
   app.set('query parser', 'simple');
@@ -87,6 +91,7 @@ export function createApp(deps: AppDeps): App {
   app.use('/api', requireCsrfHeader);
   app.get('/api/session', sessionInfoHandler(smart));
   app.post('/logout', requireCsrfHeader, logoutHandler(smart));
+  app.use('/fhir', requireCsrfHeader, fhirProxyHandler(smart, refresher, createProxyAgents()));
 
   app.use(notFound);
   app.use(errorHandler());

@@ -60,6 +60,14 @@ export interface Config {
   readonly trustProxy: boolean | number | string;
   readonly transactionTtlSeconds: number;
   readonly maxContextsPerSession: number;
+  /** FHIR proxy: time to wait for upstream response headers before answering 504 (below Heroku's 30 s). */
+  readonly proxyTimeoutMs: number;
+  /** FHIR proxy: largest request body forwarded (413 beyond). */
+  readonly proxyMaxBodyBytes: number;
+  /** FHIR proxy: rewrite upstream absolute URLs in bodies and Location headers to the proxy's URL. */
+  readonly proxyRewriteLinks: boolean;
+  /** Refresh an access token this many seconds before it expires. */
+  readonly tokenRefreshSkewSeconds: number;
   readonly warnings: readonly string[];
 }
 
@@ -100,6 +108,10 @@ const envSchema = z.object({
   TRUST_PROXY: z.string().optional(),
   LAUNCH_TTL_SECONDS: z.coerce.number().int().min(30).max(3600).default(600),
   MAX_CONTEXTS_PER_SESSION: z.coerce.number().int().min(1).max(50).default(5),
+  FHIR_PROXY_TIMEOUT_MS: z.coerce.number().int().min(100).max(600000).default(25000),
+  FHIR_PROXY_MAX_BODY: z.string().default('10mb'),
+  FHIR_PROXY_REWRITE_LINKS: boolish.default(true),
+  TOKEN_REFRESH_SKEW_SECONDS: z.coerce.number().int().min(0).max(3600).default(60),
 });
 
 const registrationFileSchema = z.object({
@@ -228,6 +240,9 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
     else trustProxy = e.TRUST_PROXY;
   }
 
+  const proxyMaxBodyBytes = parseBytes(e.FHIR_PROXY_MAX_BODY);
+  if (proxyMaxBodyBytes === undefined) problems.push(`FHIR_PROXY_MAX_BODY: not a size: ${JSON.stringify(e.FHIR_PROXY_MAX_BODY)} (e.g. 10mb, 512kb, 1048576)`);
+
   if (problems.length) throw new ConfigError(problems);
 
   return Object.freeze({
@@ -248,6 +263,10 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
     trustProxy,
     transactionTtlSeconds: e.LAUNCH_TTL_SECONDS,
     maxContextsPerSession: e.MAX_CONTEXTS_PER_SESSION,
+    proxyTimeoutMs: e.FHIR_PROXY_TIMEOUT_MS,
+    proxyMaxBodyBytes: proxyMaxBodyBytes!,
+    proxyRewriteLinks: e.FHIR_PROXY_REWRITE_LINKS,
+    tokenRefreshSkewSeconds: e.TOKEN_REFRESH_SKEW_SECONDS,
     warnings: Object.freeze(warnings),
   });
 }
@@ -397,6 +416,13 @@ export async function parsePrivateKey(input: string | Record<string, unknown>, k
   const kid = jwkKid ?? keyId ?? (await jose.calculateJwkThumbprint(publicJwk as jose.JWK, 'sha256'));
   const privateKey = (await jose.importJWK({ ...privateJwk, alg }, alg)) as webcrypto.CryptoKey;
   return Object.freeze({ privateKey, alg, kid, publicJwk: Object.freeze({ ...publicJwk, kid, alg, use: 'sig' }) });
+}
+
+function parseBytes(s: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$/i.exec(s);
+  if (!m) return undefined;
+  const mult = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }[(m[2] ?? 'b').toLowerCase() as 'b'];
+  return Math.floor(Number(m[1]) * mult);
 }
 
 function safeUrl(s: string): URL | undefined {

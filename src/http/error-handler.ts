@@ -5,8 +5,12 @@
 import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
 import { AppError, ErrorCode, isAppError } from './errors.js';
 
+export function isFhirPath(req: Request): boolean {
+  return req.originalUrl === '/fhir' || req.originalUrl.startsWith('/fhir/') || req.originalUrl.startsWith('/fhir?');
+}
+
 export function wantsJson(req: Request): boolean {
-  if (req.path.startsWith('/api/') || req.path === '/logout') return true;
+  if (req.originalUrl.startsWith('/api/') || req.originalUrl.startsWith('/logout')) return true;
   return req.accepts(['html', 'json']) === 'json';
 }
 
@@ -36,6 +40,10 @@ export function errorHandler(): ErrorRequestHandler {
       ...(appErr.relaunch ? { relaunch: true } : {}),
       correlation_id: correlationId,
     };
+    if (isFhirPath(req)) {
+      res.type('application/fhir+json').send(JSON.stringify(operationOutcome(appErr, body.message, correlationId)));
+      return;
+    }
     if (wantsJson(req)) {
       res.json(body);
       return;
@@ -52,6 +60,20 @@ export function errorHandler(): ErrorRequestHandler {
       relaunch: appErr.relaunch,
       correlationId,
     });
+  };
+}
+
+/** Errors under /fhir are FHIR OperationOutcomes; our stable code is in details.coding. */
+export function operationOutcome(e: AppError, message: string, correlationId: string): Record<string, unknown> {
+  const code = { 400: 'invalid', 401: 'login', 403: 'forbidden', 404: 'not-found', 405: 'not-supported', 413: 'too-long', 502: 'transient', 503: 'transient', 504: 'timeout' }[e.status] ?? 'exception';
+  return {
+    resourceType: 'OperationOutcome',
+    issue: [{
+      severity: 'error',
+      code,
+      details: { coding: [{ system: 'urn:smart-bff:error', code: e.code }], text: message },
+      diagnostics: [e.hint, `Correlation id: ${correlationId}`].filter(Boolean).join(' '),
+    }],
   };
 }
 

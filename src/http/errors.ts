@@ -26,6 +26,10 @@ export const ErrorCode = {
   CONTEXT_UNKNOWN: 'context_unknown',
   SESSION_EXPIRED: 'session_expired',
   NOT_FOUND: 'not_found',
+  METHOD_NOT_ALLOWED: 'method_not_allowed',
+  PAYLOAD_TOO_LARGE: 'payload_too_large',
+  UPSTREAM_TIMEOUT: 'upstream_timeout',
+  UPSTREAM_UNAVAILABLE: 'upstream_unavailable',
   INTERNAL: 'internal_error',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -1,0 +1,45 @@
+/**
+ * Maps `/fhir/<rest>?<query>` to `<fhir base>/<rest>?<query>` so that the token can only ever go to the FHIR
+ * base of the launch that earned it. Works on the raw (undecoded) path: anything that could climb out of the
+ * base or change the host is refused — `..` and its encodings, `//host`, `\host`, absolute URLs, encoded
+ * slashes, backslashes and NUL — and the result is checked again after URL resolution.
+ */
+import { AppError, ErrorCode } from '../http/errors.js';
+
+export class PathRejected extends AppError {
+  constructor(reason: string) {
+    super(ErrorCode.BAD_REQUEST, 400, `This FHIR path is not allowed through the proxy (${reason}).`);
+  }
+}
+
+const FORBIDDEN_ENCODINGS = /%(2f|5c|00|2e)/i;
+
+/**
+ * @param rawPathAndQuery the request's original URL after the `/fhir` mount point, e.g. `/Patient/1?_count=5`.
+ * @param fhirBaseUrl the launch's FHIR base (the `aud`), with or without a trailing slash.
+ */
+export function buildTargetUrl(rawPathAndQuery: string, fhirBaseUrl: string): URL {
+  const q = rawPathAndQuery.indexOf('?');
+  const rawPath = q === -1 ? rawPathAndQuery : rawPathAndQuery.slice(0, q);
+  const rawQuery = q === -1 ? '' : rawPathAndQuery.slice(q);
+  if (/[\u0000-\u001f\u007f]/.test(rawPathAndQuery)) throw new PathRejected('control character');
+  if (rawPath.includes('\\')) throw new PathRejected('backslash');
+  if (FORBIDDEN_ENCODINGS.test(rawPath)) throw new PathRejected('encoded slash, backslash, dot or NUL');
+  if (!rawPath.startsWith('/') && rawPath !== '') throw new PathRejected('relative path');
+  const rest = rawPath.replace(/^\//, '');
+  if (rest.startsWith('/') || rest.includes('//')) throw new PathRejected('empty path segment');
+  const segments = rest.split('/');
+  if (segments.some((s) => s === '.' || s === '..')) throw new PathRejected('dot segment');
+  if (segments[0] && /^[A-Za-z][A-Za-z0-9+.-]*:/.test(segments[0])) throw new PathRejected('absolute URL');
+  if (segments.some((s) => s.includes(':') && /^[A-Za-z][A-Za-z0-9+.-]*:$/.test(s))) throw new PathRejected('absolute URL');
+  if (rawPathAndQuery.includes('#')) throw new PathRejected('fragment');
+
+  const base = new URL(fhirBaseUrl.endsWith('/') ? fhirBaseUrl : `${fhirBaseUrl}/`);
+  const target = new URL(rest + rawQuery, base);
+  // Belt and braces: whatever the parser did, the result must stay under the base.
+  if (target.origin !== base.origin || !(target.pathname === base.pathname.replace(/\/$/, '') || target.pathname.startsWith(base.pathname))) {
+    throw new PathRejected('outside the FHIR base');
+  }
+  if (target.username || target.password) throw new PathRejected('credentials');
+  return target;
+}

@@ -1,0 +1,125 @@
+/**
+ * The access token of a launch context, refreshed before it expires (expires_at minus a skew) or once after
+ * an upstream 401. Concurrent callers that find the same stale token share one refresh (single flight, per
+ * process); the new refresh token replaces the old one in one store write, so the old one is never sent again.
+ * Refresh `invalid_grant` ends the launch context (401 session_expired); 5xx or timeout keeps the refresh token
+ * for the next try (503). The client authenticates as in the code exchange (fresh private_key_jwt assertion,
+ * or Basic for symmetric clients).
+ */
+import * as client from 'openid-client';
+import { AppError, ErrorCode } from '../http/errors.js';
+import { clip, fingerprint, type Logger } from '../log.js';
+import type { TokenSet } from '../session/token-store.js';
+import { SESSION_MAX_AGE_MS } from '../session/session-middleware.js';
+import type { LaunchContextInfo } from '../session/types.js';
+import type { SmartDeps } from './deps.js';
+import { buildOAuthConfig, type HttpObservation } from './oauth-config.js';
+import { clientAuthMethod } from './client-auth.js';
+import { diagnoseTokenFailure } from './diagnosis.js';
+import { describeNetworkError } from './discovery.js';
+
+export class TokenRefresher {
+  /** In-flight refreshes by context id (a per-process cache of promises; entries live only while in flight). */
+  private readonly inflight = new Map<string, Promise<TokenSet>>();
+  /** Number of refresh requests sent (metrics and tests). */
+  refreshCount = 0;
+
+  constructor(private readonly deps: SmartDeps) {}
+
+  /**
+   * A usable token set for this context. `rejectedToken`: the access token an upstream just answered 401 to;
+   * a refresh happens unless another request already replaced it.
+   */
+  async tokensFor(ctx: LaunchContextInfo, log: Logger, rejectedToken?: string): Promise<TokenSet> {
+    const tokens = await this.deps.tokenStore.get(ctx.id);
+    if (!tokens) throw sessionExpired('The tokens of this launch are gone (the launch ended or the server restarted).');
+    const skewMs = this.deps.config.tokenRefreshSkewSeconds * 1000;
+    const stale = rejectedToken !== undefined
+      ? tokens.accessToken === rejectedToken
+      : tokens.expiresAt !== undefined && tokens.expiresAt - skewMs <= Date.now();
+    if (!stale) return tokens;
+    if (!tokens.refreshToken) {
+      if (rejectedToken !== undefined || (tokens.expiresAt !== undefined && tokens.expiresAt <= Date.now())) {
+        await this.deps.tokenStore.delete(ctx.id);
+        throw sessionExpired('The access token expired and this launch has no refresh token (ask for online_access or offline_access).');
+      }
+      return tokens;
+    }
+    let pending = this.inflight.get(ctx.id);
+    if (!pending) {
+      pending = this.refresh(ctx, tokens, log).finally(() => this.inflight.delete(ctx.id));
+      this.inflight.set(ctx.id, pending);
+    }
+    return pending;
+  }
+
+  private async refresh(ctx: LaunchContextInfo, tokens: TokenSet, log: Logger): Promise<TokenSet> {
+    const registration = this.deps.registry.byName(tokens.registration);
+    if (!registration) throw sessionExpired('The app configuration changed; launch again.');
+    const server = await this.deps.discovery.get(ctx.iss, log);
+    let observed: HttpObservation | undefined;
+    const oauth = buildOAuthConfig(server, registration, {
+      timeoutMs: this.deps.config.httpTimeoutMs, allowInsecureHttp: this.deps.config.allowInsecureHttp, observe: (o) => (observed = o),
+    });
+    const refreshToken = tokens.refreshToken!;
+    const started = Date.now();
+    this.refreshCount++;
+    log.info(
+      { event: 'token.refresh.request', contextId: ctx.id, endpoint: server.configuration.token_endpoint, grant_type: 'refresh_token', client_auth: clientAuthMethod(registration), refresh_fp: fingerprint(refreshToken) },
+      'refresh: requesting a new access token',
+    );
+    let res: Awaited<ReturnType<typeof client.refreshTokenGrant>>;
+    try {
+      res = await client.refreshTokenGrant(oauth, refreshToken);
+    } catch (err) {
+      const durationMs = Date.now() - started;
+      if (err instanceof client.ResponseBodyError) {
+        const body = (err.cause ?? {}) as Record<string, unknown>;
+        const diagnosis = diagnoseTokenFailure({
+          grantType: 'refresh_token', oauthError: err.error, errorDescription: err.error_description, status: err.status,
+          errorUri: typeof body.error_uri === 'string' ? body.error_uri : undefined, serverDate: observed?.date ?? null, clientAuthMethod: clientAuthMethod(registration),
+        });
+        log.warn(
+          { event: 'token.refresh.response', contextId: ctx.id, status: err.status, error: clip(err.error, 100), error_description: clip(err.error_description, 300) ?? null, vendor_code: diagnosis.vendorCode ?? null, duration_ms: durationMs, likely_causes: diagnosis.causes },
+          `refresh: refused (${clip(err.error, 60)})`,
+        );
+        if (err.error === 'invalid_grant') {
+          await this.deps.tokenStore.delete(ctx.id);
+          throw sessionExpired('The EHR no longer accepts this launch\'s refresh token.', diagnosis.causes);
+        }
+        if (err.status >= 500) throw refreshUnavailable(`The EHR's token endpoint answered ${err.status}.`, err);
+        throw new AppError(ErrorCode.TOKEN_EXCHANGE_FAILED, 502, `The EHR refused to refresh the access token (${clip(err.error, 60)}).`, { causes: diagnosis.causes, cause: err });
+      }
+      const name = (err as Error)?.name;
+      const timedOut = name === 'TimeoutError' || name === 'AbortError';
+      const reason = timedOut ? 'timeout' : err instanceof client.ClientError && observed && observed.status >= 500 ? `status ${observed.status}` : describeNetworkError(err);
+      log.warn({ event: 'token.refresh.response', contextId: ctx.id, outcome: 'unavailable', reason, status: observed?.status ?? null, duration_ms: durationMs }, 'refresh: token endpoint unavailable; the refresh token is kept');
+      throw refreshUnavailable(timedOut ? 'The EHR\'s token endpoint did not answer in time.' : `The EHR's token endpoint is unavailable (${reason}).`, err);
+    }
+    const expiresAt = typeof res.expires_in === 'number' ? Date.now() + res.expires_in * 1000 : undefined;
+    const next: TokenSet = {
+      accessToken: res.access_token,
+      tokenType: 'Bearer',
+      fhirBaseUrl: tokens.fhirBaseUrl,
+      registration: tokens.registration,
+      // A rotated refresh token replaces the old one in the same write; without rotation the old one stays valid.
+      refreshToken: res.refresh_token ?? refreshToken,
+      ...(res.id_token ?? tokens.idToken ? { idToken: res.id_token ?? tokens.idToken } : {}),
+      ...(expiresAt ? { expiresAt } : {}),
+    };
+    await this.deps.tokenStore.set(ctx.id, next, SESSION_MAX_AGE_MS / 1000);
+    log.info(
+      { event: 'token.refresh.response', contextId: ctx.id, status: observed?.status ?? 200, duration_ms: Date.now() - started, expires_in: res.expires_in ?? null, rotated: Boolean(res.refresh_token && res.refresh_token !== refreshToken), scope: res.scope ?? null },
+      'refresh: new access token stored',
+    );
+    return next;
+  }
+}
+
+export function sessionExpired(message: string, causes: string[] = []): AppError {
+  return new AppError(ErrorCode.SESSION_EXPIRED, 401, message, { hint: 'Launch the app again from the EHR (or sign in again).', causes, relaunch: true });
+}
+
+function refreshUnavailable(message: string, cause: unknown): AppError {
+  return new AppError(ErrorCode.TOKEN_ENDPOINT_UNAVAILABLE, 503, message, { hint: 'Try again in a moment; the launch is kept.', cause });
+}
