@@ -1,6 +1,6 @@
 /** Jest runs TypeScript as native ESM: ts-jest's ESM mode under `node --experimental-vm-modules`. */
 export default {
-  testEnvironment: 'node',
+  testEnvironment: '<rootDir>/test/jest-environment.cjs',
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: {

@@ -11,7 +11,7 @@ import type { Logger } from './log.js';
 import { requestContext } from './http/request-context.js';
 import { requireCsrfHeader } from './http/csrf.js';
 import { errorHandler, notFound } from './http/error-handler.js';
-import { createMemorySessionStore, createSessionMiddleware } from './session/session-middleware.js';
+import { createMemorySessionStore, createSessionMiddleware, requireSessionStore } from './session/session-middleware.js';
 import { MemoryTokenStore, type TokenStore } from './session/token-store.js';
 import { DiscoveryCache } from './smart/discovery.js';
 import { Registry } from './smart/registry.js';
@@ -78,6 +78,7 @@ export function createApp(deps: AppDeps): App {
   );
   app.use('/static', express.static(PUBLIC_DIR, { index: false, maxAge: '1h' }));
   app.use(createSessionMiddleware(config, sessionStore));
+  app.use(requireSessionStore);
 
   // The route table.
   app.get('/', (_req, res) => res.render('index', {

@@ -68,6 +68,8 @@ export interface Config {
   readonly proxyRewriteLinks: boolean;
   /** Refresh an access token this many seconds before it expires. */
   readonly tokenRefreshSkewSeconds: number;
+  /** Shared session and token store for several instances; without it, a bounded in-memory store. */
+  readonly redisUrl: string | undefined;
   readonly warnings: readonly string[];
 }
 
@@ -112,6 +114,7 @@ const envSchema = z.object({
   FHIR_PROXY_MAX_BODY: z.string().default('10mb'),
   FHIR_PROXY_REWRITE_LINKS: boolish.default(true),
   TOKEN_REFRESH_SKEW_SECONDS: z.coerce.number().int().min(0).max(3600).default(60),
+  REDIS_URL: z.string().optional(),
 });
 
 const registrationFileSchema = z.object({
@@ -240,6 +243,10 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
     else trustProxy = e.TRUST_PROXY;
   }
 
+  if (e.REDIS_URL && !/^rediss?:\/\//.test(e.REDIS_URL)) problems.push('REDIS_URL: must start with redis:// or rediss://');
+  if (!e.REDIS_URL && isProduction) {
+    warnings.push('REDIS_URL is not set: sessions live in this process\'s memory. That is for a single instance only: with several instances (Heroku dynos, App Engine instances) launches will fail at random and restarts log everyone out. Set REDIS_URL.');
+  }
   const proxyMaxBodyBytes = parseBytes(e.FHIR_PROXY_MAX_BODY);
   if (proxyMaxBodyBytes === undefined) problems.push(`FHIR_PROXY_MAX_BODY: not a size: ${JSON.stringify(e.FHIR_PROXY_MAX_BODY)} (e.g. 10mb, 512kb, 1048576)`);
 
@@ -267,6 +274,7 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
     proxyMaxBodyBytes: proxyMaxBodyBytes!,
     proxyRewriteLinks: e.FHIR_PROXY_REWRITE_LINKS,
     tokenRefreshSkewSeconds: e.TOKEN_REFRESH_SKEW_SECONDS,
+    redisUrl: e.REDIS_URL || undefined,
     warnings: Object.freeze(warnings),
   });
 }

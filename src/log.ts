@@ -7,17 +7,16 @@ import { pino, type Logger, type DestinationStream, type LevelWithSilent } from 
 
 export type { Logger };
 
-/** Field names that must never be printed, wherever they appear in a log object. */
+/** Field names that must never be printed, wherever they appear (top level or one/two levels down). */
 const SECRET_KEYS = [
   'access_token', 'refresh_token', 'id_token', 'code', 'code_verifier', 'client_secret', 'client_assertion',
-  'assertion', 'password', 'privateKey', 'private_key', 'secret', 'sessionSecret', 'authorization', 'cookie',
-  'set-cookie', 'tokens',
+  'assertion', 'password', 'privateKey', 'private_key', 'secret', 'sessionSecret', 'authorization', 'cookie', 'tokens',
 ];
 const REDACT_PATHS = [
   ...SECRET_KEYS,
   ...SECRET_KEYS.map((k) => `*.${k}`),
   ...SECRET_KEYS.map((k) => `*.*.${k}`),
-  'req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]',
+  'req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]', '*["set-cookie"]',
 ];
 
 export function createLogger(opts: { level?: LevelWithSilent; destination?: DestinationStream } = {}): Logger {
@@ -25,21 +24,12 @@ export function createLogger(opts: { level?: LevelWithSilent; destination?: Dest
     {
       level: opts.level ?? 'info',
       base: { service: 'smart-bff' },
-      redact: { paths: REDACT_PATHS.map(quotePath), censor: '[redacted]' },
+      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
     opts.destination,
   );
-}
-
-function quotePath(p: string): string {
-  // pino's redact paths need bracket notation for keys with dashes or slashes
-  return p
-    .split('.')
-    .map((seg, i) => (/^[A-Za-z_*][\w]*$/.test(seg) || seg.startsWith('[') ? (i === 0 ? seg : `.${seg}`) : `["${seg}"]`))
-    .join('')
-    .replace(/^\./, '');
 }
 
 /** A short, non-reversible fingerprint of a secret for correlating log lines: `len:12/sha:abcd1234`. */

@@ -4,7 +4,8 @@
 import http from 'node:http';
 import { ConfigError, loadConfig, type Config, type Registration } from './config.js';
 import { createLogger, type Logger } from './log.js';
-import { createApp } from './app.js';
+import { createApp, type AppDeps } from './app.js';
+import { connectRedis, createRedisSessionStore, RedisTokenStore, type RedisClient } from './session/redis-store.js';
 import { DEFAULT_SCOPE } from './config.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -40,7 +41,17 @@ async function main(): Promise<void> {
     config = Object.freeze({ ...config, registrations: Object.freeze([...config.registrations, registration]) });
   }
 
-  const app = createApp({ config, logger, ...(sandbox ? { sandbox } : {}) });
+  let redis: RedisClient | undefined;
+  let stores: Pick<AppDeps, 'sessionStore' | 'tokenStore'> = {};
+  if (config.redisUrl) {
+    redis = await connectRedis(config.redisUrl, logger);
+    stores = { sessionStore: createRedisSessionStore(redis), tokenStore: new RedisTokenStore(redis) };
+    logger.info({ event: 'session.store', store: 'redis' }, 'sessions and tokens: Redis (shared by every instance)');
+  } else {
+    logger.warn({ event: 'session.store', store: 'memory' }, 'sessions and tokens: in-memory store, for a single instance only (set REDIS_URL for several instances or to survive restarts)');
+  }
+
+  const app = createApp({ config, logger, ...stores, ...(sandbox ? { sandbox } : {}) });
   const server = http.createServer(app);
   server.listen(config.port, config.host, () => {
     logger.info({ event: 'server.listening', port: config.port, publicUrl: config.publicUrl, registrations: config.registrations.map((r) => r.name) }, `listening on port ${config.port}`);
@@ -48,7 +59,10 @@ async function main(): Promise<void> {
       logger.info({ event: 'sandbox.ready' }, `Sandbox EHR ready: open ${config.publicUrl}/sandbox/ and press "Launch app" next to a patient`);
     }
   });
-  installShutdown(server, logger, async () => { await sandbox?.close(); });
+  installShutdown(server, logger, async () => {
+    await sandbox?.close();
+    await redis?.quit();
+  });
 }
 
 function installShutdown(server: http.Server, logger: Logger, closeOthers: () => Promise<void>): void {

@@ -25,6 +25,7 @@ export const ErrorCode = {
   CONTEXT_REQUIRED: 'context_required',
   CONTEXT_UNKNOWN: 'context_unknown',
   SESSION_EXPIRED: 'session_expired',
+  SESSION_STORE_UNAVAILABLE: 'session_store_unavailable',
   NOT_FOUND: 'not_found',
   METHOD_NOT_ALLOWED: 'method_not_allowed',
   PAYLOAD_TOO_LARGE: 'payload_too_large',

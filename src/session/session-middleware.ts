@@ -5,7 +5,8 @@
  */
 import session, { type Store } from 'express-session';
 import createMemoryStore from 'memorystore';
-import type { RequestHandler } from 'express';
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { AppError, ErrorCode } from '../http/errors.js';
 import type { Config } from '../config.js';
 
 export const SESSION_MAX_AGE_MS = 8 * 60 * 60 * 1000;
@@ -19,9 +20,22 @@ export function createMemorySessionStore(): Store {
   return new MemoryStore({ checkPeriod: 10 * 60 * 1000, max: 10_000, ttl: SESSION_MAX_AGE_MS });
 }
 
-export function createSessionMiddleware(config: Config, store: Store): RequestHandler {
+/**
+ * express-session leaves req.session undefined while its store is disconnected: answer 503, never a crash and
+ * never a silent new session.
+ */
+export const requireSessionStore: RequestHandler = (req, _res, next) => {
+  if (!req.session) return next(sessionStoreUnavailable());
+  next();
+};
+
+function sessionStoreUnavailable(cause?: unknown): AppError {
+  return new AppError(ErrorCode.SESSION_STORE_UNAVAILABLE, 503, 'The session store is unavailable right now. Try again in a moment.', { cause });
+}
+
+export function createSessionMiddleware(config: Config, store: Store): (RequestHandler | ErrorRequestHandler)[] {
   const secure = config.publicUrl.startsWith('https:');
-  return session({
+  const middleware = session({
     name: sessionCookieName(config),
     secret: config.sessionSecret,
     store,
@@ -32,4 +46,7 @@ export function createSessionMiddleware(config: Config, store: Store): RequestHa
     proxy: config.trustProxy !== false ? true : undefined,
     cookie: { httpOnly: true, secure, sameSite: 'lax', path: '/', maxAge: SESSION_MAX_AGE_MS },
   });
+  // A store that fails while loading a session (Redis down) is a 503, not a 500.
+  const storeErrors: ErrorRequestHandler = (err, _req, _res, next) => next(err instanceof AppError ? err : sessionStoreUnavailable(err));
+  return [middleware, storeErrors];
 }

@@ -24,5 +24,5 @@ export function destroySession(req: Request): Promise<void> {
 }
 
 function storeError(err: unknown): AppError {
-  return new AppError(ErrorCode.INTERNAL, 503, 'The session store is unavailable. Try again in a moment.', { cause: err });
+  return new AppError(ErrorCode.SESSION_STORE_UNAVAILABLE, 503, 'The session store is unavailable. Try again in a moment.', { cause: err });
 }

@@ -20,6 +20,7 @@ import { splitScopes } from './scopes.js';
 import { diagnoseTokenFailure } from './diagnosis.js';
 import { describeNetworkError } from './discovery.js';
 import { addContext } from './contexts.js';
+import { oauthErrorDetails } from './oauth-errors.js';
 
 export function callbackHandler(deps: SmartDeps) {
   return async function callback(req: Request, res: Response): Promise<void> {
@@ -279,32 +280,31 @@ interface TokenErrorFacts {
 
 function translateTokenError(err: unknown, f: TokenErrorFacts): AppError {
   const durationMs = Date.now() - f.started;
-  if (err instanceof client.ResponseBodyError) {
-    const body = (err.cause ?? {}) as Record<string, unknown>;
-    const errorUri = typeof body.error_uri === 'string' ? body.error_uri : undefined;
+  const details = oauthErrorDetails(err);
+  if (details) {
     const diagnosis = diagnoseTokenFailure({
-      grantType: 'authorization_code', oauthError: err.error, errorDescription: err.error_description, errorUri, status: err.status,
+      grantType: 'authorization_code', oauthError: details.error, errorDescription: details.errorDescription, errorUri: details.errorUri, status: details.status,
       redirectUriAtAuthorize: f.tx.redirectUri, redirectUriAtToken: f.deps.config.redirectUri, pkceMatches: f.pkceMatches,
-      transactionAgeMs: Date.now() - f.tx.createdAt, codeSeenBefore: f.codeSeenBefore, serverDate: f.observed?.date ?? err.response.headers.get('date'),
+      transactionAgeMs: Date.now() - f.tx.createdAt, codeSeenBefore: f.codeSeenBefore, serverDate: f.observed?.date ?? details.date,
       clientAuthMethod: f.authMethod, advertisedAuthMethods: f.advertisedAuthMethods, requestedScopes: f.tx.scopes,
       capabilities: f.capabilities, tokenEndpoint: f.tokenEndpoint,
     });
     f.log.warn(
       {
-        event: 'token.response', status: err.status, error: clip(err.error, 100), error_description: clip(err.error_description, 500) ?? null,
-        error_uri: clip(errorUri, 500) ?? null, vendor_code: diagnosis.vendorCode ?? null, duration_ms: durationMs,
-        server_date: f.observed?.date ?? err.response.headers.get('date'), clock_skew_s: diagnosis.clockSkewSeconds ?? null, likely_causes: diagnosis.causes,
+        event: 'token.response', status: details.status, error: clip(details.error, 100), error_description: clip(details.errorDescription, 500) ?? null,
+        error_uri: clip(details.errorUri, 500) ?? null, vendor_code: diagnosis.vendorCode ?? null, duration_ms: durationMs,
+        server_date: f.observed?.date ?? details.date, clock_skew_s: diagnosis.clockSkewSeconds ?? null, likely_causes: diagnosis.causes,
       },
-      `token: the token endpoint refused the code (${clip(err.error, 60)})`,
+      `token: the token endpoint refused the code (${clip(details.error, 60)})`,
     );
-    const clientProblem = err.error === 'invalid_client' || err.status === 401;
+    const clientProblem = details.error === 'invalid_client' || details.status === 401;
     return new AppError(
       ErrorCode.TOKEN_EXCHANGE_FAILED,
       clientProblem ? 502 : 401,
       clientProblem
         ? 'The EHR did not accept this app\'s credentials when exchanging the sign-in code (invalid_client).'
-        : `The EHR refused to exchange the sign-in code for a token (${clip(err.error, 60)}).`,
-      { oauthError: clip(err.error, 60)!, remoteDescription: clip(err.error_description, 300), causes: diagnosis.causes, relaunch: true, hint: 'Start the launch again. If it keeps failing, give the correlation id to the operator: the server log explains the likely cause.', cause: err },
+        : `The EHR refused to exchange the sign-in code for a token (${clip(details.error, 60)}).`,
+      { oauthError: clip(details.error, 60)!, remoteDescription: clip(details.errorDescription, 300), causes: diagnosis.causes, relaunch: true, hint: 'Start the launch again. If it keeps failing, give the correlation id to the operator: the server log explains the likely cause.', cause: err },
     );
   }
   const name = (err as Error)?.name;

@@ -17,6 +17,7 @@ import { buildOAuthConfig, type HttpObservation } from './oauth-config.js';
 import { clientAuthMethod } from './client-auth.js';
 import { diagnoseTokenFailure } from './diagnosis.js';
 import { describeNetworkError } from './discovery.js';
+import { oauthErrorDetails } from './oauth-errors.js';
 
 export class TokenRefresher {
   /** In-flight refreshes by context id (a per-process cache of promises; entries live only while in flight). */
@@ -47,10 +48,38 @@ export class TokenRefresher {
     }
     let pending = this.inflight.get(ctx.id);
     if (!pending) {
-      pending = this.refresh(ctx, tokens, log).finally(() => this.inflight.delete(ctx.id));
+      pending = this.refreshOnce(ctx, tokens, log).finally(() => this.inflight.delete(ctx.id));
       this.inflight.set(ctx.id, pending);
     }
     return pending;
+  }
+
+  /**
+   * One refresh across all instances: the holder of the store's lock refreshes; the others wait for the token
+   * set to change. Whoever gets the lock re-reads first, in case the refresh already happened elsewhere.
+   */
+  private async refreshOnce(ctx: LaunchContextInfo, stale: TokenSet, log: Logger): Promise<TokenSet> {
+    const lockMs = this.deps.config.httpTimeoutMs + 5000;
+    const release = await this.deps.tokenStore.tryLock(ctx.id, lockMs);
+    if (!release) {
+      log.debug({ event: 'token.refresh.wait', contextId: ctx.id }, 'refresh: another instance holds the lock; waiting for its result');
+      const deadline = Date.now() + lockMs;
+      while (Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+        const now = await this.deps.tokenStore.get(ctx.id);
+        if (!now) throw sessionExpired('This launch ended while its token was being refreshed.');
+        if (now.accessToken !== stale.accessToken) return now;
+      }
+      throw refreshUnavailable('The access token is being refreshed elsewhere and it is taking too long.', undefined);
+    }
+    try {
+      const current = await this.deps.tokenStore.get(ctx.id);
+      if (!current) throw sessionExpired('This launch ended.');
+      if (current.accessToken !== stale.accessToken) return current;
+      return await this.refresh(ctx, current, log);
+    } finally {
+      await release().catch(() => undefined);
+    }
   }
 
   private async refresh(ctx: LaunchContextInfo, tokens: TokenSet, log: Logger): Promise<TokenSet> {
@@ -73,22 +102,22 @@ export class TokenRefresher {
       res = await client.refreshTokenGrant(oauth, refreshToken);
     } catch (err) {
       const durationMs = Date.now() - started;
-      if (err instanceof client.ResponseBodyError) {
-        const body = (err.cause ?? {}) as Record<string, unknown>;
+      const details = oauthErrorDetails(err);
+      if (details) {
         const diagnosis = diagnoseTokenFailure({
-          grantType: 'refresh_token', oauthError: err.error, errorDescription: err.error_description, status: err.status,
-          errorUri: typeof body.error_uri === 'string' ? body.error_uri : undefined, serverDate: observed?.date ?? null, clientAuthMethod: clientAuthMethod(registration),
+          grantType: 'refresh_token', oauthError: details.error, errorDescription: details.errorDescription, status: details.status,
+          errorUri: details.errorUri, serverDate: observed?.date ?? details.date, clientAuthMethod: clientAuthMethod(registration),
         });
         log.warn(
-          { event: 'token.refresh.response', contextId: ctx.id, status: err.status, error: clip(err.error, 100), error_description: clip(err.error_description, 300) ?? null, vendor_code: diagnosis.vendorCode ?? null, duration_ms: durationMs, likely_causes: diagnosis.causes },
-          `refresh: refused (${clip(err.error, 60)})`,
+          { event: 'token.refresh.response', contextId: ctx.id, status: details.status, error: clip(details.error, 100), error_description: clip(details.errorDescription, 300) ?? null, vendor_code: diagnosis.vendorCode ?? null, duration_ms: durationMs, likely_causes: diagnosis.causes },
+          `refresh: refused (${clip(details.error, 60)})`,
         );
-        if (err.error === 'invalid_grant') {
+        if (details.error === 'invalid_grant') {
           await this.deps.tokenStore.delete(ctx.id);
           throw sessionExpired('The EHR no longer accepts this launch\'s refresh token.', diagnosis.causes);
         }
-        if (err.status >= 500) throw refreshUnavailable(`The EHR's token endpoint answered ${err.status}.`, err);
-        throw new AppError(ErrorCode.TOKEN_EXCHANGE_FAILED, 502, `The EHR refused to refresh the access token (${clip(err.error, 60)}).`, { causes: diagnosis.causes, cause: err });
+        if (details.status >= 500) throw refreshUnavailable(`The EHR's token endpoint answered ${details.status}.`, err);
+        throw new AppError(ErrorCode.TOKEN_EXCHANGE_FAILED, 502, `The EHR refused to refresh the access token (${clip(details.error, 60)}).`, { causes: diagnosis.causes, cause: err });
       }
       const name = (err as Error)?.name;
       const timedOut = name === 'TimeoutError' || name === 'AbortError';

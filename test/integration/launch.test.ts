@@ -8,6 +8,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import * as jose from 'jose';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { authorize } from '../helpers/authorize.js';
+import { json } from '../helpers/json.js';
 import { Browser } from '../helpers/browser.js';
 import { startBff, type StartedBff } from '../helpers/bff.js';
 import { parsePrivateKey } from '../../src/config.js';
@@ -40,7 +41,7 @@ beforeAll(async () => {
     clients: [
       { client_id: 'public-app', token_endpoint_auth_method: 'none', redirect_uris: [] },
       { client_id: 'symmetric-app', token_endpoint_auth_method: 'client_secret_basic', client_secret: CLIENT_SECRET, redirect_uris: [] },
-      { client_id: 'asymmetric-app', token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [publicJwk as Record<string, unknown>] }, redirect_uris: [] },
+      { client_id: 'asymmetric-app', token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [{ ...publicJwk } as Record<string, unknown>] }, redirect_uris: [] },
     ],
     redirectUriPattern: /^http:\/\/(127\.0\.0\.1|localhost):\d+\/callback$/,
   } as Parameters<typeof startSandbox>[0]);
@@ -72,7 +73,7 @@ async function ehrLaunch(b: StartedBff, browser: Browser, patient = sandbox.pati
 
 async function sessionJson(b: StartedBff, browser: Browser, context?: string) {
   const res = await browser.get(`${b.url}/api/session`, { ...CSRF, ...(context ? { 'X-SMART-Context': context } : {}) });
-  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  return { status: res.status, body: (await json(res)) as Record<string, unknown> };
 }
 
 describe('EHR launch', () => {
@@ -130,7 +131,7 @@ describe('EHR launch', () => {
     const header = jose.decodeProtectedHeader(assertion);
     const claims = jose.decodeJwt(assertion);
     expect(header).toMatchObject({ alg: 'ES384', kid: 'test-key-1', typ: 'JWT' });
-    const tokenEndpoint = (await (await fetch(`${sandbox.fhirBaseUrl}/.well-known/smart-configuration`)).json()).token_endpoint;
+    const tokenEndpoint = (await json(await fetch(`${sandbox.fhirBaseUrl}/.well-known/smart-configuration`))).token_endpoint;
     expect(claims).toMatchObject({ iss: 'asymmetric-app', sub: 'asymmetric-app', aud: tokenEndpoint });
     expect(claims.exp! - Math.floor(Date.now() / 1000)).toBeLessThanOrEqual(300);
     expect(typeof claims.jti).toBe('string');
@@ -141,7 +142,7 @@ describe('standalone launch', () => {
   test.each([
     ['public', {}],
     ['confidential symmetric', { SMART_CLIENT_ID: 'symmetric-app', SMART_CLIENT_SECRET: CLIENT_SECRET }],
-    ['confidential asymmetric', { SMART_CLIENT_ID: 'asymmetric-app', SMART_PRIVATE_KEY: PRIVATE_PEM }],
+    ['confidential asymmetric', { SMART_CLIENT_ID: 'asymmetric-app', SMART_PRIVATE_KEY: PRIVATE_PEM, SMART_KEY_ID: 'test-key-1' }],
   ])('%s client: /login picks the patient at the authorization server', async (_name, env) => {
     const b = await bff(env);
     const browser = new Browser();
@@ -188,7 +189,7 @@ describe('state handling', () => {
     const before = tokenRequests.length;
     const res = await new Browser().get(`${b.url}/callback?code=abc`, { accept: 'application/json' });
     expect(res.status).toBe(400);
-    expect((await res.json()).error).toBe('state_missing');
+    expect((await json(res)).error).toBe('state_missing');
     expect(tokenRequests.length).toBe(before);
   });
 
@@ -199,7 +200,7 @@ describe('state handling', () => {
     const before = tokenRequests.length;
     const res = await browser.get(`${b.url}/callback?code=abc&state=not-a-state`, { accept: 'application/json' });
     expect(res.status).toBe(400);
-    expect((await res.json()).error).toBe('state_unknown');
+    expect((await json(res)).error).toBe('state_unknown');
     expect(tokenRequests.length).toBe(before);
   });
 
@@ -213,7 +214,7 @@ describe('state handling', () => {
     const before = tokenRequests.length;
     const res = await attacker.get(callbackUrl, { accept: 'application/json' });
     expect(res.status).toBe(400);
-    expect((await res.json()).error).toBe('state_unknown');
+    expect((await json(res)).error).toBe('state_unknown');
     expect(tokenRequests.length).toBe(before);
     // the victim can still finish
     expect((await victim.get(callbackUrl)).status).toBe(302);
@@ -287,7 +288,7 @@ describe('refusals', () => {
       }
       const login = await new Browser().get(`${b.url}/login?iss=${encodeURIComponent(evilUrl)}`, { accept: 'application/json' });
       expect(login.status).toBe(400);
-      expect((await login.json()).error).toBe('iss_not_allowed');
+      expect((await json(login)).error).toBe('iss_not_allowed');
       expect(hits).toBe(0);
       expect(b.app.locals.smart.discovery.fetchCount).toBe(fetchesBefore);
     } finally {
@@ -327,7 +328,7 @@ describe('refusals', () => {
     expect(new URL(cb).searchParams.get('error')).toBe('access_denied');
     const res = await browser.get(cb, { accept: 'application/json' });
     expect(res.status).toBe(403);
-    expect(await res.json()).toMatchObject({ error: 'authorization_error', oauth_error: 'access_denied' });
+    expect(await json(res)).toMatchObject({ error: 'authorization_error', oauth_error: 'access_denied' });
   });
 
   test('/api/* without X-CSRF → 401 JSON, not a redirect', async () => {
@@ -335,7 +336,7 @@ describe('refusals', () => {
     const res = await new Browser().get(`${b.url}/api/session`);
     expect(res.status).toBe(401);
     expect(res.headers.get('content-type')).toMatch(/json/);
-    expect((await res.json()).error).toBe('csrf_header_required');
+    expect((await json(res)).error).toBe('csrf_header_required');
     const logout = await fetch(`${b.url}/logout`, { method: 'POST', redirect: 'manual' });
     expect(logout.status).toBe(401);
   });
@@ -382,6 +383,33 @@ describe('invalid_grant diagnosis', () => {
     const line = two.logs.find('token.response').find((e) => e.error === 'invalid_grant')!;
     expect((line.likely_causes as string[])[0]).toMatch(new RegExp(`redirect_uri differs byte for byte between the authorize request \\(${one.url}/callback\\) and the token request \\(${two.url}/callback\\)`));
     expect(two.logs.find('token.request')[0]).toMatchObject({ redirect_uri_matches_authorize: false });
+  });
+});
+
+describe('invalid_client diagnosis', () => {
+  test('a key whose kid is not registered: 502 page naming private_key_jwt and the registered JWKS', async () => {
+    const other = generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const b = await bff({ SMART_CLIENT_ID: 'asymmetric-app', SMART_PRIVATE_KEY: other });
+    const browser = new Browser();
+    const start = await browser.get(`${b.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient: sandbox.patients[0]!.id })}`);
+    const res = await browser.get(await authorize(start.headers.get('location')!), { accept: 'application/json' });
+    expect(res.status).toBe(502);
+    const body = await json(res);
+    expect(body).toMatchObject({ error: 'token_exchange_failed', oauth_error: 'invalid_client' });
+    expect(body.likely_causes.join(' ')).toMatch(/private_key_jwt assertion: check that the kid is in the JWKS registered/);
+    expect(JSON.stringify(body)).not.toMatch(/BEGIN|PRIVATE/);
+  });
+
+  test('a wrong client secret: 502 naming the secret', async () => {
+    const b = await bff({ SMART_CLIENT_ID: 'symmetric-app', SMART_CLIENT_SECRET: 'not-the-secret' });
+    const browser = new Browser();
+    const start = await browser.get(`${b.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient: sandbox.patients[0]!.id })}`);
+    const res = await browser.get(await authorize(start.headers.get('location')!));
+    expect(res.status).toBe(502);
+    const html = await res.text();
+    expect(html).toMatch(/invalid_client/);
+    expect(html).toMatch(/We sent a client secret: check SMART_CLIENT_SECRET/);
+    expect(html).not.toContain('not-the-secret');
   });
 });
 

@@ -1,0 +1,71 @@
+/**
+ * Redis for several instances: the express-session store (connect-redis), the token store (one key per launch
+ * context, replaced whole in one SET) and the cross-instance refresh lock (SET NX PX, released only by its
+ * holder). Commands fail fast while Redis is unreachable (no offline queue) so requests get a clear 503, and
+ * the client reconnects by itself.
+ */
+import { randomBytes } from 'node:crypto';
+import { createClient } from 'redis';
+import { RedisStore } from 'connect-redis';
+import type { Store } from 'express-session';
+import type { Logger } from '../log.js';
+import type { TokenSet, TokenStore } from './token-store.js';
+import { SESSION_MAX_AGE_MS } from './session-middleware.js';
+
+const PREFIX = 'smart-bff:';
+
+function makeClient(url: string) {
+  return createClient({
+    url,
+    disableOfflineQueue: true,
+    socket: { connectTimeout: 5000, reconnectStrategy: (retries: number) => Math.min(100 * 2 ** Math.min(retries, 5), 3000) },
+  });
+}
+export type RedisClient = ReturnType<typeof makeClient>;
+
+export async function connectRedis(url: string, logger: Logger): Promise<RedisClient> {
+  const client = makeClient(url);
+  let down = false;
+  client.on('error', (err: Error) => {
+    if (!down) logger.error({ event: 'redis.error', reason: err.message }, 'redis: connection problem; requests that need a session get 503 until it is back');
+    down = true;
+  });
+  client.on('ready', () => {
+    if (down) logger.info({ event: 'redis.ready' }, 'redis: connection restored');
+    down = false;
+  });
+  await client.connect();
+  return client;
+}
+
+export function createRedisSessionStore(client: RedisClient): Store {
+  return new RedisStore({ client, prefix: `${PREFIX}sess:`, ttl: Math.floor(SESSION_MAX_AGE_MS / 1000) });
+}
+
+export class RedisTokenStore implements TokenStore {
+  constructor(private readonly client: RedisClient) {}
+
+  async get(contextId: string): Promise<TokenSet | undefined> {
+    const raw = await this.client.get(`${PREFIX}tokens:${contextId}`);
+    return raw ? (JSON.parse(raw) as TokenSet) : undefined;
+  }
+
+  async set(contextId: string, tokens: TokenSet, ttlSeconds: number): Promise<void> {
+    await this.client.set(`${PREFIX}tokens:${contextId}`, JSON.stringify(tokens), { EX: Math.max(1, Math.floor(ttlSeconds)) });
+  }
+
+  async delete(contextId: string): Promise<void> {
+    await this.client.del(`${PREFIX}tokens:${contextId}`);
+  }
+
+  async tryLock(contextId: string, ttlMs: number): Promise<(() => Promise<void>) | undefined> {
+    const key = `${PREFIX}lock:refresh:${contextId}`;
+    const owner = randomBytes(12).toString('base64url');
+    const ok = await this.client.set(key, owner, { NX: true, PX: ttlMs });
+    if (ok !== 'OK') return undefined;
+    return async () => {
+      // release only our own lock (compare-and-delete)
+      await this.client.eval("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end", { keys: [key], arguments: [owner] });
+    };
+  }
+}

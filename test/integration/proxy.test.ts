@@ -1,0 +1,226 @@
+/**
+ * The FHIR proxy and the token lifecycle over real sockets: the real BFF, the sandbox's real authorization
+ * server and FHIR server (which checks the bearer token), and a misbehaving upstream for fault cases.
+ */
+import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
+import { MemoryTokenStore } from '../../src/session/token-store.js';
+import { authorize } from '../helpers/authorize.js';
+import { json } from '../helpers/json.js';
+import { Browser } from '../helpers/browser.js';
+import { startBff, type StartedBff } from '../helpers/bff.js';
+import { startFaultUpstream, type FaultUpstream } from '../helpers/fault-upstream.js';
+
+const CSRF = { 'X-CSRF': '1' };
+type SandboxWithUrl = Sandbox & { url: string };
+
+let sandbox: SandboxWithUrl;
+let b: StartedBff;
+let tokenStore: MemoryTokenStore;
+const tokenRequests: Record<string, unknown>[] = [];
+const tokenResponses: Record<string, unknown>[] = [];
+
+beforeAll(async () => {
+  sandbox = await startSandbox({
+    clients: [{ client_id: 'public-app', token_endpoint_auth_method: 'none', redirect_uris: [] }],
+    redirectUriPattern: /^http:\/\/127\.0\.0\.1:\d+\/callback$/,
+  } as Parameters<typeof startSandbox>[0]);
+  sandbox.events.on('token-request', (e: Record<string, unknown>) => tokenRequests.push(e));
+  sandbox.events.on('token-response', (e: Record<string, unknown>) => tokenResponses.push(e));
+  tokenStore = new MemoryTokenStore();
+  b = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', FHIR_PROXY_TIMEOUT_MS: '1500', FHIR_PROXY_MAX_BODY: '64kb' }, { tokenStore });
+});
+
+afterAll(async () => {
+  await b?.close();
+  await sandbox?.close();
+});
+
+async function launch(patient: string, browser = new Browser()): Promise<{ browser: Browser; context: string }> {
+  const start = await browser.get(`${b.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${encodeURIComponent(sandbox.createLaunch({ patient }))}`);
+  const done = await browser.get(await authorize(start.headers.get('location')!));
+  const context = new URL(done.headers.get('location')!, b.url).searchParams.get('context')!;
+  return { browser, context };
+}
+
+function fhir(browser: Browser, path: string, context?: string, init: Omit<RequestInit, "headers"> & { headers?: Record<string, string> } = {}) {
+  const headers: Record<string, string> = { ...CSRF, ...(init.headers ?? {}) };
+  if (context) headers["X-SMART-Context"] = context;
+  return browser.request(`${b.url}/fhir${path}`, { ...init, headers });
+}
+
+describe('reads and searches through the proxy', () => {
+  test('read the launch patient; the response has no-store and no upstream cookies', async () => {
+    const patient = sandbox.patients[0]!.id;
+    const { browser, context } = await launch(patient);
+    const res = await fhir(browser, `/Patient/${patient}`, context);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    expect(res.headers.get('set-cookie')).toBeNull();
+    const body = await json(res);
+    expect(body).toMatchObject({ resourceType: 'Patient', id: patient });
+  });
+
+  test('search with paging: links point at the proxy and the next page works through it', async () => {
+    const patient = sandbox.patients[0]!.id;
+    const { browser, context } = await launch(patient);
+    const first = await json(await fhir(browser, `/Observation?patient=${patient}&_count=5`, context));
+    expect(first.resourceType).toBe('Bundle');
+    expect(first.entry.length).toBe(5);
+    const next = first.link.find((l: { relation: string }) => l.relation === 'next');
+    expect(next.url.startsWith(`${b.url}/fhir/`)).toBe(true);
+    expect(JSON.stringify(first)).not.toContain(sandbox.fhirBaseUrl);
+    for (const e of first.entry) expect(e.fullUrl.startsWith(`${b.url}/fhir/Observation/`)).toBe(true);
+    const u = new URL(next.url);
+    const second = await json(await fhir(browser, `${u.pathname.slice('/fhir'.length)}${u.search}`, context));
+    expect(second.entry.length).toBeGreaterThan(0);
+    const ids1 = first.entry.map((e: { resource: { id: string } }) => e.resource.id);
+    const ids2 = second.entry.map((e: { resource: { id: string } }) => e.resource.id);
+    expect(ids1.filter((id: string) => ids2.includes(id))).toEqual([]);
+  });
+
+  test('no session → 401 JSON and no upstream call; no X-CSRF → 401', async () => {
+    const res = await new Browser().get(`${b.url}/fhir/Patient/1`, CSRF);
+    expect(res.status).toBe(401);
+    expect((await json(res)).resourceType).toBe('OperationOutcome');
+    const { browser } = await launch(sandbox.patients[0]!.id);
+    const noCsrf = await browser.get(`${b.url}/fhir/Patient/${sandbox.patients[0]!.id}`);
+    expect(noCsrf.status).toBe(401);
+    expect(noCsrf.headers.get('location')).toBeNull();
+  });
+});
+
+describe('launch contexts never cross', () => {
+  test('two launches with different patients in one cookie jar', async () => {
+    const [pa, pb] = [sandbox.patients[0]!.id, sandbox.patients[1]!.id];
+    const browser = new Browser();
+    const a = await launch(pa, browser);
+    const bb = await launch(pb, browser);
+    expect((await json(await fhir(browser, `/Patient/${pa}`, a.context))).id).toBe(pa);
+    expect((await json(await fhir(browser, `/Patient/${pb}`, bb.context))).id).toBe(pb);
+    // tab B's token cannot read patient A: the sandbox enforces the token's patient
+    expect((await fhir(browser, `/Patient/${pa}`, bb.context)).status).toBe(403);
+    expect((await fhir(browser, `/Patient/${pa}`)).status).toBe(400);
+    expect((await fhir(browser, `/Patient/${pa}`, 'unknown-context')).status).toBe(401);
+  });
+});
+
+describe('path and method safety: 400/405 and no upstream call', () => {
+  let upstream: FaultUpstream;
+  let browser: Browser;
+  let context: string;
+  beforeAll(async () => {
+    upstream = await startFaultUpstream();
+    ({ browser, context } = await launch(sandbox.patients[0]!.id));
+    const tokens = (await tokenStore.get(context))!;
+    await tokenStore.set(context, { ...tokens, fhirBaseUrl: upstream.base }, 3600);
+  });
+  afterAll(() => upstream.close());
+
+  test.each([
+    '/../x', '/%2e%2e/x', '/.%2e/x', '/%2E%2e/x', '//evil.com/x', '/\\evil.com', '/https://evil.com', '/Patient%2f1', '/Patient%5c1', '/Patient%00',
+  ])('%s → 400', async (path) => {
+    const before = upstream.received.length;
+    const res = await fetch(`${b.url}/fhir${path}`, { headers: { ...CSRF, cookie: browser.cookieHeader(b.url), 'X-SMART-Context': context }, redirect: 'manual' });
+    expect(res.status).toBe(400);
+    expect(upstream.received.length).toBe(before);
+  });
+
+  test.each(['TRACE', 'OPTIONS', 'CONNECT_X'])('%s → 405', async (method) => {
+    if (method === 'CONNECT_X') return; // fetch cannot send CONNECT; covered by the allow-list
+    const before = upstream.received.length;
+    const res = await fetch(`${b.url}/fhir/Patient`, { method, headers: { ...CSRF, cookie: browser.cookieHeader(b.url), 'X-SMART-Context': context } });
+    expect(res.status).toBe(405);
+    expect(upstream.received.length).toBe(before);
+  });
+
+  test('headers: allow-listed ones forwarded, credentials and forwarding headers dropped; response cleaned', async () => {
+    upstream.mode = { kind: 'ok', headers: { 'set-cookie': 'upstream=1', 'access-control-allow-origin': '*', etag: 'W/"3"', location: `${upstream.base}/Patient/1/_history/3` } };
+    const res = await fetch(`${b.url}/fhir/Patient/1`, {
+      headers: {
+        ...CSRF, cookie: browser.cookieHeader(b.url), 'X-SMART-Context': context, authorization: 'Bearer from-browser', 'x-forwarded-host': 'evil.example',
+        'if-none-match': 'W/"2"', prefer: 'return=minimal', accept: 'application/fhir+json',
+      },
+    });
+    expect(res.status).toBe(200);
+    const got = upstream.received.at(-1)!;
+    expect(got.headers.authorization).toMatch(/^Bearer (?!from-browser)/);
+    expect(got.headers.cookie).toBeUndefined();
+    expect(got.headers['x-forwarded-host']).toBeUndefined();
+    expect(got.headers['x-smart-context']).toBeUndefined();
+    expect(got.headers['if-none-match']).toBe('W/"2"');
+    expect(got.headers.prefer).toBe('return=minimal');
+    expect(res.headers.get('set-cookie')).toBeNull();
+    expect(res.headers.get('access-control-allow-origin')).toBeNull();
+    expect(res.headers.get('etag')).toBe('W/"3"');
+    expect(res.headers.get('location')).toBe(`${b.url}/fhir/Patient/1/_history/3`);
+    expect(res.headers.get('cache-control')).toBe('no-store');
+  });
+
+  test('body size limit → 413 (declared and streamed)', async () => {
+    upstream.mode = { kind: 'echo' };
+    const big = 'x'.repeat(70 * 1024);
+    const res = await fetch(`${b.url}/fhir/Patient`, { method: 'POST', body: big, headers: { ...CSRF, cookie: browser.cookieHeader(b.url), 'X-SMART-Context': context, 'content-type': 'application/fhir+json' } });
+    expect(res.status).toBe(413);
+    const ok = await fetch(`${b.url}/fhir/Patient`, { method: 'POST', body: '{"resourceType":"Patient"}', headers: { ...CSRF, cookie: browser.cookieHeader(b.url), 'X-SMART-Context': context, 'content-type': 'application/fhir+json' } });
+    expect(ok.status).toBe(200);
+    expect((await json(ok)).body).toBe('{"resourceType":"Patient"}');
+  });
+
+  test('upstream timeout → 504 OperationOutcome with the correlation id', async () => {
+    upstream.mode = { kind: 'hang' };
+    const res = await fhir(browser, '/Patient/1', context);
+    expect(res.status).toBe(504);
+    const oo = await json(res);
+    expect(oo.resourceType).toBe('OperationOutcome');
+    expect(oo.issue[0].code).toBe('timeout');
+    expect(oo.issue[0].diagnostics).toContain(res.headers.get('x-request-id'));
+  });
+
+  test('upstream reset → 502; upstream 5xx passes through unchanged', async () => {
+    upstream.mode = { kind: 'reset' };
+    expect((await fhir(browser, '/Patient/1', context)).status).toBe(502);
+    upstream.mode = { kind: 'status', status: 503, body: '{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"transient","diagnostics":"busy"}]}' };
+    const res = await fhir(browser, '/Patient/1', context);
+    expect(res.status).toBe(503);
+    expect((await json(res)).issue[0].diagnostics).toBe('busy');
+  });
+
+  test('streams a large body in bounded memory, rewriting links on the way', async () => {
+    const line = `{"resourceType":"Observation","subject":{"reference":"${upstream.base}/Patient/1"},"valueString":"${'v'.repeat(200)}"}\n`;
+    const total = 200 * 1024 * 1024;
+    upstream.mode = { kind: 'huge', bytes: total, contentType: 'application/fhir+ndjson', line };
+    global.gc?.();
+    const baseline = process.memoryUsage().rss;
+    let peak = baseline;
+    const timer = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 20);
+    const res = await fhir(browser, '/Observation/$export-file', context);
+    expect(res.status).toBe(200);
+    let bytes = 0;
+    let sample = '';
+    const reader = res.body!.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      bytes += value.byteLength;
+      if (sample.length < 1000) sample += Buffer.from(value).toString('utf8', 0, 1000);
+    }
+    clearInterval(timer);
+    expect(bytes).toBeGreaterThan(total * 0.9);
+    expect(sample).toContain(`${b.url}/fhir/Patient/1`);
+    expect(sample).not.toContain(upstream.base);
+    // loose bound: the body is 200 MB; buffering it would add far more than this
+    expect(peak - baseline).toBeLessThan(120 * 1024 * 1024);
+  }, 60000);
+
+  test('a browser abort destroys the upstream request', async () => {
+    upstream.mode = { kind: 'huge', bytes: 500 * 1024 * 1024, contentType: 'application/octet-stream', line: 'x'.repeat(1000) };
+    const before = upstream.aborted;
+    const ac = new AbortController();
+    const res = await fhir(browser, '/Binary/big', context, { signal: ac.signal });
+    const reader = res.body!.getReader();
+    await reader.read();
+    ac.abort();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(upstream.aborted).toBe(before + 1);
+  });
+});
