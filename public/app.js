@@ -50,6 +50,7 @@
     if (!cc) return '';
     return cc.text || ((cc.coding || [])[0] || {}).display || ((cc.coding || [])[0] || {}).code || '';
   }
+  function day(v) { return typeof v === 'string' ? v.slice(0, 10) : ''; }
   function quantity(o) {
     if (o.valueQuantity) return o.valueQuantity.value + ' ' + (o.valueQuantity.unit || '');
     if (o.valueString) return o.valueString;
@@ -66,9 +67,9 @@
   }
 
   var tables = {
-    conditions: { headers: ['Condition', 'Status', 'Onset'], row: function (r) { return [codeText(r.code), codeText(r.clinicalStatus), r.onsetDateTime || r.recordedDate || '']; } },
-    observations: { headers: ['Observation', 'Value', 'Date'], row: function (r) { return [codeText(r.code), quantity(r), r.effectiveDateTime || r.issued || '']; } },
-    medications: { headers: ['Medication', 'Status', 'Authored'], row: function (r) { return [codeText(r.medicationCodeableConcept) || ((r.medicationReference || {}).display) || '', r.status || '', r.authoredOn || '']; } },
+    conditions: { headers: ['Condition', 'Status', 'Onset'], row: function (r) { return [codeText(r.code), codeText(r.clinicalStatus), day(r.onsetDateTime || r.recordedDate)]; } },
+    observations: { headers: ['Observation', 'Value', 'Date'], row: function (r) { return [codeText(r.code), quantity(r), day(r.effectiveDateTime || r.issued)]; } },
+    medications: { headers: ['Medication', 'Status', 'Authored'], row: function (r) { return [codeText(r.medicationCodeableConcept) || ((r.medicationReference || {}).display) || '', r.status || '', day(r.authoredOn)]; } },
   };
 
   function renderBundle(targetId, bundle, launchMode) {

@@ -68,6 +68,7 @@ export function createApp(deps: AppDeps): App {
 
   app.use(requestContext(logger));
   app.get('/healthz', (_req, res) => void res.json({ status: 'ok' }));
+  app.get('/favicon.ico', (_req, res) => void res.status(204).set('cache-control', 'public, max-age=86400').end());
   if (deps.sandbox) app.use('/sandbox', deps.sandbox.handler);
 
   app.use(
