@@ -108,7 +108,7 @@ const envSchema = z.object({
   SMART_HTTP_TIMEOUT_MS: z.coerce.number().int().min(100).max(120000).default(10000),
   ALLOW_INSECURE_HTTP: boolish.default(false),
   TRUST_PROXY: z.string().optional(),
-  LAUNCH_TTL_SECONDS: z.coerce.number().int().min(30).max(3600).default(600),
+  LAUNCH_TTL_SECONDS: z.coerce.number().int().min(1).max(3600).default(600),
   MAX_CONTEXTS_PER_SESSION: z.coerce.number().int().min(1).max(50).default(5),
   FHIR_PROXY_TIMEOUT_MS: z.coerce.number().int().min(100).max(600000).default(25000),
   FHIR_PROXY_MAX_BODY: z.string().default('10mb'),

@@ -12,7 +12,7 @@ import { sha256Short, clip } from '../log.js';
 import type { LaunchMode, LaunchTransaction } from '../session/types.js';
 import type { Registration } from '../config.js';
 import type { SmartDeps } from './deps.js';
-import { buildOAuthConfig } from './oauth-config.js';
+import { buildOAuthConfig, hasIssuer } from './oauth-config.js';
 import { adaptScopes, splitScopes, withLaunchScope } from './scopes.js';
 import { clientAuthMethod } from './client-auth.js';
 import { saveSession } from '../session/session-ops.js';
@@ -79,7 +79,12 @@ async function startAuthorization(
   const server = await deps.discovery.get(iss, log);
   const smart = server.configuration;
   const baseScopes = splitScopes(mode === 'ehr' ? registration.scope : registration.standaloneScope);
-  const scopes = withLaunchScope(adaptScopes(baseScopes, smart.capabilities), mode);
+  let scopes = withLaunchScope(adaptScopes(baseScopes, smart.capabilities), mode);
+  if (!hasIssuer(server) && scopes.includes('openid')) {
+    // Without an issuer an id_token cannot be validated (SMART requires `issuer` with sso-openid-connect).
+    log.warn({ event: 'launch.scope_dropped', scopes: 'openid fhirUser', reason: 'no_issuer' }, 'launch: the SMART configuration has no issuer, so openid and fhirUser are not requested (no id_token can be validated)');
+    scopes = scopes.filter((s) => s !== 'openid' && s !== 'fhirUser');
+  }
   const openid = scopes.includes('openid');
 
   const state = client.randomState();

@@ -272,6 +272,21 @@ describe('state handling', () => {
   });
 });
 
+describe('transactions expire', () => {
+  test('a callback after LAUNCH_TTL_SECONDS → 400 state_expired and no token request', async () => {
+    const b = await bff({ LAUNCH_TTL_SECONDS: '1' });
+    const browser = new Browser();
+    const start = await browser.get(`${b.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient: sandbox.patients[0]!.id })}`);
+    const cb = await authorize(start.headers.get('location')!);
+    await new Promise((r) => setTimeout(r, 1200));
+    const before = tokenRequests.length;
+    const res = await browser.get(cb, { accept: 'application/json' });
+    expect(res.status).toBe(400);
+    expect((await json(res)).error).toBe('state_expired');
+    expect(tokenRequests.length).toBe(before);
+  });
+});
+
 describe('refusals', () => {
   test('an iss that is not on the allow-list is refused before any outbound request', async () => {
     let hits = 0;
@@ -461,6 +476,64 @@ describe('logging', () => {
 });
 
 describe('discovery', () => {
+  async function variant(alter: (doc: Record<string, unknown>) => Record<string, unknown>) {
+    const sb = await startSandbox({
+      clients: [{ client_id: 'public-app', token_endpoint_auth_method: 'none', redirect_uris: [] }],
+      redirectUriPattern: /^http:\/\/127\.0\.0\.1:\d+\/callback$/,
+      smartConfiguration: alter,
+    });
+    const b = await startBff({ SMART_ISS: sb.fhirBaseUrl, SMART_CLIENT_ID: 'public-app' });
+    bffs.push(b);
+    return { sb, b };
+  }
+
+  test('a configuration without S256 is refused (502), never downgraded to plain', async () => {
+    const { sb, b } = await variant((doc) => ({ ...doc, code_challenge_methods_supported: ['plain'] }));
+    try {
+      const res = await new Browser().get(`${b.url}/launch?iss=${encodeURIComponent(sb.fhirBaseUrl)}&launch=x`);
+      expect(res.status).toBe(502);
+      expect(await res.text()).toMatch(/code_challenge_methods_supported does not include S256/);
+    } finally { await sb.close(); }
+  });
+
+  test('a configuration missing token_endpoint or capabilities is refused', async () => {
+    const { sb, b } = await variant(({ token_endpoint: _t, capabilities: _c, ...doc }) => doc);
+    try {
+      const res = await new Browser().get(`${b.url}/launch?iss=${encodeURIComponent(sb.fhirBaseUrl)}&launch=x`, { accept: 'application/json' });
+      expect(res.status).toBe(502);
+      expect((await json(res)).message).toMatch(/token_endpoint is missing.*capabilities is missing/);
+    } finally { await sb.close(); }
+  });
+
+  test('a v1-only server gets v1 scopes; requested and granted scopes are both shown', async () => {
+    const { sb, b } = await variant((doc) => ({ ...doc, capabilities: (doc.capabilities as string[]).filter((c) => c !== 'permission-v2') }));
+    try {
+      const browser = new Browser();
+      const start = await browser.get(`${b.url}/launch?iss=${encodeURIComponent(sb.fhirBaseUrl)}&launch=${sb.createLaunch({ patient: sb.patients[0]!.id })}`);
+      expect(new URL(start.headers.get('location')!).searchParams.get('scope')!.split(' ')).toContain('patient/*.read');
+      await browser.get(await authorize(start.headers.get('location')!));
+      const { body } = await sessionJson(b, browser);
+      expect(body.requested_scopes).toMatch(/patient\/\*\.read/);
+      expect(body.granted_scopes).toMatch(/patient\/\*\.read/);
+    } finally { await sb.close(); }
+  });
+
+  test('a configuration without issuer still launches (openid left out, the iss response parameter not checked)', async () => {
+    const { sb, b } = await variant(({ issuer: _i, ...doc }) => doc);
+    try {
+      const browser = new Browser();
+      const start = await browser.get(`${b.url}/launch?iss=${encodeURIComponent(sb.fhirBaseUrl)}&launch=${sb.createLaunch({ patient: sb.patients[1]!.id })}`);
+      const scope = new URL(start.headers.get('location')!).searchParams.get('scope')!.split(' ');
+      expect(scope).not.toContain('openid');
+      const cb = await authorize(start.headers.get('location')!);
+      expect(new URL(cb).searchParams.get('iss')).toBeTruthy(); // the server sends RFC 9207 iss anyway
+      expect((await browser.get(cb)).status).toBe(302);
+      const { body } = await sessionJson(b, browser);
+      expect(body.patient).toBe(sb.patients[1]!.id);
+      expect(b.logs.find('launch.scope_dropped')).toHaveLength(1);
+    } finally { await sb.close(); }
+  });
+
   test('cached per issuer: a second launch makes no discovery request', async () => {
     const b = await bff();
     await ehrLaunch(b, new Browser());
