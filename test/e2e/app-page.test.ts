@@ -21,19 +21,22 @@ d('the app page in a real browser', () => {
   let server: http.Server;
   let url: string;
   let browser: Browser;
+  let app: ReturnType<typeof createApp>;
+  let sandbox: Awaited<ReturnType<typeof createSandbox>>;
   const pageErrors: string[] = [];
 
   beforeAll(async () => {
     server = http.createServer();
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const sandbox = await createSandbox({
+    sandbox = await createSandbox({
       baseUrl: `${url}/sandbox`,
       clients: [{ client_id: 'smart-bff-dev', token_endpoint_auth_method: 'none', redirect_uris: [`${url}/callback`], launch_uri: `${url}/launch` }],
-      accessTokenTtlSeconds: 3600,
+      accessTokenTtlSeconds: 2,
     });
-    const config = await loadConfig({ NODE_ENV: 'test', PUBLIC_URL: url, SESSION_SECRET: TEST_SESSION_SECRET, SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'smart-bff-dev', ALLOW_INSECURE_HTTP: '1', SANDBOX: 'off' });
-    server.on('request', createApp({ config, logger: captureLogs().logger, sandbox }));
+    const config = await loadConfig({ NODE_ENV: 'test', PUBLIC_URL: url, SESSION_SECRET: TEST_SESSION_SECRET, SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'smart-bff-dev', ALLOW_INSECURE_HTTP: '1', SANDBOX: 'off', TOKEN_REFRESH_SKEW_SECONDS: '0' });
+    app = createApp({ config, logger: captureLogs().logger, sandbox });
+    server.on('request', app);
     browser = await launchChromium();
   });
 
@@ -69,6 +72,26 @@ d('the app page in a real browser', () => {
     expect(await rows()).toBe(21);
     expect(pageErrors).toEqual([]);
     await page.screenshot({ path: `${ARTIFACTS_DIR}/app-page.png`, fullPage: true });
+    await page.close();
+  });
+
+  test('when the EHR ends the launch, the page says the session ended and offers to launch again', async () => {
+    const page = await browser.newPage();
+    await launchFromSandbox(page, 'Daniel Adams');
+    await page.locator('#banner-name').waitFor();
+    const context = new URL(page.url()).searchParams.get('context')!;
+    const tokens = (await app.locals.smart.tokenStore.get(context))!;
+    await (await sandbox.provider.RefreshToken.find(tokens.refreshToken!))!.destroy(); // the EHR revokes the grant
+    await page.waitForTimeout(2300); // the access token expires
+    pageErrors.length = 0;
+    await page.reload();
+    await page.locator('#expired').waitFor({ state: 'visible' });
+    expect(await page.locator('#expired h1').textContent()).toBe('Your session has ended');
+    expect(await page.locator('#expired-message').textContent()).toMatch(/no longer accepts this launch/);
+    expect(await page.locator('#banner').isVisible()).toBe(false);
+    await page.screenshot({ path: `${ARTIFACTS_DIR}/session-expired.png`, fullPage: true });
+    await page.locator('#relaunch').click();
+    await page.waitForURL(/\/sandbox\/interaction\//); // a standalone launch starts at the EHR's sign-in
     await page.close();
   });
 });

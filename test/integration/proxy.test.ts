@@ -118,6 +118,27 @@ describe('launch contexts never cross', () => {
   });
 });
 
+describe('launch contexts are bounded per session', () => {
+  test('the oldest context is evicted beyond MAX_CONTEXTS_PER_SESSION and then gets 401', async () => {
+    const small = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', MAX_CONTEXTS_PER_SESSION: '2' });
+    try {
+      const browser = new Browser();
+      const ids: string[] = [];
+      for (const p of [sandbox.patients[0]!.id, sandbox.patients[1]!.id, sandbox.patients[2]!.id]) {
+        const start = await browser.get(`${small.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient: p })}`);
+        const done = await browser.get(await authorize(start.headers.get('location')!));
+        ids.push(new URL(done.headers.get('location')!, small.url).searchParams.get('context')!);
+      }
+      const status = async (id: string) => (await browser.get(`${small.url}/fhir/Patient/${sandbox.patients[ids.indexOf(id)]!.id}`, { ...CSRF, 'X-SMART-Context': id })).status;
+      expect(await status(ids[0]!)).toBe(401);
+      expect(await status(ids[1]!)).toBe(200);
+      expect(await status(ids[2]!)).toBe(200);
+    } finally {
+      await small.close();
+    }
+  });
+});
+
 describe('path and method safety: 400/405 and no upstream call', () => {
   let upstream: FaultUpstream;
   let browser: Browser;
@@ -190,6 +211,22 @@ describe('path and method safety: 400/405 and no upstream call', () => {
     expect(oo.resourceType).toBe('OperationOutcome');
     expect(oo.issue[0].code).toBe('timeout');
     expect(oo.issue[0].diagnostics).toContain(res.headers.get('x-request-id'));
+  });
+
+  test('connection refused → 502 OperationOutcome that says so without internals', async () => {
+    const gone = await startFaultUpstream();
+    await gone.close();
+    const tokens = (await tokenStore.get(context))!;
+    await tokenStore.set(context, { ...tokens, fhirBaseUrl: gone.base }, 3600);
+    try {
+      const res = await fhir(browser, '/Patient/1', context);
+      expect(res.status).toBe(502);
+      const oo = await json(res);
+      expect(oo.issue[0].details.text).toMatch(/could not be reached/);
+      expect(JSON.stringify(oo)).not.toMatch(/ECONNREFUSED|127\.0\.0\.1/);
+    } finally {
+      await tokenStore.set(context, tokens, 3600);
+    }
   });
 
   test('upstream reset → 502; upstream 5xx passes through unchanged', async () => {

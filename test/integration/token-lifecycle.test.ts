@@ -3,7 +3,12 @@
  * concurrency, invalid_grant ending the launch context, an unavailable token endpoint keeping the refresh
  * token, and logout revoking — against the sandbox's real authorization server.
  */
+import { generateKeyPairSync } from 'node:crypto';
+import * as jose from 'jose';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
+import { parsePrivateKey } from '../../src/config.js';
+import { DiscoveryCache } from '../../src/smart/discovery.js';
+import { startFaultUpstream } from '../helpers/fault-upstream.js';
 import { MemoryTokenStore } from '../../src/session/token-store.js';
 import { authorize } from '../helpers/authorize.js';
 import { json } from '../helpers/json.js';
@@ -19,9 +24,15 @@ let b: StartedBff;
 let tokenStore: MemoryTokenStore;
 const tokenRequests: Record<string, unknown>[] = [];
 
+const PRIVATE_PEM = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+
 beforeAll(async () => {
+  const key = await parsePrivateKey(PRIVATE_PEM, 'rsa-1');
   sandbox = await startSandbox({
-    clients: [{ client_id: 'public-app', token_endpoint_auth_method: 'none', redirect_uris: [] }],
+    clients: [
+      { client_id: 'public-app', token_endpoint_auth_method: 'none', redirect_uris: [] },
+      { client_id: 'asymmetric-app', token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [{ ...key.publicJwk }] }, redirect_uris: [] },
+    ],
     redirectUriPattern: /^http:\/\/127\.0\.0\.1:\d+\/callback$/,
     accessTokenTtlSeconds: TTL,
   } as Parameters<typeof startSandbox>[0]);
@@ -35,15 +46,15 @@ afterAll(async () => {
   await sandbox?.close();
 });
 
-async function launch(patient = sandbox.patients[0]!.id) {
+async function launch(patient = sandbox.patients[0]!.id, bff: StartedBff = b) {
   const browser = new Browser();
-  const start = await browser.get(`${b.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${encodeURIComponent(sandbox.createLaunch({ patient }))}`);
+  const start = await browser.get(`${bff.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${encodeURIComponent(sandbox.createLaunch({ patient }))}`);
   const done = await browser.get(await authorize(start.headers.get('location')!));
-  const context = new URL(done.headers.get('location')!, b.url).searchParams.get('context')!;
-  return { browser, context, patient };
+  const context = new URL(done.headers.get('location')!, bff.url).searchParams.get('context')!;
+  return { browser, context, patient, bff };
 }
 
-const read = (l: Awaited<ReturnType<typeof launch>>) => l.browser.get(`${b.url}/fhir/Patient/${l.patient}`, { ...CSRF, 'X-SMART-Context': l.context });
+const read = (l: Awaited<ReturnType<typeof launch>>) => l.browser.get(`${l.bff.url}/fhir/Patient/${l.patient}`, { ...CSRF, 'X-SMART-Context': l.context });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const refreshRequests = () => tokenRequests.filter((r) => r.grant_type === 'refresh_token');
 
@@ -135,5 +146,58 @@ test('token endpoint unreachable during refresh → 503 and the refresh token is
     expect((await store.get(context))!.refreshToken).toBe(before.refreshToken);
   } finally {
     await bff.close();
+  }
+});
+
+test('an asymmetric client refreshes with a fresh private_key_jwt assertion', async () => {
+  const asym = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'asymmetric-app', SMART_PRIVATE_KEY: PRIVATE_PEM, SMART_KEY_ID: 'rsa-1', TOKEN_REFRESH_SKEW_SECONDS: '0' });
+  try {
+    const l = await launch(sandbox.patients[1]!.id, asym);
+    await sleep(TTL * 1000 + 300);
+    expect((await read(l)).status).toBe(200);
+    const mine = tokenRequests.filter((r) => r.client_id === 'asymmetric-app');
+    const exchange = mine.find((r) => r.grant_type === 'authorization_code')!;
+    const refresh = mine.find((r) => r.grant_type === 'refresh_token')!;
+    expect(refresh).toBeDefined();
+    const a = jose.decodeJwt(String(exchange.client_assertion));
+    const r = jose.decodeJwt(String(refresh.client_assertion));
+    expect(jose.decodeProtectedHeader(String(refresh.client_assertion))).toMatchObject({ alg: 'RS384', kid: 'rsa-1', typ: 'JWT' });
+    expect(r).toMatchObject({ iss: 'asymmetric-app', sub: 'asymmetric-app', aud: a.aud });
+    expect(r.jti).not.toBe(a.jti);
+  } finally {
+    await asym.close();
+  }
+});
+
+test('refresh answered 5xx → 503 and the refresh token is kept for the next try', async () => {
+  const fault = await startFaultUpstream('/token');
+  fault.mode = { kind: 'status', status: 500, body: '<html>upstream error</html>' };
+  let sendRefreshToFault = false;
+  const discovery = new DiscoveryCache({
+    ttlSeconds: 0, timeoutMs: 2000, allowInsecureHttp: true,
+    fetch: async (input, init) => {
+      const res = await fetch(input, init);
+      if (!sendRefreshToFault) return res;
+      const doc = (await res.json()) as Record<string, unknown>;
+      return new Response(JSON.stringify({ ...doc, token_endpoint: fault.base }), { status: 200, headers: { 'content-type': 'application/json' } });
+    },
+  });
+  const store = new MemoryTokenStore();
+  const bff = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', TOKEN_REFRESH_SKEW_SECONDS: '0' }, { tokenStore: store, discovery });
+  try {
+    const l = await launch(sandbox.patients[2]!.id, bff);
+    const before = (await store.get(l.context))!;
+    sendRefreshToFault = true;
+    await sleep(TTL * 1000 + 300);
+    const res = await read(l);
+    expect(res.status).toBe(503);
+    expect(fault.received.at(-1)!.body).toMatch(/grant_type=refresh_token/);
+    expect((await store.get(l.context))!.refreshToken).toBe(before.refreshToken);
+    // the EHR recovers: the kept refresh token works
+    sendRefreshToFault = false;
+    expect((await read(l)).status).toBe(200);
+  } finally {
+    await bff.close();
+    await fault.close();
   }
 });
