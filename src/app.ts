@@ -8,16 +8,19 @@ import helmet from 'helmet';
 import type { Store } from 'express-session';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
-import { requestContext } from './http/request-context.js';
+import { accessLog } from './http/access-log.js';
 import { requireCsrfHeader } from './http/csrf.js';
 import { errorHandler, notFound } from './http/error-handler.js';
+import { launchRateLimit } from './http/rate-limit.js';
+import { Metrics, metricsHandler } from './observability/metrics.js';
+import type { RedisClient } from './session/redis-store.js';
 import { createMemorySessionStore, createSessionMiddleware, requireSessionStore } from './session/session-middleware.js';
 import { MemoryTokenStore, type TokenStore } from './session/token-store.js';
 import { DiscoveryCache } from './smart/discovery.js';
 import { Registry } from './smart/registry.js';
 import { CallbackDeduper, RecentCodes } from './smart/replay-guards.js';
 import type { SmartDeps } from './smart/deps.js';
-import { ehrLaunchHandler, standaloneLoginHandler } from './smart/launch.js';
+import { ehrLaunchHandler, launchContinueHandler, standaloneLoginHandler } from './smart/launch.js';
 import { callbackHandler } from './smart/callback.js';
 import { sessionInfoHandler } from './smart/session-info.js';
 import { logoutHandler } from './smart/logout.js';
@@ -28,11 +31,15 @@ export interface AppDeps {
   config: Config;
   logger: Logger;
   /** The built-in development EHR, mounted at /sandbox (development only). */
-  sandbox?: { handler: RequestHandler; homeUrl?: string };
+  sandbox?: { handler: RequestHandler };
   sessionStore?: Store;
   tokenStore?: TokenStore;
+  /** Redis, when configured: readiness and shared rate limits. */
+  redis?: RedisClient;
   /** Injected to share discovery between app instances in tests; normally created here. */
   discovery?: DiscoveryCache;
+  /** Extra routers mounted before the 404 (e.g. backend services). */
+  extraRoutes?: (app: Express) => void;
 }
 
 export interface App extends Express {
@@ -45,6 +52,7 @@ const PUBLIC_DIR = fileURLToPath(new URL('../public', import.meta.url));
 export function createApp(deps: AppDeps): App {
   const { config, logger } = deps;
   if (config.isProduction && deps.sandbox) throw new Error('the sandbox EHR is never mounted in production');
+  const metrics = new Metrics();
   const smart: SmartDeps = {
     config,
     logger,
@@ -53,11 +61,12 @@ export function createApp(deps: AppDeps): App {
     tokenStore: deps.tokenStore ?? new MemoryTokenStore(),
     recentCodes: new RecentCodes(),
     callbacks: new CallbackDeduper(),
+    metrics,
   };
-  const sessionStore = deps.sessionStore ?? createMemorySessionStore();
+  const sessionStore = deps.sessionStore ?? createMemorySessionStore(config.sessionIdleSeconds);
+  const refresher = new TokenRefresher(smart);
 
   const app = express() as App;
-  const refresher = new TokenRefresher(smart);
   app.locals.smart = smart;
   app.locals.refresher = refresher;
   app.disable('x-powered-by');
@@ -66,36 +75,59 @@ export function createApp(deps: AppDeps): App {
   app.set('views', VIEWS_DIR);
   app.set('view engine', 'ejs');
 
-  app.use(requestContext(logger));
-  app.get('/healthz', (_req, res) => void res.json({ status: 'ok' }));
+  app.use(accessLog(logger));
+  app.get('/healthz', (_req, res) => void res.set('cache-control', 'no-store').json({ status: 'ok' }));
+  app.get('/readyz', async (_req, res) => {
+    const checks: Record<string, string> = { config: 'ok' };
+    if (deps.redis) checks.redis = await deps.redis.ping().then(() => 'ok', () => 'unreachable').catch(() => 'unreachable');
+    const ready = Object.values(checks).every((v) => v === 'ok');
+    res.status(ready ? 200 : 503).set('cache-control', 'no-store').json({ status: ready ? 'ready' : 'not_ready', checks });
+  });
+  if (config.metricsToken) app.get('/metrics', metricsHandler(metrics, config.metricsToken));
   app.get('/favicon.ico', (_req, res) => void res.status(204).set('cache-control', 'public, max-age=86400').end());
   if (deps.sandbox) app.use('/sandbox', deps.sandbox.handler);
 
   app.use(
     helmet({
-      contentSecurityPolicy: { directives: { 'default-src': ["'self'"], 'script-src': ["'self'"], 'style-src': ["'self'"], 'img-src': ["'self'", 'data:'], 'form-action': ["'self'"], 'frame-ancestors': ["'self'"] } },
+      contentSecurityPolicy: {
+        directives: {
+          'default-src': ["'self'"], 'script-src': ["'self'"], 'style-src': ["'self'"], 'img-src': ["'self'", 'data:'],
+          'connect-src': ["'self'"], 'form-action': ["'self'"], 'frame-ancestors': [...config.frameAncestors], 'object-src': ["'none'"], 'base-uri': ["'none'"],
+        },
+      },
+      // Embedding is governed by CSP frame-ancestors; X-Frame-Options would forbid the embedded mode outright.
+      xFrameOptions: config.cookieMode === 'embedded' || config.frameAncestors.some((f) => f !== "'self'") ? false : { action: 'sameorigin' },
       referrerPolicy: { policy: 'no-referrer' },
+      strictTransportSecurity: config.publicUrl.startsWith('https:') ? { maxAge: 31536000 } : false,
     }),
   );
   app.use('/static', express.static(PUBLIC_DIR, { index: false, maxAge: '1h' }));
-  app.use(createSessionMiddleware(config, sessionStore));
-  app.use(requireSessionStore);
+  // Everything below carries session state: never cached.
+  app.use((_req, res, next) => {
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
+  app.use(createSessionMiddleware(config, sessionStore, () => metrics.sessionStoreErrors.inc()));
+  app.use(requireSessionStore(() => metrics.sessionStoreErrors.inc()));
 
   // The route table.
+  const limitLaunches = launchRateLimit(config.launchRateLimitPerMinute, deps.redis);
   app.get('/', (_req, res) => res.render('index', {
     launchUri: `${config.publicUrl}/launch`, redirectUri: config.redirectUri,
     sandboxUrl: deps.sandbox ? `${config.publicUrl}/sandbox/` : null, registrations: config.registrations,
   }));
-  app.get('/launch', ehrLaunchHandler(smart));
-  app.get('/login', standaloneLoginHandler(smart));
-  app.get('/callback', callbackHandler(smart));
-  app.get('/app', (_req, res) => { res.setHeader('Cache-Control', 'no-store'); res.render('app'); });
+  app.get('/launch', limitLaunches, ehrLaunchHandler(smart));
+  app.get('/launch/continue', launchContinueHandler(smart));
+  app.get('/login', limitLaunches, standaloneLoginHandler(smart));
+  app.get('/callback', limitLaunches, callbackHandler(smart));
+  app.get('/app', (_req, res) => res.render('app'));
   app.use('/api', requireCsrfHeader);
   app.get('/api/session', sessionInfoHandler(smart));
   app.post('/logout', requireCsrfHeader, logoutHandler(smart));
   app.use('/fhir', requireCsrfHeader, fhirProxyHandler(smart, refresher, createProxyAgents()));
+  deps.extraRoutes?.(app);
 
   app.use(notFound);
-  app.use(errorHandler());
+  app.use(errorHandler(metrics));
   return app;
 }

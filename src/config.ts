@@ -70,6 +70,17 @@ export interface Config {
   readonly tokenRefreshSkewSeconds: number;
   /** Shared session and token store for several instances; without it, a bounded in-memory store. */
   readonly redisUrl: string | undefined;
+  /** `default`: SameSite=Lax. `embedded`: SameSite=None; Secure; Partitioned, for EHRs that show the app in a cross-site iframe. */
+  readonly cookieMode: 'default' | 'embedded';
+  /** CSP frame-ancestors for our pages (who may embed the app). */
+  readonly frameAncestors: readonly string[];
+  /** Session idle timeout (no request for this long ends it) and absolute timeout, in seconds. */
+  readonly sessionIdleSeconds: number;
+  readonly sessionAbsoluteSeconds: number;
+  /** Launch/login/callback requests per IP per minute. */
+  readonly launchRateLimitPerMinute: number;
+  /** /metrics is served only when set, and only with `Authorization: Bearer <token>`. */
+  readonly metricsToken: string | undefined;
   readonly warnings: readonly string[];
 }
 
@@ -115,6 +126,14 @@ const envSchema = z.object({
   FHIR_PROXY_REWRITE_LINKS: boolish.default(true),
   TOKEN_REFRESH_SKEW_SECONDS: z.coerce.number().int().min(0).max(3600).default(60),
   REDIS_URL: z.string().optional(),
+  COOKIE_MODE: z.enum(['default', 'embedded']).default('default'),
+  FRAME_ANCESTORS: z.string().optional(),
+  SESSION_IDLE_MINUTES: z.coerce.number().min(1).max(24 * 60).default(30),
+  SESSION_MAX_HOURS: z.coerce.number().min(0.01).max(24 * 7).default(8),
+  LAUNCH_RATE_LIMIT: z.coerce.number().int().min(1).max(100000).default(60),
+  METRICS_TOKEN: z.string().optional(),
+  DYNO: z.string().optional(),
+  GAE_SERVICE: z.string().optional(),
 });
 
 const registrationFileSchema = z.object({
@@ -235,7 +254,8 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
     }
   }
 
-  let trustProxy: boolean | number | string = false;
+  // Heroku (DYNO) and App Engine (GAE_SERVICE) put one TLS-terminating router in front of the app.
+  let trustProxy: boolean | number | string = e.DYNO || e.GAE_SERVICE ? 1 : false;
   if (e.TRUST_PROXY !== undefined && e.TRUST_PROXY !== '') {
     if (/^\d+$/.test(e.TRUST_PROXY)) trustProxy = Number(e.TRUST_PROXY);
     else if (e.TRUST_PROXY === 'true') trustProxy = true;
@@ -246,6 +266,16 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
   if (e.REDIS_URL && !/^rediss?:\/\//.test(e.REDIS_URL)) problems.push('REDIS_URL: must start with redis:// or rediss://');
   if (!e.REDIS_URL && isProduction) {
     warnings.push('REDIS_URL is not set: sessions live in this process\'s memory. That is for a single instance only: with several instances (Heroku dynos, App Engine instances) launches will fail at random and restarts log everyone out. Set REDIS_URL.');
+  }
+  if (e.COOKIE_MODE === 'embedded' && !publicUrl.startsWith('https:') && isProduction) {
+    problems.push('COOKIE_MODE: embedded needs an https PUBLIC_URL (SameSite=None cookies must be Secure)');
+  }
+  if (e.METRICS_TOKEN !== undefined && e.METRICS_TOKEN.length < 16) problems.push('METRICS_TOKEN: use at least 16 random characters');
+  const frameAncestors = e.FRAME_ANCESTORS
+    ? e.FRAME_ANCESTORS.split(/[\s,]+/).filter(Boolean)
+    : e.COOKIE_MODE === 'embedded' ? ['*'] : ["'self'"];
+  for (const fa of frameAncestors) {
+    if (!/^('self'|'none'|\*|https?:\/\/[^\s;,']+)$/.test(fa)) problems.push(`FRAME_ANCESTORS: not a CSP source: ${JSON.stringify(fa)} (use origins like https://ehr.example.com, or 'self')`);
   }
   const proxyMaxBodyBytes = parseBytes(e.FHIR_PROXY_MAX_BODY);
   if (proxyMaxBodyBytes === undefined) problems.push(`FHIR_PROXY_MAX_BODY: not a size: ${JSON.stringify(e.FHIR_PROXY_MAX_BODY)} (e.g. 10mb, 512kb, 1048576)`);
@@ -275,6 +305,12 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
     proxyRewriteLinks: e.FHIR_PROXY_REWRITE_LINKS,
     tokenRefreshSkewSeconds: e.TOKEN_REFRESH_SKEW_SECONDS,
     redisUrl: e.REDIS_URL || undefined,
+    cookieMode: e.COOKIE_MODE,
+    frameAncestors: Object.freeze(frameAncestors),
+    sessionIdleSeconds: Math.round(e.SESSION_IDLE_MINUTES * 60),
+    sessionAbsoluteSeconds: Math.round(e.SESSION_MAX_HOURS * 3600),
+    launchRateLimitPerMinute: e.LAUNCH_RATE_LIMIT,
+    metricsToken: e.METRICS_TOKEN || undefined,
     warnings: Object.freeze(warnings),
   });
 }

@@ -45,13 +45,13 @@ async function main(): Promise<void> {
   let stores: Pick<AppDeps, 'sessionStore' | 'tokenStore'> = {};
   if (config.redisUrl) {
     redis = await connectRedis(config.redisUrl, logger);
-    stores = { sessionStore: createRedisSessionStore(redis), tokenStore: new RedisTokenStore(redis) };
+    stores = { sessionStore: createRedisSessionStore(redis, config.sessionIdleSeconds), tokenStore: new RedisTokenStore(redis) };
     logger.info({ event: 'session.store', store: 'redis' }, 'sessions and tokens: Redis (shared by every instance)');
   } else {
     logger.warn({ event: 'session.store', store: 'memory' }, 'sessions and tokens: in-memory store, for a single instance only (set REDIS_URL for several instances or to survive restarts)');
   }
 
-  const app = createApp({ config, logger, ...stores, ...(sandbox ? { sandbox } : {}) });
+  const app = createApp({ config, logger, ...stores, ...(redis ? { redis } : {}), ...(sandbox ? { sandbox } : {}) });
   const server = http.createServer(app);
   server.listen(config.port, config.host, () => {
     logger.info({ event: 'server.listening', port: config.port, publicUrl: config.publicUrl, registrations: config.registrations.map((r) => r.name) }, `listening on port ${config.port}`);

@@ -4,6 +4,7 @@
  */
 import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
 import { AppError, ErrorCode, isAppError } from './errors.js';
+import type { Metrics } from '../observability/metrics.js';
 
 export function isFhirPath(req: Request): boolean {
   return req.originalUrl === '/fhir' || req.originalUrl.startsWith('/fhir/') || req.originalUrl.startsWith('/fhir?');
@@ -18,9 +19,12 @@ export const notFound: RequestHandler = (req, _res, next) => {
   next(new AppError(ErrorCode.NOT_FOUND, 404, 'There is nothing at this address.'));
 };
 
-export function errorHandler(): ErrorRequestHandler {
+const LAUNCH_PATHS = /^\/(launch|login|callback)(\/|\?|$)/;
+
+export function errorHandler(metrics?: Metrics): ErrorRequestHandler {
   return (err, req, res, _next) => {
     const appErr = toAppError(err);
+    if (metrics && LAUNCH_PATHS.test(req.originalUrl)) metrics.launches.inc({ outcome: appErr.code });
     const log = req.log ?? undefined;
     if (appErr.status >= 500 && !isAppError(err)) log?.error({ event: 'error.unhandled', err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack } }, 'unhandled error');
     else log?.info({ event: 'error.response', code: appErr.code, status: appErr.status }, appErr.message);

@@ -27,6 +27,8 @@ export const ErrorCode = {
   SESSION_EXPIRED: 'session_expired',
   SESSION_STORE_UNAVAILABLE: 'session_store_unavailable',
   NOT_FOUND: 'not_found',
+  RATE_LIMITED: 'rate_limited',
+  COOKIE_BLOCKED_IN_FRAME: 'cookie_blocked_in_frame',
   METHOD_NOT_ALLOWED: 'method_not_allowed',
   PAYLOAD_TOO_LARGE: 'payload_too_large',
   UPSTREAM_TIMEOUT: 'upstream_timeout',

@@ -74,7 +74,11 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
         void refresher.tokensFor(ctx, log, tokens.accessToken).catch(() => undefined);
       }
     } catch (err) {
-      if (err instanceof UpstreamFailure) throw upstreamError(err, deps.config.proxyTimeoutMs);
+      if (err instanceof UpstreamFailure) {
+        if (err.kind !== 'too_large') deps.metrics.upstreamErrors.inc({ kind: err.kind });
+        deps.metrics.proxyRequests.inc({ method: req.method, status: err.kind === 'timeout' ? '504' : err.kind === 'too_large' ? '413' : '502' });
+        throw upstreamError(err, deps.config.proxyTimeoutMs);
+      }
       throw err;
     }
 
@@ -94,6 +98,8 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
     upstream.on('error', () => res.destroy());
     res.on('close', () => {
       if (!res.writableFinished) upstream.destroy();
+      deps.metrics.proxyRequests.inc({ method: req.method, status: String(status) });
+      deps.metrics.proxyLatency.observe({ method: req.method }, (Date.now() - started) / 1000);
       log.info({ event: 'proxy.request', method: req.method, path: target.pathname, status, duration_ms: Date.now() - started, aborted: !res.writableFinished }, 'proxy: request forwarded');
     });
   };

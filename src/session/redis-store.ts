@@ -10,7 +10,6 @@ import { RedisStore } from 'connect-redis';
 import type { Store } from 'express-session';
 import type { Logger } from '../log.js';
 import type { TokenSet, TokenStore } from './token-store.js';
-import { SESSION_MAX_AGE_MS } from './session-middleware.js';
 
 const PREFIX = 'smart-bff:';
 
@@ -38,8 +37,8 @@ export async function connectRedis(url: string, logger: Logger): Promise<RedisCl
   return client;
 }
 
-export function createRedisSessionStore(client: RedisClient): Store {
-  return new RedisStore({ client, prefix: `${PREFIX}sess:`, ttl: Math.floor(SESSION_MAX_AGE_MS / 1000) });
+export function createRedisSessionStore(client: RedisClient, ttlSeconds: number): Store {
+  return new RedisStore({ client, prefix: `${PREFIX}sess:`, ttl: ttlSeconds });
 }
 
 export class RedisTokenStore implements TokenStore {

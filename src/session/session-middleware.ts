@@ -1,40 +1,57 @@
 /**
- * express-session with a hardened cookie: `__Host-` prefixed and Secure when PUBLIC_URL is https, HttpOnly,
- * Path=/, SameSite=Lax (Strict would drop the cookie on the return from the authorization server).
+ * express-session with a hardened cookie: `__Host-` prefixed, Secure, HttpOnly, Path=/ whenever PUBLIC_URL is
+ * https; SameSite=Lax by default (Strict would drop the cookie on the return from the authorization server);
+ * in `embedded` mode SameSite=None; Secure; Partitioned (CHIPS) for EHRs that show the app in a cross-site
+ * iframe. The cookie lives as long as the browser session; the server enforces the timeouts: the store entry
+ * expires SESSION_IDLE_MINUTES after the last request (each request touches it), and a session older than
+ * SESSION_MAX_HOURS is ended whatever its activity.
  * Without a shared store, sessions live in a bounded in-memory store (single instance only).
  */
 import session, { type Store } from 'express-session';
 import createMemoryStore from 'memorystore';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { AppError, ErrorCode } from '../http/errors.js';
 import type { Config } from '../config.js';
+import { AppError, ErrorCode } from '../http/errors.js';
 
-export const SESSION_MAX_AGE_MS = 8 * 60 * 60 * 1000;
+export type SessionCookieConfig = Pick<Config, 'publicUrl' | 'cookieMode'>;
 
-export function sessionCookieName(config: Pick<Config, 'publicUrl'>): string {
-  return config.publicUrl.startsWith('https:') ? '__Host-smart-bff' : 'smart-bff.sid';
+export function sessionCookieName(config: SessionCookieConfig): string {
+  return cookieSecure(config) ? '__Host-smart-bff' : 'smart-bff.sid';
 }
 
-export function createMemorySessionStore(): Store {
+export function cookieSecure(config: SessionCookieConfig): boolean {
+  return config.publicUrl.startsWith('https:') || config.cookieMode === 'embedded';
+}
+
+export function sessionCookieOptions(config: SessionCookieConfig): { httpOnly: true; secure: boolean; sameSite: 'lax' | 'none'; path: '/'; partitioned?: boolean } {
+  const embedded = config.cookieMode === 'embedded';
+  return { httpOnly: true, secure: cookieSecure(config), sameSite: embedded ? 'none' : 'lax', path: '/', ...(embedded ? { partitioned: true } : {}) };
+}
+
+export function createMemorySessionStore(ttlSeconds = 8 * 3600): Store {
   const MemoryStore = createMemoryStore(session);
-  return new MemoryStore({ checkPeriod: 10 * 60 * 1000, max: 10_000, ttl: SESSION_MAX_AGE_MS });
+  return new MemoryStore({ checkPeriod: 10 * 60 * 1000, max: 10_000, ttl: ttlSeconds * 1000 });
 }
 
 /**
  * express-session leaves req.session undefined while its store is disconnected: answer 503, never a crash and
  * never a silent new session.
  */
-export const requireSessionStore: RequestHandler = (req, _res, next) => {
-  if (!req.session) return next(sessionStoreUnavailable());
-  next();
-};
+export function requireSessionStore(onError?: () => void): RequestHandler {
+  return (req, _res, next) => {
+    if (!req.session) {
+      onError?.();
+      return next(sessionStoreUnavailable());
+    }
+    next();
+  };
+}
 
 function sessionStoreUnavailable(cause?: unknown): AppError {
   return new AppError(ErrorCode.SESSION_STORE_UNAVAILABLE, 503, 'The session store is unavailable right now. Try again in a moment.', { cause });
 }
 
-export function createSessionMiddleware(config: Config, store: Store): (RequestHandler | ErrorRequestHandler)[] {
-  const secure = config.publicUrl.startsWith('https:');
+export function createSessionMiddleware(config: Config, store: Store, onStoreError?: () => void): (RequestHandler | ErrorRequestHandler)[] {
   const middleware = session({
     name: sessionCookieName(config),
     secret: config.sessionSecret,
@@ -44,9 +61,23 @@ export function createSessionMiddleware(config: Config, store: Store): (RequestH
     rolling: false,
     unset: 'destroy',
     proxy: config.trustProxy !== false ? true : undefined,
-    cookie: { httpOnly: true, secure, sameSite: 'lax', path: '/', maxAge: SESSION_MAX_AGE_MS },
+    cookie: sessionCookieOptions(config),
   });
   // A store that fails while loading a session (Redis down) is a 503, not a 500.
-  const storeErrors: ErrorRequestHandler = (err, _req, _res, next) => next(err instanceof AppError ? err : sessionStoreUnavailable(err));
-  return [middleware, storeErrors];
+  const storeErrors: ErrorRequestHandler = (err, _req, _res, next) => {
+    if (err instanceof AppError) return next(err);
+    onStoreError?.();
+    next(sessionStoreUnavailable(err));
+  };
+  // Absolute timeout, enforced on the server whatever the cookie says.
+  const absolute: RequestHandler = (req, _res, next) => {
+    const created = req.session?.createdAt;
+    if (created !== undefined && Date.now() - created > config.sessionAbsoluteSeconds * 1000) {
+      req.log?.info({ event: 'session.expired', reason: 'absolute_timeout' }, 'session: absolute timeout reached; ending it');
+      req.session.regenerate((err) => next(err ? sessionStoreUnavailable(err) : undefined));
+      return;
+    }
+    next();
+  };
+  return [middleware, storeErrors, absolute];
 }

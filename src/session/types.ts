@@ -23,6 +23,8 @@ export interface LaunchTransaction {
   createdAt: number;
   /** Where to send the user when the launch completes (a local path). */
   returnTo?: string;
+  /** Kept while a framed launch checks that its cookie comes back (see /launch/continue). */
+  authorizationUrl?: string;
 }
 
 /** A completed launch: what the page may know (never a token). */

@@ -11,7 +11,7 @@ import { queryString } from '../http/request-context.js';
 import { clip, fingerprint, sha256Short, type Logger } from '../log.js';
 import type { LaunchContextInfo, LaunchTransaction } from '../session/types.js';
 import { regenerateSession, saveSession } from '../session/session-ops.js';
-import { SESSION_MAX_AGE_MS, sessionCookieName } from '../session/session-middleware.js';
+import { sessionCookieName } from '../session/session-middleware.js';
 import type { SmartDeps } from './deps.js';
 import type { CallbackOutcome } from './replay-guards.js';
 import { buildOAuthConfig, hasIssuer, type HttpObservation } from './oauth-config.js';
@@ -94,6 +94,7 @@ export function callbackHandler(deps: SmartDeps) {
     }
 
     const outcome = await deps.callbacks.run(state, req.sessionID, () => exchangeCode(req, deps, transaction, code, log));
+    deps.metrics.launches.inc({ outcome: 'success' });
     res.redirect(302, outcome.returnTo);
   };
 }
@@ -147,12 +148,14 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
       idTokenExpected: tx.scopes.includes('openid'),
     });
   } catch (err) {
+    deps.metrics.tokenExchanges.inc({ result: oauthErrorDetails(err)?.error.slice(0, 40) ?? 'unavailable' });
     throw translateTokenError(err, {
       log, observed, started, tx, deps, authMethod, pkceMatches, codeSeenBefore: firstSentAt !== undefined,
       advertisedAuthMethods: smart.token_endpoint_auth_methods_supported, capabilities: smart.capabilities, tokenEndpoint: smart.token_endpoint,
     });
   }
 
+  deps.metrics.tokenExchanges.inc({ result: 'success' });
   const granted = tokens.scope ? splitScopes(tokens.scope) : [...tx.scopes];
   const extra = tokens as unknown as Record<string, unknown>;
   const serverSkew = skewSeconds(observed?.date);
@@ -207,7 +210,7 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
       ...(tokens.id_token ? { idToken: tokens.id_token } : {}),
       ...(expiresAt ? { expiresAt } : {}),
     },
-    SESSION_MAX_AGE_MS / 1000,
+    deps.config.sessionAbsoluteSeconds,
   );
 
   // New session id at login (fixation); pending launches of other tabs and earlier contexts come along.

@@ -5,6 +5,7 @@ import type { TokenStore } from '../session/token-store.js';
 import type { DiscoveryCache } from './discovery.js';
 import type { Registry } from './registry.js';
 import type { CallbackDeduper, RecentCodes } from './replay-guards.js';
+import type { Metrics } from '../observability/metrics.js';
 
 export interface SmartDeps {
   config: Config;
@@ -14,4 +15,5 @@ export interface SmartDeps {
   tokenStore: TokenStore;
   recentCodes: RecentCodes;
   callbacks: CallbackDeduper;
+  metrics: Metrics;
 }

@@ -129,9 +129,49 @@ async function startAuthorization(
     },
     'authorize: redirecting the browser to the authorization endpoint',
   );
+  deps.metrics.launchStarts.inc({ mode });
   res.setHeader('Cache-Control', 'no-store');
   res.setHeader('Referrer-Policy', 'no-referrer');
+  if (req.get('sec-fetch-dest') === 'iframe') {
+    // Inside the EHR's frame the browser may not send our cookie back (SameSite=Lax in a cross-site frame, or
+    // third-party cookies blocked). Check that it round-trips before the launch code is spent at the EHR.
+    transaction.authorizationUrl = authorizationUrl.href;
+    await saveSession(req);
+    const next = new URLSearchParams({ t: sha256Short(state, 22), iss, ...(launch !== undefined ? { launch } : {}) });
+    log.info({ event: 'launch.frame_check', mode }, 'launch: framed; checking that the session cookie comes back before going to the EHR');
+    res.redirect(302, `/launch/continue?${next}`);
+    return;
+  }
   res.redirect(302, authorizationUrl.href);
+}
+
+/**
+ * `GET /launch/continue`: the second hop of a framed launch. With the cookie back, on to the authorization
+ * endpoint; without it, a page that says so plainly and offers to open the launch in a top-level window.
+ */
+export function launchContinueHandler(deps: SmartDeps) {
+  return async function launchContinue(req: Request, res: Response): Promise<void> {
+    const t = queryString(req, 't');
+    const tx = t ? Object.values(req.session.transactions ?? {}).find((x) => sha256Short(x.state, 22) === t) : undefined;
+    if (tx?.authorizationUrl) {
+      const transactions = { ...req.session.transactions, [tx.state]: { ...tx, authorizationUrl: undefined } };
+      req.session.transactions = transactions;
+      await saveSession(req);
+      res.setHeader('Referrer-Policy', 'no-referrer');
+      res.redirect(302, tx.authorizationUrl);
+      return;
+    }
+    const iss = queryString(req, 'iss');
+    const launch = queryString(req, 'launch');
+    const retry = iss && deps.registry.match(iss) ? `/launch?${new URLSearchParams({ iss, ...(launch ? { launch } : {}) })}` : '/login';
+    req.log.warn({ event: 'launch.cookie_blocked', embedded_mode: deps.config.cookieMode === 'embedded' }, 'launch: the session cookie did not come back inside the frame');
+    res.status(400).render('cookie-blocked', {
+      title: 'Open the app in a new window',
+      retry,
+      embedded: deps.config.cookieMode === 'embedded',
+      correlationId: req.id,
+    });
+  };
 }
 
 /** Drops expired transactions and keeps at most MAX_PENDING_TRANSACTIONS - 1 (room for the new one). */

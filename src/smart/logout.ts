@@ -6,7 +6,7 @@ import * as client from 'openid-client';
 import type { Request, Response } from 'express';
 import type { SmartDeps } from './deps.js';
 import { destroySession } from '../session/session-ops.js';
-import { sessionCookieName } from '../session/session-middleware.js';
+import { sessionCookieName, sessionCookieOptions } from '../session/session-middleware.js';
 import { buildOAuthConfig } from './oauth-config.js';
 
 export function logoutHandler(deps: SmartDeps) {
@@ -30,7 +30,7 @@ export function logoutHandler(deps: SmartDeps) {
       }
     }
     if (req.session) await destroySession(req);
-    res.clearCookie(sessionCookieName(deps.config), { path: '/', httpOnly: true, secure: deps.config.publicUrl.startsWith('https:'), sameSite: 'lax' });
+    res.clearCookie(sessionCookieName(deps.config), sessionCookieOptions(deps.config));
     req.log.info({ event: 'logout', contexts: contexts.length, revoked }, 'logout: session ended');
     res.setHeader('Cache-Control', 'no-store');
     res.json({ ok: true, revoked });

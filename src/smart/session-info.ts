@@ -2,13 +2,14 @@
 import type { Request, Response } from 'express';
 import type { SmartDeps } from './deps.js';
 import { selectContext } from './contexts.js';
-import { SESSION_MAX_AGE_MS } from '../session/session-middleware.js';
 
 export function sessionInfoHandler(deps: SmartDeps) {
   return async function sessionInfo(req: Request, res: Response): Promise<void> {
     const ctx = selectContext(req);
     const tokens = await deps.tokenStore.get(ctx.id);
-    const cookieExpires = req.session.cookie.expires ?? new Date((req.session.createdAt ?? Date.now()) + SESSION_MAX_AGE_MS);
+    const idleEnds = Date.now() + deps.config.sessionIdleSeconds * 1000;
+    const absoluteEnds = (req.session.createdAt ?? Date.now()) + deps.config.sessionAbsoluteSeconds * 1000;
+    const cookieExpires = new Date(Math.min(idleEnds, absoluteEnds));
     res.setHeader('Cache-Control', 'no-store');
     res.json({
       context: ctx.id,

@@ -10,7 +10,6 @@ import * as client from 'openid-client';
 import { AppError, ErrorCode } from '../http/errors.js';
 import { clip, fingerprint, type Logger } from '../log.js';
 import type { TokenSet } from '../session/token-store.js';
-import { SESSION_MAX_AGE_MS } from '../session/session-middleware.js';
 import type { LaunchContextInfo } from '../session/types.js';
 import type { SmartDeps } from './deps.js';
 import { buildOAuthConfig, type HttpObservation } from './oauth-config.js';
@@ -103,6 +102,7 @@ export class TokenRefresher {
     } catch (err) {
       const durationMs = Date.now() - started;
       const details = oauthErrorDetails(err);
+      this.deps.metrics.tokenRefreshes.inc({ result: details?.error.slice(0, 40) ?? 'unavailable' });
       if (details) {
         const diagnosis = diagnoseTokenFailure({
           grantType: 'refresh_token', oauthError: details.error, errorDescription: details.errorDescription, status: details.status,
@@ -125,6 +125,7 @@ export class TokenRefresher {
       log.warn({ event: 'token.refresh.response', contextId: ctx.id, outcome: 'unavailable', reason, status: observed?.status ?? null, duration_ms: durationMs }, 'refresh: token endpoint unavailable; the refresh token is kept');
       throw refreshUnavailable(timedOut ? 'The EHR\'s token endpoint did not answer in time.' : `The EHR's token endpoint is unavailable (${reason}).`, err);
     }
+    this.deps.metrics.tokenRefreshes.inc({ result: 'success' });
     const expiresAt = typeof res.expires_in === 'number' ? Date.now() + res.expires_in * 1000 : undefined;
     const next: TokenSet = {
       accessToken: res.access_token,
@@ -136,7 +137,7 @@ export class TokenRefresher {
       ...(res.id_token ?? tokens.idToken ? { idToken: res.id_token ?? tokens.idToken } : {}),
       ...(expiresAt ? { expiresAt } : {}),
     };
-    await this.deps.tokenStore.set(ctx.id, next, SESSION_MAX_AGE_MS / 1000);
+    await this.deps.tokenStore.set(ctx.id, next, this.deps.config.sessionAbsoluteSeconds);
     log.info(
       { event: 'token.refresh.response', contextId: ctx.id, status: observed?.status ?? 200, duration_ms: Date.now() - started, expires_in: res.expires_in ?? null, rotated: Boolean(res.refresh_token && res.refresh_token !== refreshToken), scope: res.scope ?? null },
       'refresh: new access token stored',

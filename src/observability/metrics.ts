@@ -1,0 +1,39 @@
+/**
+ * Prometheus metrics (prom-client), one registry per app instance: launches and their outcome by error code,
+ * token exchanges and refreshes by result, proxy requests by status with a latency histogram, upstream errors,
+ * session store errors. Served at /metrics only when METRICS_TOKEN is set, and only with that bearer token.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import client from 'prom-client';
+import type { RequestHandler } from 'express';
+
+export class Metrics {
+  readonly registry = new client.Registry();
+  readonly launches = new client.Counter({ name: 'smart_bff_launches_total', help: 'Completed launch attempts by outcome: success, or the error code that ended them', labelNames: ['outcome'], registers: [this.registry] });
+  readonly launchStarts = new client.Counter({ name: 'smart_bff_launch_starts_total', help: 'Redirects to the authorization endpoint, by mode', labelNames: ['mode'], registers: [this.registry] });
+  readonly tokenExchanges = new client.Counter({ name: 'smart_bff_token_exchanges_total', help: 'Authorization code exchanges by result (success or OAuth error)', labelNames: ['result'], registers: [this.registry] });
+  readonly tokenRefreshes = new client.Counter({ name: 'smart_bff_token_refreshes_total', help: 'Refresh token grants by result', labelNames: ['result'], registers: [this.registry] });
+  readonly proxyRequests = new client.Counter({ name: 'smart_bff_proxy_requests_total', help: 'FHIR proxy requests by method and status', labelNames: ['method', 'status'], registers: [this.registry] });
+  readonly proxyLatency = new client.Histogram({
+    name: 'smart_bff_proxy_request_duration_seconds', help: 'FHIR proxy time to response end', labelNames: ['method'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25], registers: [this.registry],
+  });
+  readonly upstreamErrors = new client.Counter({ name: 'smart_bff_upstream_errors_total', help: 'FHIR upstream failures by kind (timeout, connect)', labelNames: ['kind'], registers: [this.registry] });
+  readonly sessionStoreErrors = new client.Counter({ name: 'smart_bff_session_store_errors_total', help: 'Requests refused because the session store was unavailable', registers: [this.registry] });
+
+  constructor() {
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'smart_bff_' });
+  }
+}
+
+export function metricsHandler(metrics: Metrics, token: string): RequestHandler {
+  const expected = Buffer.from(`Bearer ${token}`);
+  return async (req, res) => {
+    const given = Buffer.from(req.get('authorization') ?? '');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      res.status(401).set('www-authenticate', 'Bearer realm="metrics"').json({ error: 'unauthorized', message: 'Metrics need Authorization: Bearer <METRICS_TOKEN>.' });
+      return;
+    }
+    res.set('content-type', metrics.registry.contentType).set('cache-control', 'no-store').send(await metrics.registry.metrics());
+  };
+}
