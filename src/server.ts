@@ -54,7 +54,8 @@ async function main(): Promise<void> {
   const app = createApp({ config, logger, ...stores, ...(redis ? { redis } : {}), ...(sandbox ? { sandbox } : {}) });
   const server = http.createServer(app);
   server.listen(config.port, config.host, () => {
-    logger.info({ event: 'server.listening', port: config.port, publicUrl: config.publicUrl, registrations: config.registrations.map((r) => r.name) }, `listening on port ${config.port}`);
+    const port = (server.address() as import('node:net').AddressInfo).port;
+    logger.info({ event: 'server.listening', port, publicUrl: config.publicUrl, registrations: config.registrations.map((r) => r.name) }, `listening on port ${port}`);
     if (sandbox) {
       logger.info({ event: 'sandbox.ready' }, `Sandbox EHR ready: open ${config.publicUrl}/sandbox/ and press "Launch app" next to a patient`);
     }

@@ -29,7 +29,9 @@ export function errorHandler(metrics?: Metrics): ErrorRequestHandler {
     if (appErr.status >= 500 && !isAppError(err)) log?.error({ event: 'error.unhandled', err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack } }, 'unhandled error');
     else log?.info({ event: 'error.response', code: appErr.code, status: appErr.status }, appErr.message);
     if (res.headersSent) {
-      res.destroy();
+      // A late error (e.g. a session store write after the response): a finished response stays as it is;
+      // one that broke mid-stream is cut so the client sees it incomplete.
+      if (!res.writableEnded) res.destroy();
       return;
     }
     const correlationId = req.id;

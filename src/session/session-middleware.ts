@@ -59,7 +59,7 @@ export function createSessionMiddleware(config: Config, store: Store, onStoreErr
     resave: false,
     saveUninitialized: false,
     rolling: false,
-    unset: 'destroy',
+    unset: 'keep',
     proxy: config.trustProxy !== false ? true : undefined,
     cookie: sessionCookieOptions(config),
   });
