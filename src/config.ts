@@ -264,9 +264,6 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
   }
 
   if (e.REDIS_URL && !/^rediss?:\/\//.test(e.REDIS_URL)) problems.push('REDIS_URL: must start with redis:// or rediss://');
-  if (!e.REDIS_URL && isProduction) {
-    warnings.push('REDIS_URL is not set: sessions live in this process\'s memory. That is for a single instance only: with several instances (Heroku dynos, App Engine instances) launches will fail at random and restarts log everyone out. Set REDIS_URL.');
-  }
   if (e.COOKIE_MODE === 'embedded' && !publicUrl.startsWith('https:') && isProduction) {
     problems.push('COOKIE_MODE: embedded needs an https PUBLIC_URL (SameSite=None cookies must be Secure)');
   }

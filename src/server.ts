@@ -47,6 +47,8 @@ async function main(): Promise<void> {
     redis = await connectRedis(config.redisUrl, logger);
     stores = { sessionStore: createRedisSessionStore(redis, config.sessionIdleSeconds), tokenStore: new RedisTokenStore(redis) };
     logger.info({ event: 'session.store', store: 'redis' }, 'sessions and tokens: Redis (shared by every instance)');
+  } else if (config.isProduction) {
+    logger.error({ event: 'session.store', store: 'memory' }, 'SESSIONS ARE IN MEMORY: this is for a single instance only. With several instances (Heroku dynos, App Engine instances) launches fail at random, and every restart logs everyone out. Set REDIS_URL.');
   } else {
     logger.warn({ event: 'session.store', store: 'memory' }, 'sessions and tokens: in-memory store, for a single instance only (set REDIS_URL for several instances or to survive restarts)');
   }
