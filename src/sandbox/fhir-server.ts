@@ -52,7 +52,7 @@ export function fhirServerRouter(opts: FhirServerOptions): Router {
       send(res, status, body, headers);
     };
     if (!token) return done(401, outcome('login', 'A bearer token is required.'), { 'www-authenticate': 'Bearer realm="sandbox"' });
-    const at = await opts.provider.AccessToken.find(token);
+    const at = (await opts.provider.AccessToken.find(token)) ?? (await opts.provider.ClientCredentials.find(token));
     if (!at || at.isExpired) return done(401, outcome('login', 'The access token is invalid or expired.'), { 'www-authenticate': 'Bearer realm="sandbox", error="invalid_token"' });
     if (at.aud && at.aud !== base && !(Array.isArray(at.aud) && at.aud.includes(base))) return done(401, outcome('login', 'The access token is not for this FHIR server.'));
 

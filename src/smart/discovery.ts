@@ -32,6 +32,8 @@ export interface DiscoveredServer {
 }
 
 export interface DiscoveryOptions {
+  /** `launch` (default): the authorization-code flow's requirements; `backend`: client_credentials only. */
+  purpose?: 'launch' | 'backend';
   ttlSeconds: number;
   timeoutMs: number;
   allowInsecureHttp: boolean;
@@ -89,7 +91,7 @@ export class DiscoveryCache {
     this.fetchCount++;
     try {
       const body = await this.fetchJson(url);
-      const configuration = validateSmartConfiguration(body, iss, this.opts.allowInsecureHttp);
+      const configuration = validateSmartConfiguration(body, iss, this.opts.allowInsecureHttp, this.opts.purpose ?? 'launch');
       const value: DiscoveredServer = Object.freeze({ iss, configuration: Object.freeze(configuration), fetchedAt: this.now() });
       if (this.opts.ttlSeconds > 0) this.entries.set(iss, { value, expiresAt: this.now() + this.opts.ttlSeconds * 1000 });
       log.info(
@@ -183,7 +185,7 @@ async function readCapped(res: Response, maxBytes: number): Promise<string> {
 }
 
 /** Validates a SMART configuration document; resolves relative URLs against the FHIR base. */
-export function validateSmartConfiguration(body: unknown, iss: string, allowInsecureHttp: boolean): SmartConfiguration {
+export function validateSmartConfiguration(body: unknown, iss: string, allowInsecureHttp: boolean, purpose: 'launch' | 'backend' = 'launch'): SmartConfiguration {
   const problems: string[] = [];
   if (!body || typeof body !== 'object' || Array.isArray(body)) {
     throw new AppError(ErrorCode.DISCOVERY_INVALID, 502, 'The SMART configuration is not a JSON object.');
@@ -207,17 +209,26 @@ export function validateSmartConfiguration(body: unknown, iss: string, allowInse
     if (u.protocol !== 'https:' && !(allowInsecureHttp && u.protocol === 'http:')) problems.push(`${field} is not https (${u.href})`);
     doc[field] = u.href;
   }
-  for (const field of ['authorization_endpoint', 'token_endpoint'] as const) {
-    if (typeof doc[field] !== 'string') problems.push(`${field} is missing`);
+  if (purpose === 'backend') {
+    if (typeof doc.token_endpoint !== 'string') problems.push('token_endpoint is missing');
+    const grants = doc.grant_types_supported;
+    if (Array.isArray(grants) && !grants.includes('client_credentials')) problems.push('grant_types_supported does not include client_credentials (no SMART Backend Services)');
+    const auth = doc.token_endpoint_auth_methods_supported;
+    if (Array.isArray(auth) && !auth.includes('private_key_jwt')) problems.push('token_endpoint_auth_methods_supported does not include private_key_jwt');
+    doc.capabilities = Array.isArray(doc.capabilities) ? doc.capabilities : [];
+  } else {
+    for (const field of ['authorization_endpoint', 'token_endpoint'] as const) {
+      if (typeof doc[field] !== 'string') problems.push(`${field} is missing`);
+    }
+    for (const field of ['capabilities', 'grant_types_supported', 'code_challenge_methods_supported'] as const) {
+      const v = doc[field];
+      if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) problems.push(`${field} is missing or not a list of strings`);
+    }
+    const methods = doc.code_challenge_methods_supported;
+    if (Array.isArray(methods) && !methods.includes('S256')) problems.push('code_challenge_methods_supported does not include S256 (PKCE S256 is required; plain is never used)');
+    const grants = doc.grant_types_supported;
+    if (Array.isArray(grants) && !grants.includes('authorization_code')) problems.push('grant_types_supported does not include authorization_code');
   }
-  for (const field of ['capabilities', 'grant_types_supported', 'code_challenge_methods_supported'] as const) {
-    const v = doc[field];
-    if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) problems.push(`${field} is missing or not a list of strings`);
-  }
-  const methods = doc.code_challenge_methods_supported;
-  if (Array.isArray(methods) && !methods.includes('S256')) problems.push('code_challenge_methods_supported does not include S256 (PKCE S256 is required; plain is never used)');
-  const grants = doc.grant_types_supported;
-  if (Array.isArray(grants) && !grants.includes('authorization_code')) problems.push('grant_types_supported does not include authorization_code');
   if (doc.issuer !== undefined && typeof doc.issuer !== 'string') problems.push('issuer is not a string');
   if (problems.length) {
     throw new AppError(ErrorCode.DISCOVERY_INVALID, 502, `The EHR's SMART configuration cannot be used: ${problems.join('; ')}.`, {

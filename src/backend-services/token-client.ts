@@ -1,0 +1,144 @@
+/**
+ * SMART Backend Services tokens: client_credentials with a private_key_jwt assertion that follows SMART exactly
+ * (see smart/client-auth.ts), scopes adapted to the server's v1/v2 syntax, the token endpoint from
+ * `<fhir base>/.well-known/smart-configuration`. A cache keyed by server, client and scope reuses a token until
+ * shortly before it expires, with one request in flight per key however many callers ask. `invalid_client` and
+ * `invalid_scope` are explained and never retried in a loop.
+ */
+import * as client from 'openid-client';
+import { clip, type Logger } from '../log.js';
+import type { ClientKey } from '../config.js';
+import type { DiscoveredServer, DiscoveryCache } from '../smart/discovery.js';
+import { smartPrivateKeyJwt } from '../smart/client-auth.js';
+import { adaptScopes, splitScopes } from '../smart/scopes.js';
+import { oauthErrorDetails } from '../smart/oauth-errors.js';
+import { describeNetworkError } from '../smart/discovery.js';
+
+export interface BackendClient {
+  iss: string;
+  clientId: string;
+  key: ClientKey;
+  scope: string;
+  /** Optional `jku` header: the registered JWKS URL. */
+  jku?: string;
+}
+
+export interface SystemToken {
+  accessToken: string;
+  tokenType: string;
+  /** Epoch ms. */
+  expiresAt: number;
+  scope: string;
+  tokenEndpoint: string;
+}
+
+export class BackendTokenError extends Error {
+  constructor(message: string, readonly code: string, readonly causes: string[], readonly retryable: boolean) {
+    super(message);
+    this.name = 'BackendTokenError';
+  }
+}
+
+export interface TokenClientOptions {
+  discovery: DiscoveryCache;
+  logger: Logger;
+  timeoutMs: number;
+  allowInsecureHttp: boolean;
+  /** Renew this many seconds before expiry (default 60). */
+  skewSeconds?: number;
+}
+
+export class BackendTokenClient {
+  /** Tokens by server|client|scope: a cache, bounded by the number of configured clients and scopes. */
+  private readonly cache = new Map<string, SystemToken>();
+  private readonly inflight = new Map<string, Promise<SystemToken>>();
+  /** Token requests sent (tests and metrics). */
+  requestCount = 0;
+
+  constructor(private readonly opts: TokenClientOptions) {}
+
+  async getToken(c: BackendClient, opts: { forceRenew?: boolean } = {}): Promise<SystemToken> {
+    const key = `${c.iss}|${c.clientId}|${splitScopes(c.scope).sort().join(' ')}`;
+    const cached = this.cache.get(key);
+    const skew = (this.opts.skewSeconds ?? 60) * 1000;
+    if (cached && !opts.forceRenew && cached.expiresAt - skew > Date.now()) return cached;
+    let pending = this.inflight.get(key);
+    if (!pending) {
+      pending = this.request(c)
+        .then((t) => {
+          this.cache.set(key, t);
+          return t;
+        })
+        .finally(() => this.inflight.delete(key));
+      this.inflight.set(key, pending);
+    }
+    return pending;
+  }
+
+  private async request(c: BackendClient): Promise<SystemToken> {
+    const log = this.opts.logger.child({ clientId: c.clientId });
+    let server: DiscoveredServer;
+    try {
+      server = await this.opts.discovery.get(c.iss, log);
+    } catch (err) {
+      throw new BackendTokenError(`Could not read ${c.iss}/.well-known/smart-configuration: ${(err as Error).message}`, 'discovery_failed', [], true);
+    }
+    const smart = server.configuration;
+    const scope = adaptScopes(splitScopes(c.scope), smart.capabilities).join(' ');
+    const metadata = { ...(smart as unknown as client.ServerMetadata), issuer: smart.issuer ?? server.iss };
+    const config = new client.Configuration(metadata, c.clientId, undefined, smartPrivateKeyJwt(c.key, smart.token_endpoint, c.jku ? { jku: c.jku } : {}));
+    config.timeout = Math.max(1, Math.ceil(this.opts.timeoutMs / 1000));
+    if (this.opts.allowInsecureHttp && smart.token_endpoint.startsWith('http:')) client.allowInsecureRequests(config);
+    let date: string | null = null;
+    config[client.customFetch] = async (url, init) => {
+      const res = await fetch(url, init as RequestInit);
+      date = res.headers.get('date');
+      return res;
+    };
+    const started = Date.now();
+    this.requestCount++;
+    log.info({ event: 'backend.token.request', endpoint: smart.token_endpoint, grant_type: 'client_credentials', kid: c.key.kid, alg: c.key.alg, scope }, 'backend token: requesting a system token');
+    try {
+      const res = await client.clientCredentialsGrant(config, { scope });
+      const expiresIn = typeof res.expires_in === 'number' ? res.expires_in : 300;
+      const token: SystemToken = {
+        accessToken: res.access_token, tokenType: res.token_type, expiresAt: Date.now() + expiresIn * 1000, scope: res.scope ?? scope, tokenEndpoint: smart.token_endpoint,
+      };
+      log.info({ event: 'backend.token.response', status: 200, duration_ms: Date.now() - started, expires_in: expiresIn, scope: token.scope }, 'backend token: received');
+      return token;
+    } catch (err) {
+      const details = oauthErrorDetails(err);
+      if (details) {
+        const causes = explain(details.error, details.errorDescription, { tokenEndpoint: smart.token_endpoint, kid: c.key.kid, alg: c.key.alg, clientId: c.clientId, scope, serverDate: details.date ?? date, capabilities: smart.capabilities });
+        log.warn({ event: 'backend.token.response', status: details.status, error: clip(details.error, 80), error_description: clip(details.errorDescription, 300) ?? null, duration_ms: Date.now() - started, likely_causes: causes }, `backend token: refused (${clip(details.error, 60)})`);
+        throw new BackendTokenError(`The token endpoint refused the request: ${details.error}${details.errorDescription ? ` (${clip(details.errorDescription, 200)})` : ''}`, details.error, causes, details.status >= 500);
+      }
+      const reason = (err as Error)?.name === 'TimeoutError' ? 'timeout' : describeNetworkError(err);
+      log.warn({ event: 'backend.token.response', outcome: 'unavailable', reason, duration_ms: Date.now() - started }, 'backend token: token endpoint unavailable');
+      throw new BackendTokenError(`The token endpoint is unavailable (${reason}).`, 'unavailable', [], true);
+    }
+  }
+}
+
+export function explain(
+  error: string,
+  description: string | undefined,
+  f: { tokenEndpoint: string; kid: string; alg: string; clientId: string; scope: string; serverDate: string | null; capabilities: readonly string[] },
+): string[] {
+  const causes: string[] = [];
+  if (f.serverDate) {
+    const skew = Math.round((Date.now() - Date.parse(f.serverDate)) / 1000);
+    if (Math.abs(skew) > 60) causes.push(`Clock skew: our clock is ${Math.abs(skew)} s ${skew > 0 ? 'ahead of' : 'behind'} the server's; the assertion's exp/iat look wrong to it. Sync the clock (NTP).`);
+  }
+  if (error === 'invalid_client') {
+    causes.push(`Unknown client: is ${f.clientId} the client id registered for this server (non-production and production ids differ)?`);
+    causes.push(`Key not registered: the assertion is signed with kid ${f.kid} (${f.alg}); that kid must be in the JWKS registered with the EHR or served at its registered JWKS URL.`);
+    causes.push(`Audience: the assertion's aud is the token endpoint ${f.tokenEndpoint}; a server that expects another value refuses it.`);
+  }
+  if (error === 'invalid_scope' || error === 'unauthorized_client') {
+    causes.push(`Scope not granted: ${f.scope} must be among the system scopes registered for this client.`);
+    if (!f.capabilities.includes('permission-v2') && /\.[cruds]+(\s|$)/.test(f.scope)) causes.push('The server does not advertise permission-v2: it may only accept v1 scopes (system/Patient.read).');
+  }
+  if (description) causes.push(`The server says: ${clip(description, 200)}`);
+  return causes;
+}
