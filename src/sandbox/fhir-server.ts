@@ -68,7 +68,8 @@ export function fhirServerRouter(opts: FhirServerOptions): Router {
     const levels = grantingLevels(scopes, type, interaction);
     if (levels.size === 0) return done(403, outcome('forbidden', `The token's scopes do not allow ${interaction} on ${type}.`));
     const patientOnly = !levels.has('user') && !levels.has('system');
-    const ctx = at.grantId ? opts.contexts.forGrant(at.grantId) : undefined;
+    const grantId = 'grantId' in at ? (at.grantId as string | undefined) : undefined;
+    const ctx = grantId ? opts.contexts.forGrant(grantId) : undefined;
     const patient = ctx?.patient;
     if (patientOnly && !patient) return done(403, outcome('forbidden', 'Patient-level scopes without a patient in context.'));
 
