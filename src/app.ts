@@ -11,6 +11,7 @@ import type { Logger } from './log.js';
 import { accessLog } from './http/access-log.js';
 import { requireCsrfHeader } from './http/csrf.js';
 import { errorHandler, notFound } from './http/error-handler.js';
+import { AppError, ErrorCode } from './http/errors.js';
 import { launchRateLimit } from './http/rate-limit.js';
 import { Metrics, metricsHandler } from './observability/metrics.js';
 import type { RedisClient } from './session/redis-store.js';
@@ -26,6 +27,10 @@ import { sessionInfoHandler } from './smart/session-info.js';
 import { logoutHandler } from './smart/logout.js';
 import { TokenRefresher } from './smart/token-refresher.js';
 import { createProxyAgents, fhirProxyHandler } from './proxy/fhir-proxy.js';
+import { buildJwks, jwksHandler } from './backend-services/jwks.js';
+import { BackendTokenClient } from './backend-services/token-client.js';
+import { ExportJobs } from './backend-services/export-jobs.js';
+import { createBulkDataRouter } from './backend-services/http-api.js';
 
 export interface AppDeps {
   config: Config;
@@ -43,7 +48,7 @@ export interface AppDeps {
 }
 
 export interface App extends Express {
-  locals: Express['locals'] & { smart: SmartDeps; refresher: TokenRefresher };
+  locals: Express['locals'] & { smart: SmartDeps; refresher: TokenRefresher; exportJobs?: ExportJobs };
 }
 
 const VIEWS_DIR = fileURLToPath(new URL('../views', import.meta.url));
@@ -84,6 +89,22 @@ export function createApp(deps: AppDeps): App {
     res.status(ready ? 200 : 503).set('cache-control', 'no-store').json({ status: ready ? 'ready' : 'not_ready', checks });
   });
   if (config.metricsToken) app.get('/metrics', metricsHandler(metrics, config.metricsToken));
+  // Public keys for private_key_jwt (user-facing asymmetric clients and backend services), with rotation.
+  const publicKeys = [
+    ...config.registrations.flatMap((r) => (r.key ? [r.key.publicJwk] : [])),
+    ...config.backend.registrations.map((r) => r.key.publicJwk),
+    ...config.backend.extraPublicKeys,
+  ];
+  if (publicKeys.length) app.get('/.well-known/jwks.json', jwksHandler(buildJwks(publicKeys)));
+  if (config.backend.adminToken) {
+    const backendDiscovery = new DiscoveryCache({ purpose: 'backend', ttlSeconds: config.discoveryTtlSeconds, timeoutMs: config.httpTimeoutMs, allowInsecureHttp: config.allowInsecureHttp });
+    const tokens = new BackendTokenClient({ discovery: backendDiscovery, logger, timeoutMs: config.httpTimeoutMs, allowInsecureHttp: config.allowInsecureHttp });
+    const jobs = new ExportJobs({ dir: config.backend.bulkDataDir, registrations: config.backend.registrations, tokens, logger: logger.child({ component: 'bulk-data' }) });
+    app.locals.exportJobs = jobs;
+    app.use('/api/bulk-data', (_req, res, next) => { res.setHeader('Cache-Control', 'no-store'); next(); }, createBulkDataRouter({ adminToken: config.backend.adminToken, jobs }));
+  } else {
+    app.use('/api/bulk-data', (_req, _res, next) => next(new AppError(ErrorCode.NOT_FOUND, 404, 'The bulk-data API is off: set ADMIN_TOKEN to enable it.')));
+  }
   app.get('/favicon.ico', (_req, res) => void res.status(204).set('cache-control', 'public, max-age=86400').end());
   if (deps.sandbox) app.use('/sandbox', deps.sandbox.handler);
 

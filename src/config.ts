@@ -8,6 +8,7 @@ import { createPrivateKey, randomBytes, type KeyObject, type webcrypto } from 'n
 import * as jose from 'jose';
 import { z } from 'zod';
 import { splitScopes } from './smart/scopes.js';
+import { loadBackendConfig, type BackendConfig } from './backend-services/config.js';
 
 export type ClientType = 'public' | 'confidential-symmetric' | 'confidential-asymmetric';
 export type SigningAlg = 'RS384' | 'ES384';
@@ -81,6 +82,8 @@ export interface Config {
   readonly launchRateLimitPerMinute: number;
   /** /metrics is served only when set, and only with `Authorization: Bearer <token>`. */
   readonly metricsToken: string | undefined;
+  /** SMART Backend Services: registrations, JWKS keys, the operators' bulk-data API. */
+  readonly backend: BackendConfig;
   readonly warnings: readonly string[];
 }
 
@@ -274,6 +277,7 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
   for (const fa of frameAncestors) {
     if (!/^('self'|'none'|\*|https?:\/\/[^\s;,']+)$/.test(fa)) problems.push(`FRAME_ANCESTORS: not a CSP source: ${JSON.stringify(fa)} (use origins like https://ehr.example.com, or 'self')`);
   }
+  const backend = await loadBackendConfig(env, problems, { isProduction, allowInsecureHttp });
   const proxyMaxBodyBytes = parseBytes(e.FHIR_PROXY_MAX_BODY);
   if (proxyMaxBodyBytes === undefined) problems.push(`FHIR_PROXY_MAX_BODY: not a size: ${JSON.stringify(e.FHIR_PROXY_MAX_BODY)} (e.g. 10mb, 512kb, 1048576)`);
 
@@ -308,6 +312,7 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
     sessionAbsoluteSeconds: Math.round(e.SESSION_MAX_HOURS * 3600),
     launchRateLimitPerMinute: e.LAUNCH_RATE_LIMIT,
     metricsToken: e.METRICS_TOKEN || undefined,
+    backend,
     warnings: Object.freeze(warnings),
   });
 }

@@ -30,7 +30,11 @@ export async function startBff(
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   const url = `http://${opts.host ?? '127.0.0.1'}:${port}`;
-  const config = await loadConfig({ NODE_ENV: 'test', PUBLIC_URL: url, SESSION_SECRET: TEST_SESSION_SECRET, ALLOW_INSECURE_HTTP: '1', SANDBOX: 'off', ...env });
+  const config = await loadConfig({ NODE_ENV: 'test', PUBLIC_URL: url, SESSION_SECRET: TEST_SESSION_SECRET, ALLOW_INSECURE_HTTP: '1', SANDBOX: 'off', ...env })
+    .catch(async (err: unknown) => {
+      await new Promise((r) => server.close(r));
+      throw err;
+    });
   const logs = opts.logs ?? captureLogs();
   const app = createApp({
     config, logger: logs.logger,

@@ -1,0 +1,130 @@
+/**
+ * Backend services configuration (part of the one startup validation in config.ts): the registrations used
+ * for system tokens and Bulk Data exports, the keys published in the JWKS, and the operators' HTTP API.
+ *
+ *   SMART_BACKEND_ISS, SMART_BACKEND_CLIENT_ID, SMART_BACKEND_KEY_FILE (or SMART_BACKEND_PRIVATE_KEY),
+ *   SMART_BACKEND_KEY_ID, SMART_BACKEND_SCOPE, SMART_BACKEND_JKU   one registration, named "default"
+ *   BACKEND_CONFIG_FILE   a JSON file with several: {"registrations":[{"name","iss","clientId","privateKeyFile",…}]}
+ *   JWKS_EXTRA_KEYS_FILE  public keys to publish besides the signing keys (rotation: the next key, retired keys)
+ *   ADMIN_TOKEN           enables /api/bulk-data (bearer token, 24+ characters); off when unset
+ *   BULK_DATA_DIR         where export jobs and their files are kept (default ./bulk-data)
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type * as jose from 'jose';
+import { z } from 'zod';
+import { parsePrivateKey, type ClientKey } from '../config.js';
+
+export interface BackendRegistration {
+  readonly name: string;
+  readonly iss: string;
+  readonly clientId: string;
+  readonly key: ClientKey;
+  readonly scope: string;
+  readonly jku?: string;
+}
+
+export interface BackendConfig {
+  readonly registrations: readonly BackendRegistration[];
+  /** Extra public keys published in the JWKS (rotation). */
+  readonly extraPublicKeys: readonly jose.JWK[];
+  readonly adminToken: string | undefined;
+  readonly bulkDataDir: string;
+}
+
+const entry = z.object({
+  name: z.string().min(1),
+  iss: z.string().url(),
+  clientId: z.string().min(1),
+  privateKeyFile: z.string().min(1).optional(),
+  privateKeyEnv: z.string().min(1).optional(),
+  keyId: z.string().min(1).optional(),
+  scope: z.string().min(1).optional(),
+  jku: z.string().url().optional(),
+});
+
+export async function loadBackendConfig(env: NodeJS.ProcessEnv, problems: string[], opts: { isProduction: boolean; allowInsecureHttp: boolean }): Promise<BackendConfig> {
+  type Entry = z.infer<typeof entry> & { privateKeyText?: string; where: string };
+  const entries: Entry[] = [];
+  if (env.BACKEND_CONFIG_FILE) {
+    try {
+      const raw = JSON.parse(readFileSync(env.BACKEND_CONFIG_FILE, 'utf8')) as unknown;
+      const parsed = z.object({ registrations: z.array(entry).min(1) }).safeParse(Array.isArray(raw) ? { registrations: raw } : raw);
+      if (!parsed.success) for (const i of parsed.error.issues) problems.push(`BACKEND_CONFIG_FILE (${env.BACKEND_CONFIG_FILE}): ${i.path.join('.')}: ${i.message}`);
+      else parsed.data.registrations.forEach((r, i) => entries.push({ ...r, where: `BACKEND_CONFIG_FILE registrations[${i}]` }));
+    } catch (err) {
+      problems.push(`BACKEND_CONFIG_FILE: cannot read ${JSON.stringify(env.BACKEND_CONFIG_FILE)}: ${(err as Error).message}`);
+    }
+  } else if (env.SMART_BACKEND_ISS || env.SMART_BACKEND_CLIENT_ID) {
+    if (!env.SMART_BACKEND_ISS) problems.push('SMART_BACKEND_ISS: required with SMART_BACKEND_CLIENT_ID (the FHIR base URL for system tokens and exports)');
+    if (!env.SMART_BACKEND_CLIENT_ID) problems.push('SMART_BACKEND_CLIENT_ID: required with SMART_BACKEND_ISS');
+    if (!env.SMART_BACKEND_KEY_FILE && !env.SMART_BACKEND_PRIVATE_KEY) problems.push('SMART_BACKEND_KEY_FILE: required (the private key registered for backend services; `smart-bff keys generate` makes one)');
+    if (env.SMART_BACKEND_ISS && env.SMART_BACKEND_CLIENT_ID) {
+      entries.push({
+        name: 'default', iss: env.SMART_BACKEND_ISS, clientId: env.SMART_BACKEND_CLIENT_ID, where: 'SMART_BACKEND_*',
+        ...(env.SMART_BACKEND_KEY_FILE ? { privateKeyFile: env.SMART_BACKEND_KEY_FILE } : {}),
+        ...(env.SMART_BACKEND_PRIVATE_KEY ? { privateKeyText: env.SMART_BACKEND_PRIVATE_KEY } : {}),
+        ...(env.SMART_BACKEND_KEY_ID ? { keyId: env.SMART_BACKEND_KEY_ID } : {}),
+        ...(env.SMART_BACKEND_SCOPE ? { scope: env.SMART_BACKEND_SCOPE } : {}),
+        ...(env.SMART_BACKEND_JKU ? { jku: env.SMART_BACKEND_JKU } : {}),
+      });
+    }
+  }
+
+  const registrations: BackendRegistration[] = [];
+  for (const e of entries) {
+    if (e.iss.startsWith('http:') && (opts.isProduction || !opts.allowInsecureHttp)) {
+      problems.push(`${e.where}: ${e.iss} is not https`);
+      continue;
+    }
+    let text = e.privateKeyText;
+    const source = e.privateKeyFile ? `${e.where} key file ${e.privateKeyFile}` : e.privateKeyEnv ?? e.where;
+    if (e.privateKeyFile) {
+      try {
+        text = readFileSync(e.privateKeyFile, 'utf8');
+      } catch (err) {
+        problems.push(`${source}: cannot read (${(err as NodeJS.ErrnoException).code})`);
+        continue;
+      }
+    } else if (e.privateKeyEnv) {
+      text = env[e.privateKeyEnv];
+      if (!text) problems.push(`${e.where}.privateKeyEnv: ${e.privateKeyEnv} is not set`);
+    }
+    if (!text) continue;
+    try {
+      const key = await parsePrivateKey(text, e.keyId);
+      registrations.push(Object.freeze({ name: e.name, iss: e.iss, clientId: e.clientId, key, scope: e.scope ?? 'system/*.rs', ...(e.jku ? { jku: e.jku } : {}) }));
+    } catch (err) {
+      problems.push(`${source}: ${(err as Error).message}`);
+    }
+  }
+
+  const extraPublicKeys: jose.JWK[] = [];
+  if (env.JWKS_EXTRA_KEYS_FILE) {
+    try {
+      const jwks = JSON.parse(readFileSync(env.JWKS_EXTRA_KEYS_FILE, 'utf8')) as { keys?: jose.JWK[] };
+      if (!Array.isArray(jwks.keys)) throw new Error('not a JWKS ({"keys":[…]})');
+      for (const k of jwks.keys) {
+        if (k.kty === 'RSA' && Buffer.from(String(k.n ?? ''), 'base64url').length * 8 < 2048) throw new Error(`key ${k.kid}: RSA keys must have at least 2048 bits`);
+        if (k.kty === 'EC' && k.crv !== 'P-384') throw new Error(`key ${k.kid}: EC keys must be on P-384 (ES384)`);
+        if (k.kty !== 'RSA' && k.kty !== 'EC') throw new Error(`key ${k.kid}: kty ${k.kty} is not supported`);
+        if (!k.kid) throw new Error('every key needs a kid');
+        extraPublicKeys.push(k);
+      }
+    } catch (err) {
+      problems.push(`JWKS_EXTRA_KEYS_FILE: ${(err as Error).message}`);
+    }
+  }
+
+  const adminToken = env.ADMIN_TOKEN || undefined;
+  if (adminToken && adminToken.length < 24) problems.push('ADMIN_TOKEN: use at least 24 random characters (`openssl rand -base64 32`)');
+  if (adminToken && registrations.length === 0 && !problems.some((p) => p.startsWith('SMART_BACKEND') || p.startsWith('BACKEND'))) {
+    problems.push('ADMIN_TOKEN: the bulk-data API needs a backend registration (SMART_BACKEND_ISS, SMART_BACKEND_CLIENT_ID, SMART_BACKEND_KEY_FILE or BACKEND_CONFIG_FILE)');
+  }
+  return Object.freeze({
+    registrations: Object.freeze(registrations),
+    extraPublicKeys: Object.freeze(extraPublicKeys),
+    adminToken,
+    bulkDataDir: resolve(env.BULK_DATA_DIR ?? 'bulk-data'),
+  });
+}

@@ -1,0 +1,80 @@
+/**
+ * The operators' Bulk Data API: `POST /api/bulk-data/exports` (a registration by name and the export
+ * parameters; never a key), `GET /api/bulk-data/exports/:id` (status and files), `GET …/:id/files/:name`,
+ * `DELETE …/:id` (cancel: deletes the job on the server). Bearer `ADMIN_TOKEN`; off (404) when it is not set.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import express, { type Router } from 'express';
+import { z } from 'zod';
+import { AppError, ErrorCode } from '../http/errors.js';
+import type { ExportJobs } from './export-jobs.js';
+
+const body = z.object({
+  registration: z.string().min(1).default('default'),
+  level: z.enum(['system', 'patient', 'group']).default('system'),
+  groupId: z.string().regex(/^[A-Za-z0-9.-]{1,64}$/).optional(),
+  types: z.array(z.string().regex(/^[A-Z][A-Za-z]+$/)).max(200).optional(),
+  since: z.string().datetime({ offset: true }).optional(),
+  typeFilters: z.array(z.string().max(2000)).max(50).optional(),
+  outputFormat: z.string().max(100).optional(),
+}).strict();
+
+export function createBulkDataRouter(o: { adminToken: string; jobs: ExportJobs }): Router {
+  const router = express.Router();
+  const expected = Buffer.from(`Bearer ${o.adminToken}`);
+  router.use((req, _res, next) => {
+    const given = Buffer.from(req.get('authorization') ?? '');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      return next(new AppError(ErrorCode.NOT_AUTHENTICATED, 401, 'This API needs Authorization: Bearer <ADMIN_TOKEN>.'));
+    }
+    next();
+  });
+  router.use(express.json({ limit: '32kb' }));
+
+  router.post('/exports', async (req, res) => {
+    const raw = (req.body ?? {}) as Record<string, unknown>;
+    if (['privateKey', 'private_key', 'key', 'clientSecret', 'client_secret', 'jwk'].some((k) => k in raw)) {
+      throw new AppError(ErrorCode.BAD_REQUEST, 400, 'Keys and secrets are never accepted in a request: name a registration configured on the server.');
+    }
+    const parsed = body.safeParse(raw);
+    if (!parsed.success) throw new AppError(ErrorCode.BAD_REQUEST, 400, `Invalid export request: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')}`);
+    const p = parsed.data;
+    if (p.level === 'group' && !p.groupId) throw new AppError(ErrorCode.BAD_REQUEST, 400, 'A group-level export needs groupId.');
+    const registration = o.jobs.registration(p.registration);
+    if (!registration) throw new AppError(ErrorCode.BAD_REQUEST, 400, `No backend registration is named ${JSON.stringify(p.registration)}.`);
+    const job = await o.jobs.create(registration, {
+      level: p.level, ...(p.groupId ? { groupId: p.groupId } : {}), ...(p.types ? { types: p.types } : {}), ...(p.since ? { since: p.since } : {}),
+      ...(p.typeFilters ? { typeFilters: p.typeFilters } : {}), ...(p.outputFormat ? { outputFormat: p.outputFormat } : {}),
+    });
+    res.status(202).set('content-location', `/api/bulk-data/exports/${job.id}`).json({ id: job.id, status: job.status, status_url: `/api/bulk-data/exports/${job.id}` });
+  });
+
+  router.get('/exports/:id', async (req, res) => {
+    const found = await o.jobs.get(req.params.id);
+    if (!found) throw new AppError(ErrorCode.NOT_FOUND, 404, 'No such export job.');
+    const { job, state } = found;
+    res.json({
+      ...job,
+      files: (state?.files ?? []).map((f) => ({ type: f.type, kind: f.kind, name: f.path, done: f.done, bytes: f.bytes, resources: f.resources, url: `/api/bulk-data/exports/${job.id}/files/${f.path}` })),
+    });
+  });
+
+  router.get('/exports/:id/files/:name', async (req, res) => {
+    const name = req.params.name;
+    if (!/^[A-Za-z0-9_-]+\.ndjson$/.test(name) || !(await o.jobs.get(req.params.id))) throw new AppError(ErrorCode.NOT_FOUND, 404, 'No such file.');
+    const path = o.jobs.filePath(req.params.id, name);
+    const info = await stat(path).catch(() => undefined);
+    if (!info) throw new AppError(ErrorCode.NOT_FOUND, 404, 'No such file (yet).');
+    res.set({ 'content-type': 'application/fhir+ndjson', 'content-length': String(info.size), 'cache-control': 'no-store' });
+    createReadStream(path).pipe(res);
+  });
+
+  router.delete('/exports/:id', async (req, res) => {
+    const job = await o.jobs.cancel(req.params.id);
+    if (!job) throw new AppError(ErrorCode.NOT_FOUND, 404, 'No such export job.');
+    res.json({ id: job.id, status: job.status });
+  });
+  return router;
+}
