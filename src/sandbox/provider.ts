@@ -127,6 +127,9 @@ export async function createProvider(o: ProviderOptions): Promise<Provider> {
     },
     issueRefreshToken: async (_ctx, client, code) => client.grantTypeAllowed('refresh_token') && (code.scopes.has('offline_access') || code.scopes.has('online_access')),
     rotateRefreshToken: true,
+    // Several launches of one app in one browser (two tabs, two patients) each keep their own grant: tokens are
+    // not bound to the sign-in session, whose per-client grant the next launch replaces.
+    expiresWithSession: async () => false,
     loadExistingGrant: async (ctx) => {
       const grantId = ctx.oidc.result?.consent?.grantId;
       return grantId ? ctx.oidc.provider.Grant.find(grantId) : undefined;

@@ -225,7 +225,7 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
 
   const missing = tx.scopes.filter((s) => !granted.includes(s));
   log.info(
-    { event: 'launch.complete', contextId, patient: Boolean(patient), scopes_not_granted: missing.join(' ') || null, evicted_contexts: evicted.length },
+    { event: 'launch.complete', contextId, patient: Boolean(patient), scopes_not_granted: missing.join(' ') || null, evicted_contexts: evicted.length, contexts: Object.keys(req.session.contexts ?? {}).length, session_sha: sha256Short(req.sessionID) },
     'launch: complete; the server holds the tokens',
   );
   return { sessionId: req.sessionID, contextId, returnTo: appUrl(contextId) };
