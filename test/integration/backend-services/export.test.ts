@@ -41,7 +41,7 @@ afterAll(async () => {
 function exporter(outDir: string, events: ExportEvent[] = [], signal?: AbortSignal) {
   const logs = captureLogs();
   const discovery = new DiscoveryCache({ purpose: 'backend', ttlSeconds: 3600, timeoutMs: 5000, allowInsecureHttp: true });
-  const tokens = new BackendTokenClient({ discovery, logger: logs.logger, timeoutMs: 5000, allowInsecureHttp: true, skewSeconds: 0 });
+  const tokens = new BackendTokenClient({ discovery, logger: logs.logger, timeoutMs: 5000, allowInsecureHttp: true, skewSeconds: 1 });
   const client = { iss: bulk.base, clientId: 'backend-app', key, scope: 'system/*.rs' };
   const ex = new BulkExporter({
     fhirBaseUrl: bulk.base, outDir, logger: logs.logger, concurrency: 2, retryBaseMs: 100, pollDefaultSeconds: 1, ...(signal ? { signal } : {}),
