@@ -242,6 +242,15 @@ async function adoptSession(req: Request, sessionId: string): Promise<void> {
   req.sessionStore.createSession(req, data as never);
 }
 
+/** A timeout anywhere in the cause chain (openid-client wraps fetch errors). */
+export function isTimeout(err: unknown): boolean {
+  for (let e: unknown = err, i = 0; e && i < 5; e = (e as { cause?: unknown }).cause, i++) {
+    const name = (e as Error).name;
+    if (name === 'TimeoutError' || name === 'AbortError') return true;
+  }
+  return false;
+}
+
 function skewSeconds(date: string | null | undefined): number | null {
   if (!date) return null;
   const t = Date.parse(date);
@@ -300,6 +309,9 @@ function translateTokenError(err: unknown, f: TokenErrorFacts): AppError {
       },
       `token: the token endpoint refused the code (${clip(details.error, 60)})`,
     );
+    if (details.status >= 500) {
+      return new AppError(ErrorCode.TOKEN_ENDPOINT_UNAVAILABLE, 502, `The EHR's token endpoint failed (${details.status}).`, { relaunch: true, hint: 'Try the launch again in a moment.', cause: err });
+    }
     const clientProblem = details.error === 'invalid_client' || details.status === 401;
     return new AppError(
       ErrorCode.TOKEN_EXCHANGE_FAILED,
@@ -311,14 +323,18 @@ function translateTokenError(err: unknown, f: TokenErrorFacts): AppError {
     );
   }
   const name = (err as Error)?.name;
-  if (name === 'TimeoutError' || name === 'AbortError') {
+  if (isTimeout(err)) {
     f.log.warn({ event: 'token.response', outcome: 'timeout', duration_ms: durationMs }, 'token: the token endpoint did not answer in time');
     return new AppError(ErrorCode.TOKEN_ENDPOINT_UNAVAILABLE, 504, 'The EHR\'s token endpoint did not answer in time.', { relaunch: true, hint: 'Try again in a moment.', cause: err });
   }
-  if (err instanceof TypeError && /fetch failed/i.test(err.message)) {
+  if ((err instanceof TypeError && /fetch failed/i.test(err.message)) || (err as { cause?: { cause?: { code?: string } } })?.cause?.cause?.code) {
     const reason = describeNetworkError(err);
     f.log.warn({ event: 'token.response', outcome: 'network_error', reason, duration_ms: durationMs }, 'token: the token endpoint could not be reached');
     return new AppError(ErrorCode.TOKEN_ENDPOINT_UNAVAILABLE, 502, `The EHR's token endpoint could not be reached (${reason}).`, { relaunch: true, hint: 'Try again in a moment.', cause: err });
+  }
+  if (f.observed && f.observed.status >= 500) {
+    f.log.warn({ event: 'token.response', outcome: 'server_error', status: f.observed.status, duration_ms: durationMs, server_date: f.observed.date }, `token: the token endpoint failed (${f.observed.status})`);
+    return new AppError(ErrorCode.TOKEN_ENDPOINT_UNAVAILABLE, 502, `The EHR's token endpoint failed (${f.observed.status}).`, { relaunch: true, hint: 'Try the launch again in a moment.', cause: err });
   }
   const code = (err as { code?: string })?.code;
   const idTokenProblem = typeof code === 'string' && /JWT|JWS|ID_TOKEN|CLAIM/.test(code);

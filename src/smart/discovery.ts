@@ -239,8 +239,12 @@ export function validateSmartConfiguration(body: unknown, iss: string, allowInse
 }
 
 export function describeNetworkError(err: unknown): string {
-  const cause = (err as { cause?: { code?: string } }).cause;
-  const code = cause?.code ?? (err as { code?: string }).code;
+  let code: string | undefined;
+  // fetch and openid-client wrap the socket error: look down the cause chain for its code
+  for (let e: unknown = err, i = 0; e && i < 5 && !code; e = (e as { cause?: unknown }).cause, i++) {
+    const c = (e as { code?: unknown }).code;
+    if (typeof c === 'string' && /^E[A-Z_]+$|CERT|SIGNED/.test(c)) code = c;
+  }
   switch (code) {
     case 'ECONNREFUSED': return 'connection refused';
     case 'ENOTFOUND': case 'EAI_AGAIN': return 'host name not found';
