@@ -2,9 +2,17 @@
 // the server's /fhir proxy. Every call names its context (X-SMART-Context) and carries X-CSRF: 1.
 (function () {
   'use strict';
+  // Storage can be blocked inside another site's frame (third-party storage): the page works without it.
+  function remember(key, value) {
+    try {
+      if (value === undefined) return window.sessionStorage.getItem(key);
+      if (value === null) window.sessionStorage.removeItem(key); else window.sessionStorage.setItem(key, value);
+    } catch (e) { /* storage unavailable */ }
+    return null;
+  }
   var params = new URLSearchParams(location.search);
-  var contextId = params.get('context') || sessionStorage.getItem('smart-context') || '';
-  if (contextId) sessionStorage.setItem('smart-context', contextId);
+  var contextId = params.get('context') || remember('smart-context') || '';
+  if (contextId) remember('smart-context', contextId);
 
   function $(id) { return document.getElementById(id); }
   function el(tag, text, cls) { var e = document.createElement(tag); if (text != null) e.textContent = String(text); if (cls) e.className = cls; return e; }
@@ -130,7 +138,7 @@
   }
 
   $('logout').addEventListener('click', function () {
-    call('/logout', { method: 'POST' }).catch(function () { return null; }).then(function () { sessionStorage.removeItem('smart-context'); location.href = '/'; });
+    call('/logout', { method: 'POST' }).catch(function () { return null; }).then(function () { remember('smart-context', null); location.href = '/'; });
   });
   load();
 })();

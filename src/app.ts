@@ -108,20 +108,23 @@ export function createApp(deps: AppDeps): App {
   app.get('/favicon.ico', (_req, res) => void res.status(204).set('cache-control', 'public, max-age=86400').end());
   if (deps.sandbox) app.use('/sandbox', deps.sandbox.handler);
 
-  app.use(
-    helmet({
-      contentSecurityPolicy: {
-        directives: {
-          'default-src': ["'self'"], 'script-src': ["'self'"], 'style-src': ["'self'"], 'img-src': ["'self'", 'data:'],
-          'connect-src': ["'self'"], 'form-action': ["'self'"], 'frame-ancestors': [...config.frameAncestors], 'object-src': ["'none'"], 'base-uri': ["'none'"],
-        },
+  const securityHeaders = (frameAncestors: readonly string[], allowFraming: boolean) => helmet({
+    contentSecurityPolicy: {
+      directives: {
+        'default-src': ["'self'"], 'script-src': ["'self'"], 'style-src': ["'self'"], 'img-src': ["'self'", 'data:'],
+        'connect-src': ["'self'"], 'form-action': ["'self'"], 'frame-ancestors': [...frameAncestors], 'object-src': ["'none'"], 'base-uri': ["'none'"],
       },
-      // Embedding is governed by CSP frame-ancestors; X-Frame-Options would forbid the embedded mode outright.
-      xFrameOptions: config.cookieMode === 'embedded' || config.frameAncestors.some((f) => f !== "'self'") ? false : { action: 'sameorigin' },
-      referrerPolicy: { policy: 'no-referrer' },
-      strictTransportSecurity: config.publicUrl.startsWith('https:') ? { maxAge: 31536000 } : false,
-    }),
-  );
+    },
+    // Embedding is governed by CSP frame-ancestors; X-Frame-Options would forbid the embedded mode outright.
+    xFrameOptions: allowFraming ? false : { action: 'sameorigin' },
+    referrerPolicy: { policy: 'no-referrer' },
+    strictTransportSecurity: config.publicUrl.startsWith('https:') ? { maxAge: 31536000 } : false,
+  });
+  const embeddable = config.cookieMode === 'embedded' || config.frameAncestors.some((f) => f !== "'self'");
+  app.use(securityHeaders(config.frameAncestors, embeddable));
+  // The launch steps may always run inside an EHR's frame: they only redirect, or explain (in the default mode)
+  // that the app cannot run there and offer a top-level window, rather than showing a blank refused frame.
+  const launchFrameable = securityHeaders(embeddable ? config.frameAncestors : ['*'], true);
   app.use('/static', express.static(PUBLIC_DIR, { index: false, maxAge: '1h' }));
   // Everything below carries session state: never cached.
   app.use((_req, res, next) => {
@@ -137,8 +140,8 @@ export function createApp(deps: AppDeps): App {
     launchUri: `${config.publicUrl}/launch`, redirectUri: config.redirectUri,
     sandboxUrl: deps.sandbox ? `${config.publicUrl}/sandbox/` : null, registrations: config.registrations,
   }));
-  app.get('/launch', limitLaunches, ehrLaunchHandler(smart));
-  app.get('/launch/continue', launchContinueHandler(smart));
+  app.get('/launch', launchFrameable, limitLaunches, ehrLaunchHandler(smart));
+  app.get('/launch/continue', launchFrameable, launchContinueHandler(smart));
   app.get('/login', limitLaunches, standaloneLoginHandler(smart));
   app.get('/callback', limitLaunches, callbackHandler(smart));
   app.get('/app', (_req, res) => res.render('app'));
