@@ -1,0 +1,43 @@
+/**
+ * Our server for the benchmark, in its own process: the real app (createApp) with a real launch completed
+ * against the sandbox EHR, whose token context is then bound to the fast local upstream so that the proxy is
+ * what gets measured. Prints {"port","cookie","context"} when ready. `--redis URL` uses the Redis stores.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { loadConfig } from '../src/config.js';
+import { createApp } from '../src/app.js';
+import { createLogger } from '../src/log.js';
+import { startSandbox } from '../src/sandbox/index.js';
+import { MemoryTokenStore, type TokenStore } from '../src/session/token-store.js';
+import { connectRedis, createRedisSessionStore, RedisTokenStore } from '../src/session/redis-store.js';
+import { Browser } from '../test/helpers/browser.js';
+import { authorize } from '../test/helpers/authorize.js';
+
+const upstreamBase = process.argv[2]!;
+const redisUrl = process.argv[3] === '--redis' ? process.argv[4] : undefined;
+const logger = createLogger({ level: 'silent' });
+const sandbox = await startSandbox({ clients: [{ client_id: 'bench', token_endpoint_auth_method: 'none', redirect_uris: [] }], redirectUriPattern: /^http:\/\/127\.0\.0\.1:\d+\/callback$/ });
+const server = http.createServer();
+server.keepAliveTimeout = 60_000;
+await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+const config = await loadConfig({
+  NODE_ENV: 'test', PUBLIC_URL: url, SESSION_SECRET: 'bench-9f8e7d6c5b4a3928170615243342516071829', SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'bench',
+  LOG_LEVEL: 'silent', ALLOW_INSECURE_HTTP: '1', SANDBOX: 'off', LAUNCH_RATE_LIMIT: '100000', ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
+});
+let tokenStore: TokenStore = new MemoryTokenStore();
+let extra = {};
+if (redisUrl) {
+  const redis = await connectRedis(redisUrl, logger);
+  tokenStore = new RedisTokenStore(redis);
+  extra = { sessionStore: createRedisSessionStore(redis, config.sessionIdleSeconds), redis };
+}
+server.on('request', createApp({ config, logger, tokenStore, ...extra }));
+const browser = new Browser();
+const start = await browser.get(`${url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient: sandbox.patients[0]!.id })}`);
+const done = await browser.get(await authorize(start.headers.get('location')!));
+const context = new URL(done.headers.get('location')!, url).searchParams.get('context')!;
+const tokens = (await tokenStore.get(context))!;
+await tokenStore.set(context, { ...tokens, fhirBaseUrl: upstreamBase, expiresAt: Date.now() + 3600_000 }, 7200);
+process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port, cookie: browser.cookieHeader(url), context, sandbox: sandbox.url })}\n`);
