@@ -24,7 +24,7 @@ await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
 const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 const config = await loadConfig({
   NODE_ENV: 'test', PUBLIC_URL: url, SESSION_SECRET: 'bench-9f8e7d6c5b4a3928170615243342516071829', SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'bench',
-  LOG_LEVEL: 'silent', ALLOW_INSECURE_HTTP: '1', SANDBOX: 'off', LAUNCH_RATE_LIMIT: '100000', ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
+  LOG_LEVEL: 'silent', ALLOW_INSECURE_HTTP: '1', SANDBOX: 'off', LAUNCH_RATE_LIMIT: '100000', FHIR_PROXY_REWRITE_LINKS: process.env.FHIR_PROXY_REWRITE_LINKS ?? '1', ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
 });
 let tokenStore: TokenStore = new MemoryTokenStore();
 let extra = {};
@@ -41,3 +41,4 @@ const context = new URL(done.headers.get('location')!, url).searchParams.get('co
 const tokens = (await tokenStore.get(context))!;
 await tokenStore.set(context, { ...tokens, fhirBaseUrl: upstreamBase, expiresAt: Date.now() + 3600_000 }, 7200);
 process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port, cookie: browser.cookieHeader(url), context, sandbox: sandbox.url })}\n`);
+process.on('SIGTERM', () => process.exit(0)); // lets --cpu-prof write its profile

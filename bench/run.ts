@@ -141,6 +141,15 @@ rewriting, the access log) and the token bound to that upstream. Latencies in mi
 |---|---:|---:|---:|---:|---:|---:|
 ${rows.join('\n')}
 
+## Where the time goes (first profile)
+
+\`node --cpu-prof\` of \`bench/bff-server.ts\` under 16 connections: the main thread is **idle about half of the
+time** while serving ~2,000 req/s, so the proxied read path is not CPU-bound: each request waits on something
+beyond its own work (GC is ~6 %, express-session's hash and the memory store's touch ~2 %, pino-http ~1.5 %,
+response writes ~7 %). Turning link rewriting off (\`FHIR_PROXY_REWRITE_LINKS=0\`) does not change the rate,
+and the upstream sockets are kept alive (8 established at 16 connections). Finding that wait is the first item
+for the next round; the numbers above are today's baseline, not a target.
+
 ## Not measured yet
 
 Large bodies (a 200 MB Bundle, a 1 GB NDJSON: throughput and peak RSS with and without link rewriting), launches

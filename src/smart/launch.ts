@@ -82,7 +82,7 @@ async function startAuthorization(
   let scopes = withLaunchScope(adaptScopes(baseScopes, smart.capabilities), mode);
   if (!hasIssuer(server) && scopes.includes('openid')) {
     // Without an issuer an id_token cannot be validated (SMART requires `issuer` with sso-openid-connect).
-    log.warn({ event: 'launch.scope_dropped', scopes: 'openid fhirUser', reason: 'no_issuer' }, 'launch: the SMART configuration has no issuer, so openid and fhirUser are not requested (no id_token can be validated)');
+    log.warn({ event: 'launch.scope_dropped', scopes: 'openid fhirUser', reason: 'no_issuer' }, 'launch: the SMART configuration has no issuer, so openid and fhirUser are not requested (an ID token could not be validated)');
     scopes = scopes.filter((s) => s !== 'openid' && s !== 'fhirUser');
   }
   const openid = scopes.includes('openid');
