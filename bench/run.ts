@@ -143,12 +143,22 @@ ${rows.join('\n')}
 
 ## Where the time goes (first profile)
 
-\`node --cpu-prof\` of \`bench/bff-server.ts\` under 16 connections: the main thread is **idle about half of the
-time** while serving ~2,000 req/s, so the proxied read path is not CPU-bound: each request waits on something
-beyond its own work (GC is ~6 %, express-session's hash and the memory store's touch ~2 %, pino-http ~1.5 %,
-response writes ~7 %). Turning link rewriting off (\`FHIR_PROXY_REWRITE_LINKS=0\`) does not change the rate,
-and the upstream sockets are kept alive (8 established at 16 connections). Finding that wait is the first item
-for the next round; the numbers above are today's baseline, not a target.
+The proxied read is CPU-bound and its cost is spread over the middleware stack rather than one hot spot. Layer
+by layer, at 16 connections on this machine (\`autocannon -c 16 -d 3\`, our server from \`bench/bff-server.ts\`):
+
+| request | req/s | what it adds |
+|---|---:|---|
+| bare Express 5, \`GET /healthz\` | ~11,000 | the framework |
+| + pino-http access log (silent level) | ~7,000 | request id, child logger, finish hook |
+| our \`GET /healthz\` | ~5,300 | the above plus metrics registry and routing |
+| our \`GET /api/session\` | ~2,700 | helmet headers, express-session (cookie signature, store get + touch), context lookup |
+| our \`GET /fhir/Patient/<id>\` | ~2,000 | token lookup, target checks, header filtering, upstream round trip, link rewriting |
+
+A \`node --cpu-prof\` profile of the proxied read shows the same: garbage collection ~6 %, header serialisation
+(\`writeLatin1String\`, a dozen security headers per response) ~5 %, then express-session, pino-http, the router
+and our handler at 1–2 % each. Turning link rewriting off (\`FHIR_PROXY_REWRITE_LINKS=0\`) does not change the
+rate. What is ours to fix next: serve \`/fhir\` without the HTML-oriented security headers, skip the per-request
+child logger on the proxy path, and take \`/fhir\` off the general Express middleware chain.
 
 ## Not measured yet
 
