@@ -49,7 +49,7 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
       throw new AppError(ErrorCode.METHOD_NOT_ALLOWED, 405, `Method ${req.method} is not allowed through the FHIR proxy.`);
     }
     const ctx = selectContext(req);
-    const log = req.log.child({ contextId: ctx.id });
+    const log = req.log;
     // req.url is relative to the /fhir mount point and still undecoded.
     let tokens = await tokensOrEndContext(req, ctx, log, refresher);
     const target = buildTargetUrl(req.url, tokens.fhirBaseUrl);
@@ -66,7 +66,7 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
       upstream = await send(req, res, target, tokens, deps, agents);
       if (upstream.statusCode === 401 && canRetry) {
         upstream.resume();
-        log.info({ event: 'proxy.upstream_401', path: target.pathname }, 'proxy: upstream answered 401; refreshing once and retrying');
+        log.info({ event: 'proxy.upstream_401', contextId: ctx.id, path: target.pathname }, 'proxy: upstream answered 401; refreshing once and retrying');
         tokens = await tokensOrEndContext(req, ctx, log, refresher, tokens.accessToken);
         upstream = await send(req, res, target, tokens, deps, agents);
       } else if (upstream.statusCode === 401) {
@@ -100,7 +100,7 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
       if (!res.writableFinished) upstream.destroy();
       deps.metrics.proxyRequests.inc({ method: req.method, status: String(status) });
       deps.metrics.proxyLatency.observe({ method: req.method }, (Date.now() - started) / 1000);
-      log.info({ event: 'proxy.request', method: req.method, path: target.pathname, status, duration_ms: Date.now() - started, aborted: !res.writableFinished }, 'proxy: request forwarded');
+      if (log.isLevelEnabled('info')) log.info({ event: 'proxy.request', contextId: ctx.id, method: req.method, path: target.pathname, status, duration_ms: Date.now() - started, aborted: !res.writableFinished }, 'proxy: request forwarded');
     });
   };
 }
