@@ -136,7 +136,10 @@ backendOptions(program.command('export').description('run a FHIR Bulk Data expor
         case 'retry': say(`retrying ${e.what} in ${Math.round(e.waitMs / 100) / 10} s (${e.reason})`); break;
       }
     };
-    process.once('SIGINT', () => {
+    let cancelling = false;
+    process.on('SIGINT', () => {
+      if (cancelling) return; // a second Ctrl-C (or the wrapper forwarding the first) while cancelling
+      cancelling = true;
       process.stderr.write('\ncancelling: deleting the export job on the server…\n');
       abort.abort(new Error('cancelled'));
       void exporter?.cancel().finally(() => process.exit(130));
