@@ -4,21 +4,15 @@
  * Redis tests skip with a message; in CI (CI=true) a missing redis-server is an error.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
+import { freePort, waitForPort } from './net.js';
+
+export { freePort };
 
 export function redisAvailable(): boolean {
   const found = spawnSync('redis-server', ['--version']).status === 0;
   if (!found && process.env.CI) throw new Error('redis-server is not installed: .ci/run must install it (apt-get install redis-server)');
   if (!found) process.stderr.write('Redis tests skipped: redis-server is not installed (apt-get install redis-server)\n');
   return found;
-}
-
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 export interface TestRedis {
@@ -33,15 +27,7 @@ export async function startRedis(): Promise<TestRedis> {
   let child: ChildProcess | undefined;
   const start = async () => {
     child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], { stdio: 'ignore' });
-    for (let i = 0; i < 100; i++) {
-      const ok = await new Promise<boolean>((resolve) => {
-        const sock = net.connect(port, '127.0.0.1', () => { sock.end(); resolve(true); });
-        sock.on('error', () => resolve(false));
-      });
-      if (ok) return;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new Error('redis-server did not start');
+    await waitForPort(port);
   };
   const stop = async () => {
     if (!child || child.exitCode !== null || child.signalCode !== null) return;

@@ -24,15 +24,6 @@ const bffs: StartedBff[] = [];
 const tokenRequests: Record<string, unknown>[] = [];
 const tokenResponses: Record<string, unknown>[] = [];
 
-/** Ports are fixed before the BFFs start so the sandbox can register their redirect URIs. */
-async function freePort(): Promise<number> {
-  const s = http.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
 let publicJwk: jose.JWK;
 
 beforeAll(async () => {

@@ -3,7 +3,7 @@
  * a clear error quickly, nothing crashes, no half-written session, and no secret is logged.
  */
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { DiscoveryCache } from '../../src/smart/discovery.js';
+import { switchableTokenEndpoint } from '../helpers/discovery.js';
 import { authorize } from '../helpers/authorize.js';
 import { Browser } from '../helpers/browser.js';
 import { startBff, type StartedBff } from '../helpers/bff.js';
@@ -13,21 +13,15 @@ import { startFaultUpstream, type FaultUpstream } from '../helpers/fault-upstrea
 let sandbox: Sandbox & { url: string };
 let fault: FaultUpstream;
 let b: StartedBff;
-let broken = false;
+let setBroken: (on: boolean) => void;
 
 beforeAll(async () => {
   sandbox = await startSandbox({ clients: [{ client_id: 'public-app', token_endpoint_auth_method: 'none', redirect_uris: [] }], redirectUriPattern: /^http:\/\/127\.0\.0\.1:\d+\/callback$/ });
   fault = await startFaultUpstream('/token');
   // the EHR's discovery document names a token endpoint that misbehaves on demand
-  const discovery = new DiscoveryCache({
-    ttlSeconds: 0, timeoutMs: 2000, allowInsecureHttp: true,
-    fetch: async (input, init) => {
-      const res = await fetch(input, init);
-      if (!broken) return res;
-      const doc = (await res.json()) as Record<string, unknown>;
-      return new Response(JSON.stringify({ ...doc, token_endpoint: fault.base }), { status: 200, headers: { 'content-type': 'application/json' } });
-    },
-  });
+  const switchable = switchableTokenEndpoint(fault.base);
+  const discovery = switchable.discovery;
+  setBroken = switchable.useFaulty;
   b = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', SMART_HTTP_TIMEOUT_MS: '1000' }, { discovery });
 });
 afterAll(async () => {
@@ -37,19 +31,19 @@ afterAll(async () => {
 });
 
 async function callbackWith(mode: FaultUpstream['mode'] | 'down') {
-  broken = false;
+  setBroken(false);
   const browser = new Browser();
   // an earlier launch in the same browser, which must survive the failure
   const first = await browser.get(`${b.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient: sandbox.patients[0]!.id })}`);
   await browser.get(await authorize(first.headers.get('location')!));
   const start = await browser.get(`${b.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient: sandbox.patients[1]!.id })}`);
   const cb = await authorize(start.headers.get('location')!);
-  broken = true;
+  setBroken(true);
   if (mode === 'down') await fault.close(); else fault.mode = mode;
   const started = Date.now();
   const res = await browser.get(cb, { accept: 'application/json' });
   const ms = Date.now() - started;
-  broken = false;
+  setBroken(false);
   const session = await browser.get(`${b.url}/api/session`, { 'X-CSRF': '1' });
   return { res, ms, session, body: await json(res) };
 }

@@ -7,7 +7,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import * as jose from 'jose';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { parsePrivateKey } from '../../src/config.js';
-import { DiscoveryCache } from '../../src/smart/discovery.js';
+import { switchableTokenEndpoint } from '../helpers/discovery.js';
 import { startFaultUpstream } from '../helpers/fault-upstream.js';
 import { MemoryTokenStore } from '../../src/session/token-store.js';
 import { authorize } from '../helpers/authorize.js';
@@ -172,29 +172,20 @@ test('an asymmetric client refreshes with a fresh private_key_jwt assertion', as
 test('refresh answered 5xx → 503 and the refresh token is kept for the next try', async () => {
   const fault = await startFaultUpstream('/token');
   fault.mode = { kind: 'status', status: 500, body: '<html>upstream error</html>' };
-  let sendRefreshToFault = false;
-  const discovery = new DiscoveryCache({
-    ttlSeconds: 0, timeoutMs: 2000, allowInsecureHttp: true,
-    fetch: async (input, init) => {
-      const res = await fetch(input, init);
-      if (!sendRefreshToFault) return res;
-      const doc = (await res.json()) as Record<string, unknown>;
-      return new Response(JSON.stringify({ ...doc, token_endpoint: fault.base }), { status: 200, headers: { 'content-type': 'application/json' } });
-    },
-  });
+  const { discovery, useFaulty } = switchableTokenEndpoint(fault.base);
   const store = new MemoryTokenStore();
   const bff = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', TOKEN_REFRESH_SKEW_SECONDS: '0' }, { tokenStore: store, discovery });
   try {
     const l = await launch(sandbox.patients[2]!.id, bff);
     const before = (await store.get(l.context))!;
-    sendRefreshToFault = true;
+    useFaulty(true);
     await sleep(TTL * 1000 + 300);
     const res = await read(l);
     expect(res.status).toBe(503);
     expect(fault.received.at(-1)!.body).toMatch(/grant_type=refresh_token/);
     expect((await store.get(l.context))!.refreshToken).toBe(before.refreshToken);
     // the EHR recovers: the kept refresh token works
-    sendRefreshToFault = false;
+    useFaulty(false);
     expect((await read(l)).status).toBe(200);
   } finally {
     await bff.close();
