@@ -2,6 +2,7 @@
  * createApp(deps): the middleware, the one route table, 404 and the error handler. No listen() here, so tests
  * drive the app over a real socket they open themselves.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import express, { type Express, type RequestHandler } from 'express';
 import helmet from 'helmet';
@@ -10,7 +11,8 @@ import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { accessLog } from './http/access-log.js';
 import { requireCsrfHeader } from './http/csrf.js';
-import { errorHandler, notFound } from './http/error-handler.js';
+import { requestContext } from './http/request-context.js';
+import { errorHandler, isFhirUrl, notFound } from './http/error-handler.js';
 import { AppError, ErrorCode } from './http/errors.js';
 import { launchRateLimit } from './http/rate-limit.js';
 import { Metrics, metricsHandler } from './observability/metrics.js';
@@ -27,6 +29,7 @@ import { sessionInfoHandler } from './smart/session-info.js';
 import { logoutHandler } from './smart/logout.js';
 import { TokenRefresher } from './smart/token-refresher.js';
 import { createProxyAgents, fhirProxyHandler } from './proxy/fhir-proxy.js';
+import { fhirRoute } from './proxy/fhir-route.js';
 import { buildJwks, jwksHandler } from './backend-services/jwks.js';
 import { BackendTokenClient } from './backend-services/token-client.js';
 import { ExportJobs } from './backend-services/export-jobs.js';
@@ -80,6 +83,27 @@ export function createApp(deps: AppDeps): App {
   app.set('views', VIEWS_DIR);
   app.set('view engine', 'ejs');
 
+  const sessionMiddleware = [
+    ...createSessionMiddleware(config, sessionStore, () => metrics.sessionStoreErrors.inc()),
+    requireSessionStore(() => metrics.sessionStoreErrors.inc()),
+  ];
+  const apiHeaders: RequestHandler = (_req, res, next) => {
+    // JSON and FHIR responses need none of the HTML-oriented headers, and carry session state: never cached.
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('Cross-Origin-Resource-Policy', 'same-origin');
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  };
+  // The FHIR proxy is the hot path: it runs ahead of Express (fhir-route.ts) with a short chain of its own: no
+  // page headers, no static files, no access-log line (the proxy writes one richer line per call), and the
+  // anti-forgery header checked before the session is loaded. Every other URL goes through Express below.
+  const fhir = fhirRoute({ metrics, steps: [requestContext(logger), apiHeaders, requireCsrfHeader, ...sessionMiddleware], proxy: fhirProxyHandler(smart, refresher, createProxyAgents()) });
+  // express() returns `function app(req, res, next) { app.handle(req, res, next) }`: the one place to branch.
+  type Handle = (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void;
+  const withHandle = app as unknown as { handle: Handle };
+  const expressHandle = withHandle.handle.bind(app);
+  withHandle.handle = (req, res, next) => (isFhirUrl(req.url ?? '') ? fhir(req, res) : expressHandle(req, res, next));
+
   app.use(accessLog(logger));
   app.get('/healthz', (_req, res) => void res.set('cache-control', 'no-store').json({ status: 'ok' }));
   app.get('/readyz', async (_req, res) => {
@@ -122,15 +146,7 @@ export function createApp(deps: AppDeps): App {
   });
   const embeddable = config.cookieMode === 'embedded' || config.frameAncestors.some((f) => f !== "'self'");
   const pageHeaders = securityHeaders(config.frameAncestors, embeddable);
-  // JSON and FHIR responses need none of the HTML-oriented headers: a dozen fewer on every proxied call.
-  app.use((req, res, next) => {
-    if (req.path.startsWith('/fhir/') || req.path.startsWith('/api/')) {
-      res.setHeader('X-Content-Type-Options', 'nosniff');
-      res.setHeader('Cross-Origin-Resource-Policy', 'same-origin');
-      return next();
-    }
-    pageHeaders(req, res, next);
-  });
+  app.use((req, res, next) => (req.path.startsWith('/api/') ? apiHeaders(req, res, next) : pageHeaders(req, res, next)));
   // The launch steps may always run inside an EHR's frame: they only redirect, or explain (in the default mode)
   // that the app cannot run there and offer a top-level window, rather than showing a blank refused frame.
   const launchFrameable = securityHeaders(embeddable ? config.frameAncestors : ['*'], true);
@@ -140,8 +156,7 @@ export function createApp(deps: AppDeps): App {
     res.setHeader('Cache-Control', 'no-store');
     next();
   });
-  app.use(createSessionMiddleware(config, sessionStore, () => metrics.sessionStoreErrors.inc()));
-  app.use(requireSessionStore(() => metrics.sessionStoreErrors.inc()));
+  app.use(sessionMiddleware);
 
   // The route table.
   const limitLaunches = launchRateLimit(config.launchRateLimitPerMinute, deps.redis);
@@ -157,7 +172,6 @@ export function createApp(deps: AppDeps): App {
   app.use('/api', requireCsrfHeader);
   app.get('/api/session', sessionInfoHandler(smart));
   app.post('/logout', requireCsrfHeader, logoutHandler(smart));
-  app.use('/fhir', requireCsrfHeader, fhirProxyHandler(smart, refresher, createProxyAgents()));
   deps.extraRoutes?.(app);
 
   app.use(notFound);

@@ -3,13 +3,12 @@
  * req.log carries it too). URLs are logged with secret-bearing query values redacted (the callback's code and
  * state, the launch code), never with headers.
  */
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pinoHttp } from 'pino-http';
 import type { RequestHandler } from 'express';
 import type { Logger } from '../log.js';
+import { requestIdFor } from './request-context.js';
 
-const SAFE_ID = /^[A-Za-z0-9._-]{8,64}$/;
 const SECRET_PARAMS = new Set(['code', 'state', 'launch', 'session_state', 'code_verifier', 'access_token', 'id_token', 'refresh_token', 'client_secret', 'assertion']);
 const QUIET = /^\/(healthz|readyz|metrics|static\/|favicon\.ico)/;
 
@@ -26,8 +25,7 @@ export function accessLog(logger: Logger): RequestHandler {
   return pinoHttp({
     logger,
     genReqId: (req: IncomingMessage, res: ServerResponse) => {
-      const incoming = req.headers['x-request-id'];
-      const id = typeof incoming === 'string' && SAFE_ID.test(incoming) ? incoming : randomUUID();
+      const id = requestIdFor(req.headers['x-request-id']);
       res.setHeader('X-Request-Id', id);
       return id;
     },

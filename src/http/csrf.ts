@@ -3,7 +3,7 @@ import type { RequestHandler } from 'express';
 import { AppError, ErrorCode } from './errors.js';
 
 export const requireCsrfHeader: RequestHandler = (req, _res, next) => {
-  if (req.get('x-csrf') !== '1') {
+  if (req.headers['x-csrf'] !== '1') {
     return next(new AppError(ErrorCode.CSRF_HEADER_REQUIRED, 401, 'This endpoint requires the header X-CSRF: 1.'));
   }
   next();

@@ -2,12 +2,48 @@
  * The one error handler: an HTML page for people, JSON for programs (and always JSON under /api).
  * 5xx messages of unexpected errors never reach the client; nothing secret is ever rendered.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
+import type { Logger } from '../log.js';
 import { AppError, ErrorCode, isAppError } from './errors.js';
 import type { Metrics } from '../observability/metrics.js';
 
+export function isFhirUrl(url: string): boolean {
+  return url === '/fhir' || url.startsWith('/fhir/') || url.startsWith('/fhir?');
+}
+
 export function isFhirPath(req: Request): boolean {
-  return req.originalUrl === '/fhir' || req.originalUrl.startsWith('/fhir/') || req.originalUrl.startsWith('/fhir?');
+  return isFhirUrl(req.originalUrl);
+}
+
+type ErrorContext = Pick<IncomingMessage, 'headers'> & { originalUrl: string; log?: Logger; id: string };
+
+/** What every error gets, wherever it is answered: one AppError, its launch metric, one log line. */
+export function reportError(err: unknown, req: ErrorContext, metrics?: Metrics): AppError {
+  const appErr = toAppError(err);
+  if (metrics && LAUNCH_PATHS.test(req.originalUrl)) metrics.launches.inc({ outcome: appErr.code });
+  const log = req.log;
+  if (appErr.status >= 500 && !isAppError(err)) log?.error({ event: 'error.unhandled', err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack } }, 'unhandled error');
+  else log?.info({ event: 'error.response', code: appErr.code, status: appErr.status }, appErr.message);
+  return appErr;
+}
+
+/**
+ * The FHIR proxy's answer to an error: an OperationOutcome, written with node:http alone (the proxy runs ahead
+ * of Express). A response already under way is left as it is when finished, or cut when it broke mid-stream.
+ */
+export function sendFhirError(appErr: AppError, req: ErrorContext, res: ServerResponse): void {
+  if (res.headersSent) {
+    if (!res.writableEnded) res.destroy();
+    return;
+  }
+  const body = JSON.stringify(operationOutcome(appErr, publicMessage(appErr), req.id));
+  res.writeHead(appErr.status, { 'content-type': 'application/fhir+json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  res.end(body);
+}
+
+function publicMessage(e: AppError): string {
+  return e.expose ? e.message : 'Something went wrong on our side.';
 }
 
 export function wantsJson(req: Request): boolean {
@@ -23,11 +59,8 @@ const LAUNCH_PATHS = /^\/(launch|login|callback)(\/|\?|$)/;
 
 export function errorHandler(metrics?: Metrics): ErrorRequestHandler {
   return (err, req, res, _next) => {
-    const appErr = toAppError(err);
-    if (metrics && LAUNCH_PATHS.test(req.originalUrl)) metrics.launches.inc({ outcome: appErr.code });
-    const log = req.log ?? undefined;
-    if (appErr.status >= 500 && !isAppError(err)) log?.error({ event: 'error.unhandled', err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack } }, 'unhandled error');
-    else log?.info({ event: 'error.response', code: appErr.code, status: appErr.status }, appErr.message);
+    const appErr = reportError(err, req, metrics);
+    if (isFhirPath(req)) return sendFhirError(appErr, req, res);
     if (res.headersSent) {
       // A late error (e.g. a session store write after the response): a finished response stays as it is;
       // one that broke mid-stream is cut so the client sees it incomplete.
@@ -39,17 +72,13 @@ export function errorHandler(metrics?: Metrics): ErrorRequestHandler {
     res.setHeader('Cache-Control', 'no-store');
     const body = {
       error: appErr.code,
-      message: appErr.expose ? appErr.message : 'Something went wrong on our side.',
+      message: publicMessage(appErr),
       ...(appErr.hint ? { hint: appErr.hint } : {}),
       ...(appErr.oauthError ? { oauth_error: appErr.oauthError } : {}),
       ...(appErr.causes.length ? { likely_causes: appErr.causes } : {}),
       ...(appErr.relaunch ? { relaunch: true } : {}),
       correlation_id: correlationId,
     };
-    if (isFhirPath(req)) {
-      res.type('application/fhir+json').send(JSON.stringify(operationOutcome(appErr, body.message, correlationId)));
-      return;
-    }
     if (wantsJson(req)) {
       res.json(body);
       return;

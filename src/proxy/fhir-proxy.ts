@@ -16,11 +16,13 @@ import { selectContext } from '../smart/contexts.js';
 import type { SmartDeps } from '../smart/deps.js';
 import type { TokenRefresher } from '../smart/token-refresher.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from './headers.js';
-import { LinkRewriter, isRewritable, needlesFor, rewriteUrlValue } from './link-rewriter.js';
+import { LinkRewriter, isRewritable, needlesFor, rewriteText, rewriteUrlValue } from './link-rewriter.js';
 import { buildTargetUrl } from './target-url.js';
 
 const ALLOWED_METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD']);
 const SAFE_METHODS = new Set(['GET', 'HEAD']);
+/** Bodies up to this size (with a Content-Length) are rewritten in one piece. */
+const WHOLE_BODY_LIMIT = 1024 * 1024;
 
 export interface ProxyAgents {
   http: http.Agent;
@@ -49,12 +51,12 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
       throw new AppError(ErrorCode.METHOD_NOT_ALLOWED, 405, `Method ${req.method} is not allowed through the FHIR proxy.`);
     }
     const ctx = selectContext(req);
-    const log = req.log;
+    const log = () => req.log; // built on first use: a fresh-token call that logs nothing never builds it
     // req.url is relative to the /fhir mount point and still undecoded.
     let tokens = await tokensOrEndContext(req, ctx, log, refresher);
     const target = buildTargetUrl(req.url, tokens.fhirBaseUrl);
 
-    const declared = Number(req.get('content-length') ?? '0');
+    const declared = Number(req.headers['content-length'] ?? '0');
     if (declared > deps.config.proxyMaxBodyBytes) {
       throw new AppError(ErrorCode.PAYLOAD_TOO_LARGE, 413, `The request body is larger than ${deps.config.proxyMaxBodyBytes} bytes.`);
     }
@@ -66,7 +68,7 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
       upstream = await send(req, res, target, tokens, deps, agents);
       if (upstream.statusCode === 401 && canRetry) {
         upstream.resume();
-        log.info({ event: 'proxy.upstream_401', contextId: ctx.id, path: target.pathname }, 'proxy: upstream answered 401; refreshing once and retrying');
+        log().info({ event: 'proxy.upstream_401', contextId: ctx.id, path: target.pathname }, 'proxy: upstream answered 401; refreshing once and retrying');
         tokens = await tokensOrEndContext(req, ctx, log, refresher, tokens.accessToken);
         upstream = await send(req, res, target, tokens, deps, agents);
       } else if (upstream.statusCode === 401) {
@@ -86,21 +88,37 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
     const contentType = upstream.headers['content-type'];
     const encoded = upstream.headers['content-encoding'] && upstream.headers['content-encoding'] !== 'identity';
     const rewrite = deps.config.proxyRewriteLinks && isRewritable(contentType) && !encoded && req.method !== 'HEAD';
+    const declaredLength = Number(upstream.headers['content-length'] ?? NaN);
+    // A small body of known length is rewritten whole and sent with its new Content-Length (no chunked framing);
+    // anything else streams through the rewriter in constant memory.
+    const rewriteWhole = rewrite && declaredLength >= 0 && declaredLength <= WHOLE_BODY_LIMIT;
     const headers = browserResponseHeaders(upstream.headers, { dropContentLength: rewrite });
     for (const h of ['location', 'content-location'] as const) {
       const v = headers[h];
       if (typeof v === 'string') headers[h] = rewriteUrlValue(v, tokens.fhirBaseUrl, proxyBase);
     }
     headers['x-request-id'] = req.id;
-    res.writeHead(status, headers);
-    const body = rewrite ? upstream.pipe(new LinkRewriter(needlesFor(tokens.fhirBaseUrl, proxyBase))) : upstream;
-    body.pipe(res);
     upstream.on('error', () => res.destroy());
+    if (rewriteWhole) {
+      const chunks: Buffer[] = [];
+      upstream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      upstream.on('end', () => {
+        if (res.destroyed) return;
+        const out = Buffer.from(rewriteText(Buffer.concat(chunks).toString('utf8'), needlesFor(tokens.fhirBaseUrl, proxyBase), true).out, 'utf8');
+        headers['content-length'] = out.length;
+        res.writeHead(status, headers);
+        res.end(out);
+      });
+    } else {
+      res.writeHead(status, headers);
+      const body = rewrite ? upstream.pipe(new LinkRewriter(needlesFor(tokens.fhirBaseUrl, proxyBase))) : upstream;
+      body.pipe(res);
+    }
     res.on('close', () => {
       if (!res.writableFinished) upstream.destroy();
       deps.metrics.proxyRequests.inc({ method: req.method, status: String(status) });
       deps.metrics.proxyLatency.observe({ method: req.method }, (Date.now() - started) / 1000);
-      if (log.isLevelEnabled('info')) log.info({ event: 'proxy.request', contextId: ctx.id, method: req.method, path: target.pathname, status, duration_ms: Date.now() - started, aborted: !res.writableFinished }, 'proxy: request forwarded');
+      if (deps.logger.isLevelEnabled('info')) log().info({ event: 'proxy.request', contextId: ctx.id, method: req.method, path: target.pathname, status, duration_ms: Date.now() - started, aborted: !res.writableFinished }, 'proxy: request forwarded');
     });
   };
 }
@@ -166,7 +184,7 @@ function send(req: Request, res: Response, target: URL, tokens: TokenSet, deps: 
   });
 }
 
-async function tokensOrEndContext(req: Request, ctx: LaunchContextInfo, log: Logger, refresher: TokenRefresher, rejectedToken?: string): Promise<TokenSet> {
+async function tokensOrEndContext(req: Request, ctx: LaunchContextInfo, log: () => Logger, refresher: TokenRefresher, rejectedToken?: string): Promise<TokenSet> {
   try {
     return await refresher.tokensFor(ctx, log, rejectedToken);
   } catch (err) {
@@ -175,7 +193,7 @@ async function tokensOrEndContext(req: Request, ctx: LaunchContextInfo, log: Log
       delete contexts[ctx.id];
       req.session.contexts = contexts;
       await saveSession(req).catch(() => undefined);
-      log.info({ event: 'context.ended', reason: 'session_expired' }, 'launch context ended');
+      log().info({ event: 'context.ended', reason: 'session_expired' }, 'launch context ended');
     }
     throw err;
   }

@@ -3,12 +3,13 @@
  * https; SameSite=Lax by default (Strict would drop the cookie on the return from the authorization server);
  * in `embedded` mode SameSite=None; Secure; Partitioned (CHIPS) for EHRs that show the app in a cross-site
  * iframe. The cookie lives as long as the browser session; the server enforces the timeouts: the store entry
- * expires SESSION_IDLE_MINUTES after the last request (each request touches it), and a session older than
- * SESSION_MAX_HOURS is ended whatever its activity.
+ * expires SESSION_IDLE_MINUTES after the last request (requests touch it, at most every idle/10 and once a
+ * minute), and a session older than SESSION_MAX_HOURS is ended whatever its activity.
  * Without a shared store, sessions live in a bounded in-memory store (single instance only).
  */
 import session, { type Store } from 'express-session';
 import createMemoryStore from 'memorystore';
+import { LRUCache } from 'lru-cache';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { Config } from '../config.js';
 import { AppError, ErrorCode } from '../http/errors.js';
@@ -51,7 +52,38 @@ function sessionStoreUnavailable(cause?: unknown): AppError {
   return new AppError(ErrorCode.SESSION_STORE_UNAVAILABLE, 503, 'The session store is unavailable right now. Try again in a moment.', { cause });
 }
 
+/**
+ * express-session touches the store on every request to push the idle expiry forward: on the proxy's hot path
+ * that is a store write (a Redis round trip) per FHIR call. Touch each session at most once per `intervalMs`
+ * instead; the idle timeout then holds to within that interval. The record of recent touches is a bounded
+ * per-process cache (LRU with TTL), not state: losing it only costs an extra touch.
+ */
+export function throttleTouches(store: Store, intervalMs: number): void {
+  const touch = store.touch?.bind(store);
+  if (!touch || intervalMs <= 0) return;
+  const recent = new LRUCache<string, true>({ max: 100_000, ttl: intervalMs });
+  store.touch = (sid, sess, callback) => {
+    if (recent.has(sid)) return callback?.();
+    recent.set(sid, true);
+    touch(sid, sess, ((err?: unknown) => {
+      if (err) recent.delete(sid);
+      (callback as ((err?: unknown) => void) | undefined)?.(err);
+    }) as () => void);
+  };
+  const destroy = store.destroy.bind(store);
+  store.destroy = (sid, callback) => {
+    recent.delete(sid);
+    destroy(sid, callback);
+  };
+}
+
+/** How often a session is touched: a tenth of the idle timeout, at most once a minute. */
+export function touchIntervalMs(idleSeconds: number): number {
+  return Math.min(60_000, Math.floor((idleSeconds * 1000) / 10));
+}
+
 export function createSessionMiddleware(config: Config, store: Store, onStoreError?: () => void): (RequestHandler | ErrorRequestHandler)[] {
+  throttleTouches(store, touchIntervalMs(config.sessionIdleSeconds));
   const middleware = session({
     name: sessionCookieName(config),
     secret: config.sessionSecret,

@@ -24,10 +24,11 @@ export function addContext(req: Request, info: LaunchContextInfo, max: number): 
   return evicted;
 }
 
-export function selectContext(req: Request): LaunchContextInfo {
+export function selectContext(req: Pick<Request, 'session' | 'headers'>): LaunchContextInfo {
   const contexts = req.session?.contexts ?? {};
   const ids = Object.keys(contexts);
-  const named = req.get(CONTEXT_HEADER);
+  const header = req.headers[CONTEXT_HEADER];
+  const named = Array.isArray(header) ? header.join(', ') : header;
   if (named !== undefined) {
     const ctx = contexts[named];
     if (!ctx) {
