@@ -1,7 +1,8 @@
 /**
  * Our server for the benchmark, in its own process: the real app (createApp) with a real launch completed
  * against the sandbox EHR, whose token context is then bound to the fast local upstream so that the proxy is
- * what gets measured. Prints {"port","cookie","context"} when ready. `--redis URL` uses the Redis stores.
+ * what gets measured. Prints {"port","cookie","context","iss"} when ready (`iss`: the sandbox's FHIR base, for
+ * launches). `--redis URL` uses the Redis stores; FHIR_PROXY_REWRITE_LINKS=0 turns link rewriting off.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -40,5 +41,19 @@ const done = await browser.get(await authorize(start.headers.get('location')!));
 const context = new URL(done.headers.get('location')!, url).searchParams.get('context')!;
 const tokens = (await tokenStore.get(context))!;
 await tokenStore.set(context, { ...tokens, fhirBaseUrl: upstreamBase, expiresAt: Date.now() + 3600_000 }, 7200);
-process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port, cookie: browser.cookieHeader(url), context, sandbox: sandbox.url })}\n`);
-process.on('SIGTERM', () => process.exit(0)); // lets --cpu-prof write its profile
+process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port, cookie: browser.cookieHeader(url), context, iss: sandbox.fhirBaseUrl })}\n`);
+// BENCH_CPU_PROFILE=file: a CPU profile of the serving phase only (start-up excluded), written on SIGTERM.
+const profileFile = process.env.BENCH_CPU_PROFILE;
+if (profileFile) {
+  const { Session } = await import('node:inspector');
+  const { writeFileSync } = await import('node:fs');
+  const inspector = new Session();
+  inspector.connect();
+  const post = (method: string, params?: object) => new Promise<any>((resolve, reject) => inspector.post(method, params, (err, result) => (err ? reject(err) : resolve(result))));
+  await post('Profiler.enable');
+  await post('Profiler.setSamplingInterval', { interval: 200 });
+  await post('Profiler.start');
+  process.on('SIGTERM', () => void post('Profiler.stop').then(({ profile }) => { writeFileSync(profileFile, JSON.stringify(profile)); process.exit(0); }));
+} else {
+  process.on('SIGTERM', () => process.exit(0));
+}

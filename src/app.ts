@@ -28,7 +28,7 @@ import { callbackHandler } from './smart/callback.js';
 import { sessionInfoHandler } from './smart/session-info.js';
 import { logoutHandler } from './smart/logout.js';
 import { TokenRefresher } from './smart/token-refresher.js';
-import { createProxyAgents, fhirProxyHandler } from './proxy/fhir-proxy.js';
+import { createProxyAgents, fhirProxyHandler, type ProxyAgents } from './proxy/fhir-proxy.js';
 import { fhirRoute } from './proxy/fhir-route.js';
 import { buildJwks, jwksHandler } from './backend-services/jwks.js';
 import { BackendTokenClient } from './backend-services/token-client.js';
@@ -51,7 +51,7 @@ export interface AppDeps {
 }
 
 export interface App extends Express {
-  locals: Express['locals'] & { smart: SmartDeps; refresher: TokenRefresher; exportJobs?: ExportJobs };
+  locals: Express['locals'] & { smart: SmartDeps; refresher: TokenRefresher; proxyAgents: ProxyAgents; exportJobs?: ExportJobs };
 }
 
 const VIEWS_DIR = fileURLToPath(new URL('../views', import.meta.url));
@@ -77,6 +77,7 @@ export function createApp(deps: AppDeps): App {
   const app = express() as App;
   app.locals.smart = smart;
   app.locals.refresher = refresher;
+  app.locals.proxyAgents = createProxyAgents(); // keep-alive pools to the EHRs' FHIR servers
   app.disable('x-powered-by');
   app.set('trust proxy', config.trustProxy);
   app.set('query parser', 'simple');
@@ -97,7 +98,7 @@ export function createApp(deps: AppDeps): App {
   // The FHIR proxy is the hot path: it runs ahead of Express (fhir-route.ts) with a short chain of its own: no
   // page headers, no static files, no access-log line (the proxy writes one richer line per call), and the
   // anti-forgery header checked before the session is loaded. Every other URL goes through Express below.
-  const fhir = fhirRoute({ metrics, steps: [requestContext(logger), apiHeaders, requireCsrfHeader, ...sessionMiddleware], proxy: fhirProxyHandler(smart, refresher, createProxyAgents()) });
+  const fhir = fhirRoute({ metrics, steps: [requestContext(logger), apiHeaders, requireCsrfHeader, ...sessionMiddleware], proxy: fhirProxyHandler(smart, refresher, app.locals.proxyAgents) });
   // express() returns `function app(req, res, next) { app.handle(req, res, next) }`: the one place to branch.
   type Handle = (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void;
   const withHandle = app as unknown as { handle: Handle };

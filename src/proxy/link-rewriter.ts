@@ -19,14 +19,18 @@ export function rewriteText(text: string, needles: readonly Needle[], final: boo
   let out = '';
   let i = 0;
   let carryFrom = text.length;
+  // Each needle's next occurrence at or after i, found once and reused until passed: a needle that does not
+  // occur (the JSON-escaped form, usually) is scanned for once per chunk, not once per match.
+  const next = needles.map(() => -2);
   for (;;) {
     let best = -1;
     let needle: Needle | undefined;
-    for (const n of needles) {
-      const j = text.indexOf(n.from, i);
+    for (let k = 0; k < needles.length; k++) {
+      if (next[k] !== -1 && next[k]! < i) next[k] = text.indexOf(needles[k]!.from, i);
+      const j = next[k]!;
       if (j !== -1 && (best === -1 || j < best)) {
         best = j;
-        needle = n;
+        needle = needles[k];
       }
     }
     if (best === -1 || !needle) break;

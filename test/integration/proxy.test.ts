@@ -73,6 +73,14 @@ describe('reads and searches through the proxy', () => {
     expect(res.headers.get('set-cookie')).toBeNull(); // not even ours: the session is touched on the server, not re-sent
     const body = await json(res);
     expect(body).toMatchObject({ resourceType: 'Patient', id: patient });
+    // a small body is rewritten whole and sent with its length, not chunked
+    expect(Number(res.headers.get('content-length'))).toBe(Buffer.byteLength(JSON.stringify(body)));
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    // one log line per proxied call, carrying the request id the response names; no separate access-log line
+    const requestId = res.headers.get('x-request-id')!;
+    expect(requestId).toMatch(/^[0-9a-f-]{36}$/);
+    const lines = b.logs.entries().filter((e) => e.requestId === requestId);
+    expect(lines).toEqual([expect.objectContaining({ event: 'proxy.request', status: 200, method: 'GET', contextId: context })]);
   });
 
   test('search with paging: links point at the proxy and the next page works through it', async () => {

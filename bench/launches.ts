@@ -1,0 +1,52 @@
+/**
+ * Launches and callbacks per second against our server and the sandbox authorization server (the sandbox
+ * runs in the server's process, as in development). Launches: `GET /launch?iss=…&launch=…` answered with the
+ * redirect to the authorization endpoint, discovery cached (autocannon). Callbacks: real authorization codes,
+ * each earned by a standalone launch through the sandbox's sign-in and consent pages, then all redeemed at
+ * `/callback` at a fixed concurrency: the token exchange at the sandbox's token endpoint, the id token check,
+ * the session regenerated and saved.
+ */
+import { Browser } from '../test/helpers/browser.js';
+import { authorize } from '../test/helpers/authorize.js';
+import { autocannon, percentile, type LoadResult } from './lib.js';
+
+export function launchesPerSecond(baseUrl: string, iss: string, connections: number): LoadResult {
+  const url = `${baseUrl}/launch?iss=${encodeURIComponent(iss)}&launch=bench-launch-code`;
+  return autocannon(url, connections, {}, { expect: '3xx' });
+}
+
+async function pool<T>(items: number, concurrency: number, work: (i: number) => Promise<T>): Promise<T[]> {
+  const out: T[] = new Array(items);
+  let next = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < items) {
+      const i = next++;
+      out[i] = await work(i);
+    }
+  }));
+  return out;
+}
+
+export interface CallbackResult { callbacks: number; perSecond: number; p50: number; p99: number }
+
+export async function callbacksPerSecond(baseUrl: string, iss: string, count: number, concurrency: number): Promise<CallbackResult> {
+  // Earn the codes first (not timed): each its own browser, signed in at the authorization server.
+  const pending = await pool(count, 8, async () => {
+    const browser = new Browser();
+    const start = await browser.get(`${baseUrl}/login?iss=${encodeURIComponent(iss)}`);
+    const location = start.headers.get('location');
+    if (start.status !== 302 || !location) throw new Error(`/login answered ${start.status}`);
+    return { browser, callback: await authorize(location) };
+  });
+  const latencies: number[] = [];
+  const started = performance.now();
+  await pool(count, concurrency, async (i) => {
+    const t = performance.now();
+    const res = await pending[i]!.browser.get(pending[i]!.callback);
+    await res.arrayBuffer();
+    latencies.push(performance.now() - t);
+    if (res.status !== 302 || !res.headers.get('location')?.includes('context=')) throw new Error(`/callback answered ${res.status}`);
+  });
+  const seconds = (performance.now() - started) / 1000;
+  return { callbacks: count, perSecond: count / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+}
