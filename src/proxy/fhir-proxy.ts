@@ -16,7 +16,7 @@ import { selectContext } from '../smart/contexts.js';
 import type { SmartDeps } from '../smart/deps.js';
 import type { TokenRefresher } from '../smart/token-refresher.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from './headers.js';
-import { LinkRewriter, isRewritable, needlesFor, rewriteText, rewriteUrlValue } from './link-rewriter.js';
+import { LinkRewriter, isRewritable, needlesFor, rewriteBody, rewriteUrlValue } from './link-rewriter.js';
 import { buildTargetUrl } from './target-url.js';
 
 const ALLOWED_METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD']);
@@ -104,7 +104,7 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
       upstream.on('data', (chunk: Buffer) => chunks.push(chunk));
       upstream.on('end', () => {
         if (res.destroyed) return;
-        const out = Buffer.from(rewriteText(Buffer.concat(chunks).toString('utf8'), needlesFor(tokens.fhirBaseUrl, proxyBase), true).out, 'utf8');
+        const out = rewriteBody(Buffer.concat(chunks), needlesFor(tokens.fhirBaseUrl, proxyBase));
         headers['content-length'] = out.length;
         res.writeHead(status, headers);
         res.end(out);

@@ -1,26 +1,33 @@
 /**
  * Rewrites absolute URLs that point at the upstream FHIR base (Bundle.link, fullUrl, references) to the
  * proxy's URL while the body streams through: constant memory, whatever the body size. A match must be
- * followed by a URL boundary (`/ ? # " ' < \` or the end) so `…/r4` never rewrites `…/r4b`. JSON's escaped
- * form (`https:\/\/host\/r4`) is rewritten too.
+ * followed by a URL boundary (`/ ? # " ' < \` and the like, or the end) so `…/r4` never rewrites `…/r4b`. JSON's
+ * escaped form (`https:\/\/host\/r4`) is rewritten too.
+ * It works on bytes, read as latin1 (one character per byte, the cheapest conversion V8 has, and exact both
+ * ways): a UTF-8 needle can only match at a character boundary, and the boundary characters are ASCII, so the
+ * body is never decoded and a multibyte character split between chunks needs no care.
  */
 import { Transform, type TransformCallback } from 'node:stream';
-import { StringDecoder } from 'node:string_decoder';
 
 const BOUNDARY = new Set(['/', '?', '#', '"', "'", '<', '\\', ',', ' ', '\n', '\r', '\t', '}', ']']);
 
-interface Needle {
+/** A URL prefix and its replacement, as latin1 strings of their UTF-8 bytes. */
+export interface Needle {
   from: string;
   to: string;
 }
 
+/**
+ * Rewrites what can be decided in `text` (bytes as latin1); `carry` is the tail that cannot be yet (a possible
+ * match running past the end, or a match whose next byte has not arrived), to prepend to the next chunk.
+ * With `final`, everything is decided and `carry` is empty.
+ */
 export function rewriteText(text: string, needles: readonly Needle[], final: boolean): { out: string; carry: string } {
-  // Find the earliest position from which we cannot decide yet (a possible match running past the end).
   let out = '';
   let i = 0;
   let carryFrom = text.length;
   // Each needle's next occurrence at or after i, found once and reused until passed: a needle that does not
-  // occur (the JSON-escaped form, usually) is scanned for once per chunk, not once per match.
+  // occur (the JSON-escaped form, usually) is searched for once per chunk, not once per match.
   const next = needles.map(() => -2);
   for (;;) {
     let best = -1;
@@ -40,57 +47,59 @@ export function rewriteText(text: string, needles: readonly Needle[], final: boo
       break;
     }
     out += text.slice(i, best);
-    if (after >= text.length || BOUNDARY.has(text[after]!)) out += needle.to;
-    else out += needle.from;
+    out += after >= text.length || BOUNDARY.has(text[after]!) ? needle.to : needle.from;
     i = after;
   }
   if (carryFrom === text.length && !final) {
-    // keep a tail that could be the start of a needle
+    // keep the longest tail that could be the start of a needle
     const longest = Math.max(...needles.map((n) => n.from.length));
-    carryFrom = Math.max(i, text.length - longest + 1);
-    for (let k = carryFrom; k < text.length; k++) {
+    for (let k = Math.max(i, text.length - longest + 1); k < text.length; k++) {
       const tail = text.slice(k);
       if (needles.some((n) => n.from.startsWith(tail))) {
         carryFrom = k;
         break;
       }
-      if (k === text.length - 1) carryFrom = text.length;
     }
   }
-  if (carryFrom < i) carryFrom = i;
   out += text.slice(i, carryFrom);
   return { out, carry: text.slice(carryFrom) };
+}
+
+/** Rewrites a whole body at once. */
+export function rewriteBody(body: Buffer, needles: readonly Needle[]): Buffer {
+  return Buffer.from(rewriteText(body.toString('latin1'), needles, true).out, 'latin1');
 }
 
 export function needlesFor(upstreamBase: string, proxyBase: string): Needle[] {
   const from = upstreamBase.replace(/\/+$/, '');
   const to = proxyBase.replace(/\/+$/, '');
   const esc = (s: string) => s.replace(/\//g, '\\/');
-  return from === esc(from) ? [{ from, to }] : [{ from, to }, { from: esc(from), to: esc(to) }];
+  const bytes = (s: string) => Buffer.from(s, 'utf8').toString('latin1');
+  const pairs = from === esc(from) ? [[from, to]] : [[from, to], [esc(from), esc(to)]];
+  return pairs.map(([f, t]) => ({ from: bytes(f!), to: bytes(t!) }));
 }
 
 export class LinkRewriter extends Transform {
-  private readonly decoder = new StringDecoder('utf8');
   private carry = '';
   constructor(private readonly needles: readonly Needle[]) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    const { out, carry } = rewriteText(this.carry + this.decoder.write(chunk), this.needles, false);
+    const { out, carry } = rewriteText(this.carry + chunk.toString('latin1'), this.needles, false);
     this.carry = carry;
-    if (out) this.push(out, 'utf8');
+    if (out) this.push(Buffer.from(out, 'latin1'));
     cb();
   }
   override _flush(cb: TransformCallback): void {
-    const { out } = rewriteText(this.carry + this.decoder.end(), this.needles, true);
-    if (out) this.push(out, 'utf8');
+    const { out } = rewriteText(this.carry, this.needles, true);
+    if (out) this.push(Buffer.from(out, 'latin1'));
     cb();
   }
 }
 
 /** Rewrites a single header value (Location, Content-Location). */
 export function rewriteUrlValue(value: string, upstreamBase: string, proxyBase: string): string {
-  return rewriteText(value, needlesFor(upstreamBase, proxyBase), true).out;
+  return rewriteBody(Buffer.from(value, 'utf8'), needlesFor(upstreamBase, proxyBase)).toString('utf8');
 }
 
 const REWRITABLE = /^(application\/(fhir\+)?(json|xml)|application\/(x-)?(fhir\+)?ndjson|text\/(xml|plain|html))/i;

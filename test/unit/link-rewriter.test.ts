@@ -49,6 +49,17 @@ describe('LinkRewriter', () => {
     expect(whole).toContain('José 🚑');
   });
 
+  test('a base URL with non-ASCII characters is matched on its UTF-8 bytes, split anywhere', async () => {
+    const up = 'https://ehr.example.com/fhir/örebro';
+    const body = Buffer.from(`{"a":"${up}/Patient/1","b":"${up}x","c":"ö ${up}"}`);
+    for (const size of [1, 2, 3, 5, 64]) {
+      const parts: Buffer[] = [];
+      for (let i = 0; i < body.length; i += size) parts.push(body.subarray(i, i + size));
+      const out = await text(Readable.from(parts).pipe(new LinkRewriter(needlesFor(up, PROXY))));
+      expect(out).toBe(`{"a":"${PROXY}/Patient/1","b":"${up}x","c":"ö ${PROXY}"}`);
+    }
+  });
+
   test('header values', () => {
     expect(rewriteUrlValue(`${UP}/Patient/1/_history/2`, UP, PROXY)).toBe(`${PROXY}/Patient/1/_history/2`);
     expect(rewriteUrlValue('https://elsewhere.example/x', UP, PROXY)).toBe('https://elsewhere.example/x');
