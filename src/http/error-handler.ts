@@ -16,7 +16,7 @@ export function isFhirPath(req: Request): boolean {
   return isFhirUrl(req.originalUrl);
 }
 
-type ErrorContext = Pick<IncomingMessage, 'headers'> & { originalUrl: string; log?: Logger; id: string };
+type ErrorContext = Pick<IncomingMessage, 'headers' | 'method'> & { originalUrl: string; log?: Logger; id: string };
 
 /** What every error gets, wherever it is answered: one AppError, its launch metric, one log line. */
 export function reportError(err: unknown, req: ErrorContext, metrics?: Metrics): AppError {
@@ -24,7 +24,7 @@ export function reportError(err: unknown, req: ErrorContext, metrics?: Metrics):
   if (metrics && LAUNCH_PATHS.test(req.originalUrl)) metrics.launches.inc({ outcome: appErr.code });
   const log = req.log;
   if (appErr.status >= 500 && !isAppError(err)) log?.error({ event: 'error.unhandled', err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack } }, 'unhandled error');
-  else log?.info({ event: 'error.response', code: appErr.code, status: appErr.status }, appErr.message);
+  else log?.info({ event: 'error.response', code: appErr.code, status: appErr.status, method: req.method, path: req.originalUrl.split('?')[0] }, appErr.message);
   return appErr;
 }
 
