@@ -244,6 +244,11 @@ What we changed, in order of effect (CPU per proxied read on that machine):
 3. The per-request child logger is built only when something logs (a proxied read at \`info\` writes one line,
    \`proxy.request\`; at \`warn\` none); small bodies of known length are rewritten whole and sent with a
    \`Content-Length\` instead of chunked.
+4. The streaming link rewriter searched for every needle again after each match; a needle that never occurs (the
+   JSON-escaped base) was scanned to the end of the chunk once per URL. It now remembers where each needle next
+   occurs and works on bytes read as latin1: a 20 MB Bundle went from 26 to over 150 MB/s through the proxy.
+
+Together: the proxied read went from 0.10 to about 0.35 of the minimal Node proxy's rate at 16 connections.
 
 What remains is mostly express-session (its change detection hashes the serialised session twice per request,
 the cookie signature is checked with HMAC, the store entry is parsed), the upstream request, and header
