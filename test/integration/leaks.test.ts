@@ -1,9 +1,9 @@
 /**
- * Nothing leaks under faults. Rounds of proxied calls whose upstream answers, answers 5xx, resets, hangs past
- * the timeout, or streams a huge body the browser abandons, plus hostile launches and callbacks: afterwards the
- * server holds no client connection, the keep-alive pool to the upstream holds no busy socket and no socket the
- * upstream does not also hold, no timer is left behind, the heap has not grown with the number of requests, and
- * no failed request left a session or a token set behind.
+ * Nothing leaks under faults. Rounds of 200 concurrent proxied calls whose upstream answers, answers 5xx,
+ * resets, hangs past the timeout, or streams a huge body the browser abandons, plus hostile launches and
+ * callbacks: afterwards the server holds no client connection, the keep-alive pool to the upstream holds no busy
+ * socket and no socket the upstream does not also hold, no timer is left behind, the heap has not grown with the
+ * number of requests, and no failed request left a session or a token set behind.
  */
 import http from 'node:http';
 import v8 from 'node:v8';
@@ -77,6 +77,9 @@ const PHASES: { mode: FaultMode; expect: number; abort?: boolean }[] = [
   { mode: { kind: 'ok' }, expect: 200 }, // leaves the keep-alive pool with idle sockets to account for
 ];
 
+/** Concurrent requests per fault phase (the security checklist's R2 asks for no socket leak at 200). */
+const CONCURRENCY = 200;
+
 async function faultRound(concurrency: number): Promise<void> {
   for (const phase of PHASES) {
     upstream.mode = phase.mode;
@@ -120,17 +123,17 @@ function serverConnections(): Promise<number> {
 
 test('sockets, timers, memory and sessions are where they were after rounds of faults', async () => {
   const sessionsBefore = await sessionCount();
-  await faultRound(20); // warm-up: pools, caches and compiled code reach their steady size
+  await faultRound(CONCURRENCY); // warm-up: pools, caches and compiled code reach their steady size
   b.logs.lines.length = 0;
   await settle();
   const before = snapshot();
 
-  const rounds = 12;
-  for (let i = 0; i < rounds; i++) await faultRound(20);
+  const rounds = 4;
+  for (let i = 0; i < rounds; i++) await faultRound(CONCURRENCY);
   b.logs.lines.length = 0; // the captured log lines are the test's, not the server's
   await settle();
   const after = snapshot();
-  const requests = rounds * (PHASES.length * 20 + 40);
+  const requests = rounds * (PHASES.length * CONCURRENCY + 40);
 
   // no client connection left open on the server, no busy or queued upstream socket
   expect(await serverConnections()).toBe(0);
