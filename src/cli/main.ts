@@ -83,8 +83,14 @@ backendOptions(program.command('token').description('get a system access token (
     try {
       const { tokens, client } = await setup(o, o.scope);
       const t = await tokens.getToken(client);
-      if (o.json) console.log(JSON.stringify({ access_token: t.accessToken, token_type: t.tokenType, expires_at: new Date(t.expiresAt).toISOString(), scope: t.scope }, null, 2));
-      else console.log(`${t.accessToken}\n\nexpires: ${new Date(t.expiresAt).toISOString()} (in ${Math.round((t.expiresAt - Date.now()) / 1000)} s)\nscope:   ${t.scope}\ntoken endpoint: ${t.tokenEndpoint}`);
+      // The token is this command's product, written to stdout for the operator who asked for it (as
+      // `gcloud auth print-access-token` does); it is never logged. Plain mode puts only the token on stdout, so
+      // `TOKEN=$(smart-bff token …)` works, and the details on stderr.
+      if (o.json) process.stdout.write(`${JSON.stringify({ access_token: t.accessToken, token_type: t.tokenType, expires_at: new Date(t.expiresAt).toISOString(), scope: t.scope }, null, 2)}\n`);
+      else {
+        process.stdout.write(`${t.accessToken}\n`);
+        process.stderr.write(`expires: ${new Date(t.expiresAt).toISOString()} (in ${Math.round((t.expiresAt - Date.now()) / 1000)} s)\nscope:   ${t.scope}\ntoken endpoint: ${t.tokenEndpoint}\n`);
+      }
     } catch (err) {
       fail(err);
     }
