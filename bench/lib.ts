@@ -1,4 +1,4 @@
-/** What the benchmarks share: child processes that are always killed, autocannon runs, peak RSS. */
+/** What the benchmarks share: child processes that are always killed, autocannon runs, CPU time and RSS. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -68,6 +68,12 @@ export function peakRssMiB(pid: number): number {
 export function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** CPU time (user + system) a process has used, in ms (Linux /proc; clock ticks of 10 ms). */
+export function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 /** Resets the kernel's peak-RSS mark so the next reading covers only what follows (needs the same user). */

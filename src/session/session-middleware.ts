@@ -58,9 +58,13 @@ function sessionStoreUnavailable(cause?: unknown): AppError {
  * instead; the idle timeout then holds to within that interval. The record of recent touches is a bounded
  * per-process cache (LRU with TTL), not state: losing it only costs an extra touch.
  */
+const THROTTLED = Symbol('smart-bff.touchesThrottled');
+
 export function throttleTouches(store: Store, intervalMs: number): void {
   const touch = store.touch?.bind(store);
-  if (!touch || intervalMs <= 0) return;
+  const marked = store as Store & { [THROTTLED]?: true };
+  if (!touch || intervalMs <= 0 || marked[THROTTLED]) return; // a store shared by several apps is wrapped once
+  marked[THROTTLED] = true;
   const recent = new LRUCache<string, true>({ max: 100_000, ttl: intervalMs });
   store.touch = (sid, sess, callback) => {
     if (recent.has(sid)) return callback?.();

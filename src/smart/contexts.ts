@@ -27,8 +27,7 @@ export function addContext(req: Request, info: LaunchContextInfo, max: number): 
 export function selectContext(req: Pick<Request, 'session' | 'headers'>): LaunchContextInfo {
   const contexts = req.session?.contexts ?? {};
   const ids = Object.keys(contexts);
-  const header = req.headers[CONTEXT_HEADER];
-  const named = Array.isArray(header) ? header.join(', ') : header;
+  const named = req.headers[CONTEXT_HEADER] as string | undefined; // Node joins repeated x- headers into one string
   if (named !== undefined) {
     const ctx = contexts[named];
     if (!ctx) {

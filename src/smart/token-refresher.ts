@@ -28,10 +28,10 @@ export class TokenRefresher {
 
   /**
    * A usable token set for this context. `rejectedToken`: the access token an upstream just answered 401 to;
-   * a refresh happens unless another request already replaced it. `log` may be a function, called only when
-   * there is something to log (most calls find a fresh token and log nothing).
+   * a refresh happens unless another request already replaced it. `log` is called only when there is something
+   * to log: most calls find a fresh token and log nothing, so they never build a request logger.
    */
-  async tokensFor(ctx: LaunchContextInfo, log: Logger | (() => Logger), rejectedToken?: string): Promise<TokenSet> {
+  async tokensFor(ctx: LaunchContextInfo, log: () => Logger, rejectedToken?: string): Promise<TokenSet> {
     const tokens = await this.deps.tokenStore.get(ctx.id);
     if (!tokens) throw sessionExpired('The tokens of this launch are gone (the launch ended or the server restarted).');
     const skewMs = this.deps.config.tokenRefreshSkewSeconds * 1000;
@@ -48,7 +48,7 @@ export class TokenRefresher {
     }
     let pending = this.inflight.get(ctx.id);
     if (!pending) {
-      pending = this.refreshOnce(ctx, tokens, typeof log === 'function' ? log() : log).finally(() => this.inflight.delete(ctx.id));
+      pending = this.refreshOnce(ctx, tokens, log()).finally(() => this.inflight.delete(ctx.id));
       this.inflight.set(ctx.id, pending);
     }
     return pending;
