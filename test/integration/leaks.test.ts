@@ -33,7 +33,10 @@ beforeAll(async () => {
   upstream = await startFaultUpstream();
   sessionStore = createMemorySessionStore();
   tokenStore = new MemoryTokenStore();
-  b = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', FHIR_PROXY_TIMEOUT_MS: '200', LAUNCH_RATE_LIMIT: '100000' }, { sessionStore, tokenStore });
+  // The timeout must fire for the hanging phase, but 200 concurrent answered calls on a busy CI machine (the
+  // upstream, the server and the test share one process, beside other Jest workers) can take some hundreds of
+  // milliseconds: a tight timeout turned a few of them into 504s there.
+  b = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', FHIR_PROXY_TIMEOUT_MS: '2000', LAUNCH_RATE_LIMIT: '100000' }, { sessionStore, tokenStore });
   const browser = new Browser();
   const start = await browser.get(`${b.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient: sandbox.patients[0]!.id })}`);
   const done = await browser.get(await authorize(start.headers.get('location')!));
