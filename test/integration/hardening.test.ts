@@ -159,14 +159,17 @@ describe('session timeouts on the server', () => {
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
   test('idle: no request for SESSION_IDLE_MINUTES ends the session', async () => {
-    const b = await bff({ SESSION_IDLE_MINUTES: '0.03' }); // 1.8 s
+    // 3 s, with 2 s of room around each 1 s pause for a busy CI machine
+    const b = await bff({ SESSION_IDLE_MINUTES: '0.05' });
     const browser = await launched(b);
     expect((await browser.get(`${b.url}/api/session`, CSRF)).status).toBe(200);
     await sleep(1000);
-    expect((await browser.get(`${b.url}/api/session`, CSRF)).status).toBe(200); // activity keeps it alive
-    await sleep(1000);
     expect((await browser.get(`${b.url}/api/session`, CSRF)).status).toBe(200);
-    await sleep(2500);
+    await sleep(1000);
+    expect((await browser.get(`${b.url}/api/session`, CSRF)).status).toBe(200); // activity kept it alive past 2 s
+    await sleep(1000);
+    expect((await browser.get(`${b.url}/api/session`, CSRF)).status).toBe(200); // ... and past 3 s
+    await sleep(4000);
     expect((await browser.get(`${b.url}/api/session`, CSRF)).status).toBe(401);
   });
 
