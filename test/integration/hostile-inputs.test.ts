@@ -91,6 +91,14 @@ describe('#42 maps keyed by user input ignore inherited keys', () => {
     expect(b.logs.find('callback.state').slice(logged)).toEqual([expect.objectContaining({ found: false })]);
   });
 
+  test.each(INHERITED)('#42 an Oracle Health error_uri urn:cerner:error:%s is an unknown code, not a property of Object', async (key) => {
+    const res = await fetch(`${b.url}/callback?error=invalid_request&error_uri=${encodeURIComponent(`urn:cerner:error:${key}`)}`, { headers: { accept: 'application/json' } });
+    expect(res.status).toBe(400);
+    const body = await json(res);
+    expect(body.error).toBe('authorization_error');
+    expect(JSON.stringify(body)).not.toMatch(/native code|\[object Object\]|function/);
+  });
+
   test.each(INHERITED)('#42 /launch/continue?t=%s → the cookie page (400), not a match', async (key) => {
     const browser = new Browser();
     await browser.get(`${b.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient: sandbox.patients[0]!.id })}`, { 'sec-fetch-dest': 'iframe' });
