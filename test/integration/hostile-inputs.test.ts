@@ -14,6 +14,9 @@ import { Browser } from '../helpers/browser.js';
 import { startBff, type StartedBff } from '../helpers/bff.js';
 import { json } from '../helpers/json.js';
 import { rawHttp } from '../helpers/raw-http.js';
+import { createClient } from 'redis';
+import { createRedisSessionStore, RedisTransactionStore, type RedisClient } from '../../src/session/redis-store.js';
+import { redisAvailable, startRedis } from '../helpers/redis.js';
 
 const CSRF = { 'X-CSRF': '1' };
 const INHERITED = ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', '__defineGetter__'];
@@ -155,6 +158,38 @@ describe('#43 only session-store failures become 503 session_store_unavailable',
     expect(text).toMatch(/^smart_bff_session_store_errors_total 0$/m);
     expect(text).toMatch(/^smart_bff_error_responses_total\{status="400",code="bad_request"\} 2$/m);
     expect(text).toMatch(/^smart_bff_error_responses_total\{status="413",code="payload_too_large"\} 1$/m);
+  });
+});
+
+(redisAvailable() ? describe : describe.skip)('#43 a real store failure is still a store failure', () => {
+  test('#43 Redis stopped: 503 session_store_unavailable from the session and pending-launch stores, each counted as a store error', async () => {
+    const redis = await startRedis();
+    const client = createClient({ url: redis.url, disableOfflineQueue: true, socket: { reconnectStrategy: () => 200 } }) as unknown as RedisClient;
+    client.on('error', () => undefined);
+    await client.connect();
+    const METRICS = 'metrics-token-0123456789';
+    const b = await startBff(
+      { SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', METRICS_TOKEN: METRICS },
+      { sessionStore: createRedisSessionStore(client, 600), transactionStore: new RedisTransactionStore(client) },
+    );
+    started.push(b);
+    try {
+      const { browser } = await signedIn(b);
+      expect((await browser.get(`${b.url}/api/session`, CSRF)).status).toBe(200);
+      await redis.stop();
+      const session = await browser.get(`${b.url}/api/session`, CSRF);
+      expect(session.status).toBe(503);
+      expect((await json(session)).error).toBe('session_store_unavailable');
+      const login = await fetch(`${b.url}/login`, { headers: { accept: 'application/json' }, redirect: 'manual' });
+      expect(login.status).toBe(503);
+      expect((await json(login)).error).toBe('session_store_unavailable');
+      const text = await (await fetch(`${b.url}/metrics`, { headers: { authorization: `Bearer ${METRICS}` } })).text();
+      expect(text).toMatch(/^smart_bff_session_store_errors_total 2$/m);
+      expect(text).toMatch(/^smart_bff_error_responses_total\{status="503",code="session_store_unavailable"\} 2$/m);
+    } finally {
+      await client.disconnect().catch(() => undefined);
+      await redis.stop();
+    }
   });
 });
 

@@ -110,6 +110,22 @@ describe('#44 pending launches are bounded apart from established sessions (memo
   });
 });
 
+describe('#44 a pending launch is used once', () => {
+  test('#44 the same callback again, from the same browser without the session it created → 400 state_unknown, no second token request', async () => {
+    const b = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', LAUNCH_RATE_LIMIT: '100000' });
+    started.push(b);
+    const browser = new Browser();
+    const callbackUrl = await authorize(await launchUrl(b, browser));
+    const launchCookie = browser.cookieHeader(b.url); // the launch cookie only: no session yet
+    const before = tokenRequests.length;
+    expect((await fetch(callbackUrl, { headers: { cookie: launchCookie }, redirect: 'manual' })).status).toBe(302);
+    const again = await fetch(callbackUrl, { headers: { cookie: launchCookie, accept: 'application/json' }, redirect: 'manual' });
+    expect(again.status).toBe(400);
+    expect((await json(again)).error).toBe('state_unknown');
+    expect(tokenRequests.length).toBe(before + 1);
+  });
+});
+
 const d = redisAvailable() ? describe : describe.skip;
 
 d('#44 pending launches in Redis: one key per state with a TTL, single use, bound to the browser', () => {
