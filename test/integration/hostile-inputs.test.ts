@@ -231,6 +231,12 @@ describe('#46 the anti-forgery and JSON checks match the same paths as the route
     if (r.withHeader.status === 200) expect(r.withHeader.json).toBe(true);
   });
 
+  test('#46 routes are case-sensitive: /API/SESSION and POST /LOGOUT are not routes, with or without the header', async () => {
+    expect((await both('GET', '/API/SESSION')).withHeader.status).toBe(404);
+    expect((await both('POST', '/LOGOUT')).withHeader.status).toBe(404);
+    expect((await user.browser.get(`${b.url}/api/session`, CSRF)).status).toBe(200);
+  });
+
   test('#46 the exact route still answers with the header (sanity)', async () => {
     const r = await both('GET', '/api/session');
     expect([r.without.status, r.withHeader.status]).toEqual([401, 200]);
