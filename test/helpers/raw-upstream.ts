@@ -30,7 +30,9 @@ export interface ParsedRequest {
 export interface RawConnection {
   id: number;
   /** Every byte received on this connection. */
-  raw: Buffer;
+  readonly raw: Buffer;
+  /** How many. */
+  readonly length: number;
   requests: ParsedRequest[];
   /** Framing errors answered with 400 (the connection is closed after each). */
   errors: string[];
@@ -67,12 +69,16 @@ export async function startRawUpstream(opts: { answerAt?: 'head' | 'end' } = {})
 
   const server = net.createServer((socket) => {
     sockets.add(socket);
-    const conn: RawConnection = { id: connections.length, raw: Buffer.alloc(0), requests: [], errors: [], closed: false };
+    const received: Buffer[] = [];
+    const conn: RawConnection = {
+      id: connections.length, requests: [], errors: [], closed: false,
+      get raw() { return Buffer.concat(received); },
+      get length() { return received.reduce((n, c) => n + c.length, 0); },
+    };
     connections.push(conn);
-    let pending = Buffer.alloc(0);
+    let pending: Buffer = Buffer.alloc(0);
     // The message being read: its head is parsed, its body is still arriving.
-    let current: { start: number; method: string; target: string; headers: [string, string][]; headLength: number; answered: boolean } | undefined;
-    let consumed = 0; // offset in conn.raw of `pending`'s first byte
+    let current: { method: string; target: string; headers: [string, string][]; headLength: number; answered: boolean } | undefined;
 
     const answer = (method: string, target: string, bodyLength: number | null) => {
       const body = method === 'HEAD' ? '' : JSON.stringify({ resourceType: 'Basic', seen: { method, target, bodyLength, connection: conn.id } });
@@ -105,7 +111,7 @@ export async function startRawUpstream(opts: { answerAt?: 'head' | 'end' } = {})
             if (colon <= 0 || !TOKEN.test(name)) throw new FramingError(`bad header line: ${JSON.stringify(line.slice(0, 80))}`);
             headers.push([name.toLowerCase(), line.slice(colon + 1).trim()]);
           }
-          current = { start: consumed, method: m[1]!, target: m[2]!, headers, headLength: end + 4, answered: false };
+          current = { method: m[1]!, target: m[2]!, headers, headLength: end + 4, answered: false };
           if (state.answerAt === 'head') {
             current.answered = true;
             answer(current.method, current.target, null);
@@ -121,15 +127,14 @@ export async function startRawUpstream(opts: { answerAt?: 'head' | 'end' } = {})
         conn.requests.push(req);
         all.push(req);
         if (!current.answered) answer(req.method, req.target, req.body.length);
-        consumed += raw.length;
         pending = pending.subarray(raw.length);
         current = undefined;
       }
     };
 
     socket.on('data', (chunk: Buffer) => {
-      conn.raw = Buffer.concat([conn.raw, chunk]);
-      pending = Buffer.concat([pending, chunk]);
+      received.push(chunk);
+      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
       try {
         parse();
       } catch (err) {
@@ -150,7 +155,7 @@ export async function startRawUpstream(opts: { answerAt?: 'head' | 'end' } = {})
     connections,
     requests: () => [...all],
     errors: () => connections.flatMap((c) => c.errors),
-    bytesReceived: () => connections.reduce((n, c) => n + c.raw.length, 0),
+    bytesReceived: () => connections.reduce((n, c) => n + c.length, 0),
     close: () => new Promise<void>((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); }),
   } as RawUpstream;
 }
