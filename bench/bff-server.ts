@@ -11,7 +11,7 @@ import { createApp } from '../src/app.js';
 import { createLogger } from '../src/log.js';
 import { startSandbox } from '../src/sandbox/index.js';
 import { MemoryTokenStore, type TokenStore } from '../src/session/token-store.js';
-import { connectRedis, createRedisSessionStore, RedisTokenStore } from '../src/session/redis-store.js';
+import { connectRedis, createRedisSessionStore, RedisTokenStore, RedisTransactionStore } from '../src/session/redis-store.js';
 import { Browser } from '../test/helpers/browser.js';
 import { authorize } from '../test/helpers/authorize.js';
 
@@ -32,7 +32,7 @@ let extra = {};
 if (redisUrl) {
   const redis = await connectRedis(redisUrl, logger);
   tokenStore = new RedisTokenStore(redis);
-  extra = { sessionStore: createRedisSessionStore(redis, config.sessionIdleSeconds), redis };
+  extra = { sessionStore: createRedisSessionStore(redis, config.sessionIdleSeconds), transactionStore: new RedisTransactionStore(redis), redis };
 }
 server.on('request', createApp({ config, logger, tokenStore, ...extra }));
 const browser = new Browser();

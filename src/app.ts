@@ -12,13 +12,16 @@ import type { Logger } from './log.js';
 import { accessLog } from './http/access-log.js';
 import { requireCsrfHeader } from './http/csrf.js';
 import { requestContext } from './http/request-context.js';
-import { errorHandler, isFhirUrl, notFound } from './http/error-handler.js';
+import { errorHandler, isFhirUrl, jsonAnswers, notFound } from './http/error-handler.js';
 import { AppError, ErrorCode } from './http/errors.js';
 import { launchRateLimit } from './http/rate-limit.js';
+import { originForm, requireOriginForm } from './http/request-target.js';
+import { trustProxyCheck } from './http/trust-proxy-check.js';
 import { Metrics, metricsHandler } from './observability/metrics.js';
 import type { RedisClient } from './session/redis-store.js';
 import { createMemorySessionStore, createSessionMiddleware, requireSessionStore } from './session/session-middleware.js';
 import { MemoryTokenStore, type TokenStore } from './session/token-store.js';
+import { MemoryTransactionStore, type TransactionStore } from './session/transaction-store.js';
 import { DiscoveryCache } from './smart/discovery.js';
 import { Registry } from './smart/registry.js';
 import { CallbackDeduper, RecentCodes } from './smart/replay-guards.js';
@@ -42,6 +45,8 @@ export interface AppDeps {
   sandbox?: { handler: RequestHandler };
   sessionStore?: Store;
   tokenStore?: TokenStore;
+  /** Pending launches (RedisTransactionStore with Redis); normally an in-memory LRU of MAX_PENDING_LAUNCHES. */
+  transactionStore?: TransactionStore;
   /** Redis, when configured: readiness and shared rate limits. */
   redis?: RedisClient;
   /** Injected to share discovery between app instances in tests; normally created here. */
@@ -65,8 +70,12 @@ export function createApp(deps: AppDeps): App {
     config,
     logger,
     registry: new Registry(config.registrations),
-    discovery: deps.discovery ?? new DiscoveryCache({ ttlSeconds: config.discoveryTtlSeconds, timeoutMs: config.httpTimeoutMs, allowInsecureHttp: config.allowInsecureHttp }),
+    discovery: deps.discovery ?? new DiscoveryCache({
+      ttlSeconds: config.discoveryTtlSeconds, timeoutMs: config.httpTimeoutMs, allowInsecureHttp: config.allowInsecureHttp,
+      maxEntries: config.discoveryCacheMax, newIssuersPerMinute: config.discoveryNewPerMinute,
+    }),
     tokenStore: deps.tokenStore ?? new MemoryTokenStore(),
+    transactions: deps.transactionStore ?? new MemoryTransactionStore({ max: config.maxPendingLaunches }),
     recentCodes: new RecentCodes(),
     callbacks: new CallbackDeduper(),
     metrics,
@@ -79,15 +88,15 @@ export function createApp(deps: AppDeps): App {
   app.locals.refresher = refresher;
   app.locals.proxyAgents = createProxyAgents(); // keep-alive pools to the EHRs' FHIR servers
   app.disable('x-powered-by');
+  // Routes match case and encoding exactly, so the anti-forgery and JSON checks mounted on the same paths cover
+  // exactly what the routes serve (/API/SESSION is not /api/session).
+  app.set('case sensitive routing', true);
   app.set('trust proxy', config.trustProxy);
   app.set('query parser', 'simple');
   app.set('views', VIEWS_DIR);
   app.set('view engine', 'ejs');
 
-  const sessionMiddleware = [
-    ...createSessionMiddleware(config, sessionStore, () => metrics.sessionStoreErrors.inc()),
-    requireSessionStore(() => metrics.sessionStoreErrors.inc()),
-  ];
+  const sessionMiddleware = [...createSessionMiddleware(config, sessionStore), requireSessionStore()];
   const apiHeaders: RequestHandler = (_req, res, next) => {
     // JSON and FHIR responses need none of the HTML-oriented headers, and carry session state: never cached.
     res.setHeader('X-Content-Type-Options', 'nosniff');
@@ -103,9 +112,19 @@ export function createApp(deps: AppDeps): App {
   type Handle = (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void;
   const withHandle = app as unknown as { handle: Handle };
   const expressHandle = withHandle.handle.bind(app);
-  withHandle.handle = (req, res, next) => (isFhirUrl(req.url ?? '') ? fhir(req, res) : expressHandle(req, res, next));
+  const checkTrustProxy = trustProxyCheck(config, logger);
+  withHandle.handle = (req, res, next) => {
+    checkTrustProxy(req);
+    req.url = originForm(req.url ?? '');
+    return isFhirUrl(req.url) ? fhir(req, res) : expressHandle(req, res, next);
+  };
 
+  // A request target that is not a path (`GET *`) is a bad request, before anything that reads the path.
+  app.use(requireOriginForm);
   app.use(accessLog(logger));
+  // Programmatic endpoints answer JSON whatever the Accept header says, on exactly the paths the router serves.
+  app.use('/api', jsonAnswers);
+  app.post('/logout', jsonAnswers);
   app.get('/healthz', (_req, res) => void res.set('cache-control', 'no-store').json({ status: 'ok' }));
   app.get('/readyz', async (_req, res) => {
     const checks: Record<string, string> = { config: 'ok' };
@@ -122,7 +141,7 @@ export function createApp(deps: AppDeps): App {
   ];
   if (publicKeys.length) app.get('/.well-known/jwks.json', jwksHandler(buildJwks(publicKeys)));
   if (config.backend.adminToken) {
-    const backendDiscovery = new DiscoveryCache({ purpose: 'backend', ttlSeconds: config.discoveryTtlSeconds, timeoutMs: config.httpTimeoutMs, allowInsecureHttp: config.allowInsecureHttp });
+    const backendDiscovery = new DiscoveryCache({ purpose: 'backend', ttlSeconds: config.discoveryTtlSeconds, timeoutMs: config.httpTimeoutMs, allowInsecureHttp: config.allowInsecureHttp, maxEntries: config.discoveryCacheMax });
     const tokens = new BackendTokenClient({ discovery: backendDiscovery, logger, timeoutMs: config.httpTimeoutMs, allowInsecureHttp: config.allowInsecureHttp });
     const jobs = new ExportJobs({ dir: config.backend.bulkDataDir, registrations: config.backend.registrations, tokens, logger: logger.child({ component: 'bulk-data' }) });
     app.locals.exportJobs = jobs;
@@ -147,7 +166,7 @@ export function createApp(deps: AppDeps): App {
   });
   const embeddable = config.cookieMode === 'embedded' || config.frameAncestors.some((f) => f !== "'self'");
   const pageHeaders = securityHeaders(config.frameAncestors, embeddable);
-  app.use((req, res, next) => (req.path.startsWith('/api/') ? apiHeaders(req, res, next) : pageHeaders(req, res, next)));
+  app.use((req, res, next) => (res.locals.jsonAnswers === true ? apiHeaders(req, res, next) : pageHeaders(req, res, next)));
   // The launch steps may always run inside an EHR's frame: they only redirect, or explain (in the default mode)
   // that the app cannot run there and offer a top-level window, rather than showing a blank refused frame.
   const launchFrameable = securityHeaders(embeddable ? config.frameAncestors : ['*'], true);
@@ -157,22 +176,24 @@ export function createApp(deps: AppDeps): App {
     res.setHeader('Cache-Control', 'no-store');
     next();
   });
-  app.use(sessionMiddleware);
-
-  // The route table.
+  // The route table. Starting a launch needs no session (pending launches live apart, bound to the browser by
+  // the launch cookie), so these run before the session is loaded and never create one.
   const limitLaunches = launchRateLimit(config.launchRateLimitPerMinute, deps.redis);
+  app.get('/launch', launchFrameable, limitLaunches, ehrLaunchHandler(smart));
+  app.get('/launch/continue', launchFrameable, launchContinueHandler(smart));
+  app.get('/login', limitLaunches, standaloneLoginHandler(smart));
+  // The anti-forgery header, checked before any session is loaded.
+  app.use('/api', requireCsrfHeader);
+  app.post('/logout', requireCsrfHeader);
+  app.use(sessionMiddleware);
   app.get('/', (_req, res) => res.render('index', {
     launchUri: `${config.publicUrl}/launch`, redirectUri: config.redirectUri,
     sandboxUrl: deps.sandbox ? `${config.publicUrl}/sandbox/` : null, registrations: config.registrations,
   }));
-  app.get('/launch', launchFrameable, limitLaunches, ehrLaunchHandler(smart));
-  app.get('/launch/continue', launchFrameable, launchContinueHandler(smart));
-  app.get('/login', limitLaunches, standaloneLoginHandler(smart));
   app.get('/callback', limitLaunches, callbackHandler(smart));
   app.get('/app', (_req, res) => res.render('app'));
-  app.use('/api', requireCsrfHeader);
   app.get('/api/session', sessionInfoHandler(smart));
-  app.post('/logout', requireCsrfHeader, logoutHandler(smart));
+  app.post('/logout', logoutHandler(smart));
   deps.extraRoutes?.(app);
 
   app.use(notFound);

@@ -55,11 +55,17 @@ export interface Config {
   readonly sandbox: boolean;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   readonly discoveryTtlSeconds: number;
+  /** Issuers whose SMART configuration is cached (LRU). */
+  readonly discoveryCacheMax: number;
+  /** Issuers never discovered before that launches through a wildcard of the allow-list may discover per minute. */
+  readonly discoveryNewPerMinute: number;
   readonly httpTimeoutMs: number;
   /** Allow http:// EHR endpoints (development against a local EHR only; refused in production). */
   readonly allowInsecureHttp: boolean;
   readonly trustProxy: boolean | number | string;
   readonly transactionTtlSeconds: number;
+  /** Pending launches kept in memory (without Redis): an LRU of this many, apart from sessions. */
+  readonly maxPendingLaunches: number;
   readonly maxContextsPerSession: number;
   /** FHIR proxy: time to wait for upstream response headers before answering 504 (below Heroku's 30 s). */
   readonly proxyTimeoutMs: number;
@@ -119,10 +125,13 @@ const envSchema = z.object({
   SANDBOX: z.enum(['auto', 'on', 'off']).default('auto'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SMART_DISCOVERY_TTL: z.coerce.number().int().min(0).max(86400 * 7).default(3600),
+  SMART_DISCOVERY_CACHE_MAX: z.coerce.number().int().min(1).max(1_000_000).default(1000),
+  SMART_DISCOVERY_NEW_PER_MINUTE: z.coerce.number().int().min(1).max(100_000).default(60),
   SMART_HTTP_TIMEOUT_MS: z.coerce.number().int().min(100).max(120000).default(10000),
   ALLOW_INSECURE_HTTP: boolish.default(false),
   TRUST_PROXY: z.string().optional(),
   LAUNCH_TTL_SECONDS: z.coerce.number().int().min(1).max(3600).default(600),
+  MAX_PENDING_LAUNCHES: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
   MAX_CONTEXTS_PER_SESSION: z.coerce.number().int().min(1).max(50).default(5),
   FHIR_PROXY_TIMEOUT_MS: z.coerce.number().int().min(100).max(600000).default(25000),
   FHIR_PROXY_MAX_BODY: z.string().default('10mb'),
@@ -296,10 +305,13 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
     sandbox,
     logLevel: e.LOG_LEVEL,
     discoveryTtlSeconds: e.SMART_DISCOVERY_TTL,
+    discoveryCacheMax: e.SMART_DISCOVERY_CACHE_MAX,
+    discoveryNewPerMinute: e.SMART_DISCOVERY_NEW_PER_MINUTE,
     httpTimeoutMs: e.SMART_HTTP_TIMEOUT_MS,
     allowInsecureHttp: allowInsecureHttp || sandbox,
     trustProxy,
     transactionTtlSeconds: e.LAUNCH_TTL_SECONDS,
+    maxPendingLaunches: e.MAX_PENDING_LAUNCHES,
     maxContextsPerSession: e.MAX_CONTEXTS_PER_SESSION,
     proxyTimeoutMs: e.FHIR_PROXY_TIMEOUT_MS,
     proxyMaxBodyBytes: proxyMaxBodyBytes!,

@@ -5,7 +5,7 @@ import http from 'node:http';
 import { ConfigError, loadConfig, type Config, type Registration } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { createApp, type AppDeps } from './app.js';
-import { connectRedis, createRedisSessionStore, RedisTokenStore, type RedisClient } from './session/redis-store.js';
+import { connectRedis, createRedisSessionStore, RedisTokenStore, RedisTransactionStore, type RedisClient } from './session/redis-store.js';
 import { DEFAULT_SCOPE } from './config.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -42,10 +42,10 @@ async function main(): Promise<void> {
   }
 
   let redis: RedisClient | undefined;
-  let stores: Pick<AppDeps, 'sessionStore' | 'tokenStore'> = {};
+  let stores: Pick<AppDeps, 'sessionStore' | 'tokenStore' | 'transactionStore'> = {};
   if (config.redisUrl) {
     redis = await connectRedis(config.redisUrl, logger);
-    stores = { sessionStore: createRedisSessionStore(redis, config.sessionIdleSeconds), tokenStore: new RedisTokenStore(redis) };
+    stores = { sessionStore: createRedisSessionStore(redis, config.sessionIdleSeconds), tokenStore: new RedisTokenStore(redis), transactionStore: new RedisTransactionStore(redis) };
     logger.info({ event: 'session.store', store: 'redis' }, 'sessions and tokens: Redis (shared by every instance)');
   } else if (config.isProduction) {
     logger.error({ event: 'session.store', store: 'memory' }, 'SESSIONS ARE IN MEMORY: this is for a single instance only. With several instances (Heroku dynos, App Engine instances) launches fail at random, and every restart logs everyone out. Set REDIS_URL.');

@@ -22,7 +22,7 @@ const body = z.object({
 }).strict();
 
 export function createBulkDataRouter(o: { adminToken: string; jobs: ExportJobs }): Router {
-  const router = express.Router();
+  const router = express.Router({ caseSensitive: true });
   const expected = Buffer.from(`Bearer ${o.adminToken}`);
   router.use((req, _res, next) => {
     const given = Buffer.from(req.get('authorization') ?? '');

@@ -3,7 +3,7 @@
  * 5xx messages of unexpected errors never reach the client; nothing secret is ever rendered.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
+import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import type { Logger } from '../log.js';
 import { AppError, ErrorCode, isAppError } from './errors.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -16,12 +16,27 @@ export function isFhirPath(req: Request): boolean {
   return isFhirUrl(req.originalUrl);
 }
 
+/**
+ * Every `/fhir` answer, proxied or our own: whatever the EHR sends is a document of no origin (a sandbox with
+ * nothing allowed), never sniffed into something executable, so an HTML or SVG body from upstream cannot act as
+ * the app.
+ */
+export const FHIR_SECURITY_HEADERS = Object.freeze({
+  'content-security-policy': "sandbox; default-src 'none'",
+  'x-content-type-options': 'nosniff',
+});
+
 type ErrorContext = Pick<IncomingMessage, 'headers' | 'method'> & { originalUrl: string; log?: Logger; id: string };
 
-/** What every error gets, wherever it is answered: one AppError, its launch metric, one log line. */
+/** What every error gets, wherever it is answered: one AppError, its metrics, one log line. */
 export function reportError(err: unknown, req: ErrorContext, metrics?: Metrics): AppError {
   const appErr = toAppError(err);
-  if (metrics && LAUNCH_PATHS.test(req.originalUrl)) metrics.launches.inc({ outcome: appErr.code });
+  if (metrics) {
+    metrics.errorResponses.inc({ status: String(appErr.status), code: appErr.code });
+    // Only a StoreError (or the store being disconnected) carries this code: nothing else can raise a store alert.
+    if (appErr.code === ErrorCode.SESSION_STORE_UNAVAILABLE) metrics.sessionStoreErrors.inc();
+    if (LAUNCH_PATHS.test(req.originalUrl)) metrics.launches.inc({ outcome: appErr.code });
+  }
   const log = req.log;
   if (appErr.status >= 500 && !isAppError(err)) log?.error({ event: 'error.unhandled', err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack } }, 'unhandled error');
   else log?.info({ event: 'error.response', code: appErr.code, status: appErr.status, method: req.method, path: req.originalUrl.split('?')[0] }, appErr.message);
@@ -38,7 +53,7 @@ export function sendFhirError(appErr: AppError, req: ErrorContext, res: ServerRe
     return;
   }
   const body = JSON.stringify(operationOutcome(appErr, publicMessage(appErr), req.id));
-  res.writeHead(appErr.status, { 'content-type': 'application/fhir+json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  res.writeHead(appErr.status, { ...FHIR_SECURITY_HEADERS, 'content-type': 'application/fhir+json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
   res.end(body);
 }
 
@@ -46,8 +61,18 @@ function publicMessage(e: AppError): string {
   return e.expose ? e.message : 'Something went wrong on our side.';
 }
 
-export function wantsJson(req: Request): boolean {
-  if (req.originalUrl.startsWith('/api/') || req.originalUrl.startsWith('/logout')) return true;
+/**
+ * Marks the answer to this request as JSON whatever the Accept header says. Mounted on exactly the routes of the
+ * programmatic endpoints (`/api`, `POST /logout`), so the JSON answer covers the same paths the router matches
+ * (case, trailing slash, encoded characters) and nothing else.
+ */
+export const jsonAnswers: RequestHandler = (_req, res, next) => {
+  res.locals.jsonAnswers = true;
+  next();
+};
+
+export function wantsJson(req: Request, res: Response): boolean {
+  if (res.locals.jsonAnswers === true) return true;
   return req.accepts(['html', 'json']) === 'json';
 }
 
@@ -79,7 +104,7 @@ export function errorHandler(metrics?: Metrics): ErrorRequestHandler {
       ...(appErr.relaunch ? { relaunch: true } : {}),
       correlation_id: correlationId,
     };
-    if (wantsJson(req)) {
+    if (wantsJson(req, res)) {
       res.json(body);
       return;
     }
@@ -118,7 +143,9 @@ function toAppError(err: unknown): AppError {
   const status = e?.status ?? e?.statusCode;
   // body-parser and friends: client errors with safe messages
   if (typeof status === 'number' && status >= 400 && status < 500) {
-    return new AppError(ErrorCode.BAD_REQUEST, status, status === 413 ? 'The request body is too large.' : 'The request could not be understood.');
+    return status === 413
+      ? new AppError(ErrorCode.PAYLOAD_TOO_LARGE, 413, 'The request body is too large.')
+      : new AppError(ErrorCode.BAD_REQUEST, status, 'The request could not be understood.');
   }
   return new AppError(ErrorCode.INTERNAL, 500, 'Internal error', { cause: err });
 }

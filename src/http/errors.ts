@@ -9,6 +9,7 @@ export const ErrorCode = {
   ISS_NOT_ALLOWED: 'iss_not_allowed',
   DISCOVERY_FAILED: 'discovery_failed',
   DISCOVERY_INVALID: 'discovery_invalid',
+  DISCOVERY_RATE_LIMITED: 'discovery_rate_limited',
   STATE_MISSING: 'state_missing',
   STATE_UNKNOWN: 'state_unknown',
   STATE_EXPIRED: 'state_expired',
@@ -31,6 +32,7 @@ export const ErrorCode = {
   COOKIE_BLOCKED_IN_FRAME: 'cookie_blocked_in_frame',
   METHOD_NOT_ALLOWED: 'method_not_allowed',
   PAYLOAD_TOO_LARGE: 'payload_too_large',
+  REQUEST_BODY_NOT_ALLOWED: 'request_body_not_allowed',
   UPSTREAM_TIMEOUT: 'upstream_timeout',
   UPSTREAM_UNAVAILABLE: 'upstream_unavailable',
   INTERNAL: 'internal_error',
@@ -78,3 +80,18 @@ export class AppError extends Error {
 }
 
 export const isAppError = (e: unknown): e is AppError => e instanceof AppError;
+
+/**
+ * A failure of the session store (or the pending-launch store beside it): the only error that becomes
+ * `503 session_store_unavailable` and counts as a store error. Store adapters are wrapped so that every failure
+ * they report is one of these (session-middleware.ts), so nothing else can pass for a store outage.
+ */
+export class StoreError extends AppError {
+  /** The store operation that failed (get, set, touch, destroy, …). */
+  readonly operation: string;
+  constructor(operation: string, cause?: unknown) {
+    super(ErrorCode.SESSION_STORE_UNAVAILABLE, 503, 'The session store is unavailable right now. Try again in a moment.', { cause });
+    this.name = 'StoreError';
+    this.operation = operation;
+  }
+}

@@ -1,7 +1,7 @@
 /**
  * Prometheus metrics (prom-client), one registry per app instance: launches and their outcome by error code,
  * token exchanges and refreshes by result, proxy requests by status with a latency histogram, upstream errors,
- * session store errors. Served at /metrics only when METRICS_TOKEN is set, and only with that bearer token.
+ * session store errors, and every error response by status and stable code. Served at /metrics only when METRICS_TOKEN is set, and only with that bearer token.
  */
 import { timingSafeEqual } from 'node:crypto';
 import client from 'prom-client';
@@ -19,7 +19,8 @@ export class Metrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25], registers: [this.registry],
   });
   readonly upstreamErrors = new client.Counter({ name: 'smart_bff_upstream_errors_total', help: 'FHIR upstream failures by kind (timeout, connect)', labelNames: ['kind'], registers: [this.registry] });
-  readonly sessionStoreErrors = new client.Counter({ name: 'smart_bff_session_store_errors_total', help: 'Requests refused because the session store was unavailable', registers: [this.registry] });
+  readonly sessionStoreErrors = new client.Counter({ name: 'smart_bff_session_store_errors_total', help: 'Requests refused because the session store (or the pending-launch store) failed or was unreachable', registers: [this.registry] });
+  readonly errorResponses = new client.Counter({ name: 'smart_bff_error_responses_total', help: 'Error responses by HTTP status and stable error code', labelNames: ['status', 'code'], registers: [this.registry] });
 
   constructor() {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'smart_bff_' });

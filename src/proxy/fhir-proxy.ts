@@ -2,7 +2,23 @@
  * `/fhir/*` → the FHIR base bound to the launch, with the launch's access token. Node's own streaming HTTP
  * client (node:http/https): both directions stream in bounded memory, a browser abort destroys the upstream
  * request, redirects are never followed, and the token only goes to the launch's FHIR base (target-url.ts).
- * Named steps: checkMethod → selectContext → tokensFor → buildTargetUrl → forward (→ refresh once on 401).
+ * Named steps: checkMethod → refuseDeclaredBody → selectContext → tokensFor → buildTargetUrl → readBody →
+ * forward (→ refresh once on 401) → answer (allow-listed headers, Location mapped back or dropped, links rewritten).
+ *
+ * Framing. The connections to an EHR are a keep-alive pool shared by every user, so each upstream request must be
+ * framed by exactly the body the proxy sends, never by what a browser declared; otherwise one browser's request
+ * decides how the EHR reads the next user's (request smuggling). So:
+ * - the browser's Content-Length, Transfer-Encoding, Expect and TE are never forwarded (headers.ts);
+ * - a GET, HEAD or DELETE that declares a body (a non-zero Content-Length, or any Transfer-Encoding) is refused
+ *   with 400 `request_body_not_allowed` before any token lookup or upstream call (Content-Length: 0 is no body);
+ * - POST, PUT and PATCH bodies go up with exactly the bytes read. Up to 1 MiB (every resource write, transaction
+ *   Bundles of ordinary size, $operations) the body is read whole and sent with its exact Content-Length: every
+ *   FHIR server and every gateway in front of one accepts that, while some API gateways, WAFs and older servers
+ *   refuse chunked request bodies (411 Length Required). Larger bodies (Binary uploads, very large Bundles) stream
+ *   in bounded memory with Node's own chunked framing, which HTTP/1.1 servers must accept (RFC 9112 §6.1) and the
+ *   EHRs' front ends (IIS, load balancers, nginx) do. FHIR_PROXY_MAX_BODY still caps both (413). A body the
+ *   browser cuts short is never sent when read whole, and ends the upstream request (and its connection) when
+ *   streaming.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -16,13 +32,20 @@ import { selectContext } from '../smart/contexts.js';
 import type { SmartDeps } from '../smart/deps.js';
 import type { TokenRefresher } from '../smart/token-refresher.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from './headers.js';
-import { LinkRewriter, isRewritable, needlesFor, rewriteBody, rewriteUrlValue } from './link-rewriter.js';
-import { buildTargetUrl } from './target-url.js';
+import { LinkRewriter, isRewritable, needlesFor, rewriteBody } from './link-rewriter.js';
+import { buildTargetUrl, proxyUrlFor } from './target-url.js';
 
 const ALLOWED_METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD']);
 const SAFE_METHODS = new Set(['GET', 'HEAD']);
-/** Bodies up to this size (with a Content-Length) are rewritten in one piece. */
+/** Methods whose requests carry no body through the proxy: one that declares a body is refused. */
+const BODILESS_METHODS = new Set(['GET', 'HEAD', 'DELETE']);
+/** Response bodies up to this size (with a Content-Length) are rewritten in one piece. */
 const WHOLE_BODY_LIMIT = 1024 * 1024;
+/** Request bodies up to this size are read whole and sent with an exact Content-Length; larger ones stream chunked. */
+const WHOLE_REQUEST_BODY_LIMIT = 1024 * 1024;
+
+/** What goes upstream after the head: nothing, a body read whole, or the start of a body that streams on. */
+type RequestBody = { kind: 'none' } | { kind: 'whole'; data: Buffer } | { kind: 'stream'; head: Buffer[]; length: number };
 
 export interface ProxyAgents {
   http: http.Agent;
@@ -50,6 +73,7 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
       res.setHeader('Allow', [...ALLOWED_METHODS].join(', '));
       throw new AppError(ErrorCode.METHOD_NOT_ALLOWED, 405, `Method ${req.method} is not allowed through the FHIR proxy.`);
     }
+    refuseDeclaredBody(req);
     const ctx = selectContext(req);
     const log = () => req.log; // built on first use: a fresh-token call that logs nothing never builds it
     // req.url is relative to the /fhir mount point and still undecoded.
@@ -58,6 +82,7 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
 
     const declared = Number(req.headers['content-length'] ?? '0');
     if (declared > deps.config.proxyMaxBodyBytes) {
+      deps.metrics.proxyRequests.inc({ method: req.method, status: '413' });
       throw new AppError(ErrorCode.PAYLOAD_TOO_LARGE, 413, `The request body is larger than ${deps.config.proxyMaxBodyBytes} bytes.`);
     }
 
@@ -65,17 +90,19 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
     const canRetry = SAFE_METHODS.has(req.method);
     let upstream: http.IncomingMessage;
     try {
-      upstream = await send(req, res, target, tokens, deps, agents);
+      const body = BODILESS_METHODS.has(req.method) ? { kind: 'none' as const } : await readBody(req, deps.config.proxyMaxBodyBytes);
+      upstream = await send(req, res, target, tokens, deps, agents, body);
       if (upstream.statusCode === 401 && canRetry) {
         upstream.resume();
         log().info({ event: 'proxy.upstream_401', contextId: ctx.id, path: target.pathname }, 'proxy: upstream answered 401; refreshing once and retrying');
         tokens = await tokensOrEndContext(req, ctx, log, refresher, tokens.accessToken);
-        upstream = await send(req, res, target, tokens, deps, agents);
+        upstream = await send(req, res, target, tokens, deps, agents, body);
       } else if (upstream.statusCode === 401) {
         // Not safe to replay: refresh for the next call and pass the 401 through.
         void refresher.tokensFor(ctx, log, tokens.accessToken).catch(() => undefined);
       }
     } catch (err) {
+      if (err instanceof AppError && err.status === 413) deps.metrics.proxyRequests.inc({ method: req.method, status: '413' });
       if (err instanceof UpstreamFailure) {
         if (err.kind !== 'too_large') deps.metrics.upstreamErrors.inc({ kind: err.kind });
         deps.metrics.proxyRequests.inc({ method: req.method, status: err.kind === 'timeout' ? '504' : err.kind === 'too_large' ? '413' : '502' });
@@ -95,7 +122,14 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
     const headers = browserResponseHeaders(upstream.headers, { dropContentLength: rewrite });
     for (const h of ['location', 'content-location'] as const) {
       const v = headers[h];
-      if (typeof v === 'string') headers[h] = rewriteUrlValue(v, tokens.fhirBaseUrl, proxyBase);
+      if (v === undefined) continue;
+      const local = typeof v === 'string' ? proxyUrlFor(v, tokens.fhirBaseUrl, proxyBase) : undefined;
+      if (local !== undefined) {
+        headers[h] = local;
+      } else {
+        delete headers[h]; // it points outside the FHIR base: the browser is never sent anywhere else
+        log().info({ event: 'proxy.header_dropped', header: h, contextId: ctx.id, status }, `proxy: dropped a ${h} that points outside the FHIR base`);
+      }
     }
     headers['x-request-id'] = req.id;
     upstream.on('error', () => res.destroy());
@@ -123,13 +157,66 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
   };
 }
 
+/** A GET, HEAD or DELETE may not declare a body: the EHR could frame it differently from us (checklist #41). */
+function refuseDeclaredBody(req: Request): void {
+  if (!BODILESS_METHODS.has(req.method)) return;
+  const length = req.headers['content-length'];
+  if (req.headers['transfer-encoding'] === undefined && (length === undefined || Number(length) === 0)) return;
+  throw new AppError(ErrorCode.REQUEST_BODY_NOT_ALLOWED, 400, `A ${req.method} request cannot carry a body through the FHIR proxy (it declared one with ${req.headers['transfer-encoding'] !== undefined ? 'Transfer-Encoding' : 'Content-Length'}).`);
+}
+
+/**
+ * Reads a POST, PUT or PATCH body: whole when it ends within WHOLE_REQUEST_BODY_LIMIT, else the part read so far
+ * (the rest streams on). Past `maxBytes` → 413; the browser going away → 499, and nothing is sent upstream.
+ */
+function readBody(req: Request, maxBytes: number): Promise<RequestBody> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    const done = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('close', onClose);
+      req.off('error', onClose);
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      length += chunk.length;
+      if (length > maxBytes) {
+        done();
+        reject(new AppError(ErrorCode.PAYLOAD_TOO_LARGE, 413, `The request body is larger than ${maxBytes} bytes.`));
+      } else if (length > WHOLE_REQUEST_BODY_LIMIT) {
+        done();
+        req.pause();
+        resolve({ kind: 'stream', head: chunks, length });
+      }
+    };
+    const onEnd = () => {
+      done();
+      resolve({ kind: 'whole', data: Buffer.concat(chunks, length) });
+    };
+    const onClose = () => {
+      if (req.complete) return;
+      done();
+      reject(new AppError(ErrorCode.BAD_REQUEST, 499, 'The client closed the request.'));
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('close', onClose);
+    req.on('error', onClose);
+  });
+}
+
 /** Sends one upstream request; resolves with the response once its headers arrive. */
-function send(req: Request, res: Response, target: URL, tokens: TokenSet, deps: SmartDeps, agents: ProxyAgents): Promise<http.IncomingMessage> {
+function send(req: Request, res: Response, target: URL, tokens: TokenSet, deps: SmartDeps, agents: ProxyAgents, body: RequestBody): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
     const isHttps = target.protocol === 'https:';
+    const headers = upstreamRequestHeaders(req.headers, tokens.accessToken, req.id);
+    // Framing is Node's, from the bytes sent: an exact Content-Length for a body read whole, chunked for a stream.
+    if (body.kind === 'whole') headers['content-length'] = body.data.length;
     const upstreamReq = (isHttps ? https : http).request(target, {
       method: req.method,
-      headers: upstreamRequestHeaders(req.headers, tokens.accessToken, req.id),
+      headers,
       agent: isHttps ? agents.https : agents.http,
     });
     let settled = false;
@@ -166,12 +253,17 @@ function send(req: Request, res: Response, target: URL, tokens: TokenSet, deps: 
       reject(err instanceof UpstreamFailure ? err : new UpstreamFailure('connect', err.code ?? err.message));
     });
 
-    if (SAFE_METHODS.has(req.method) || req.method === 'DELETE') {
+    if (body.kind === 'none') {
       upstreamReq.end();
       return;
     }
-    // Stream the request body, counting bytes against the limit.
-    let bytes = 0;
+    if (body.kind === 'whole') {
+      upstreamReq.end(body.data);
+      return;
+    }
+    // Stream the rest of a large body after what was read, counting bytes against the limit.
+    for (const chunk of body.head) upstreamReq.write(chunk);
+    let bytes = body.length;
     const limit = deps.config.proxyMaxBodyBytes;
     req.on('data', (chunk: Buffer) => {
       bytes += chunk.length;
@@ -188,7 +280,7 @@ async function tokensOrEndContext(req: Request, ctx: LaunchContextInfo, log: () 
   try {
     return await refresher.tokensFor(ctx, log, rejectedToken);
   } catch (err) {
-    if (err instanceof AppError && err.code === ErrorCode.SESSION_EXPIRED && req.session.contexts?.[ctx.id]) {
+    if (err instanceof AppError && err.code === ErrorCode.SESSION_EXPIRED && Object.hasOwn(req.session.contexts ?? {}, ctx.id)) {
       const contexts = { ...req.session.contexts };
       delete contexts[ctx.id];
       req.session.contexts = contexts;

@@ -21,7 +21,7 @@ export interface FhirRouteDeps {
 }
 
 export function fhirRoute(deps: FhirRouteDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const router = Router();
+  const router = Router({ caseSensitive: true }); // as the app's routes (app.ts): /FHIR is not /fhir
   (router.use as (path: string, ...handlers: unknown[]) => void)('/fhir', ...deps.steps, deps.proxy);
   return (rawReq, res) => {
     const req = rawReq as Request;

@@ -1,17 +1,36 @@
-/** Header hygiene for the FHIR proxy, both ways: allow-lists, never the browser's credentials. */
+/**
+ * Header hygiene for the FHIR proxy, both ways, by allow-list: never the browser's credentials or framing going
+ * up, nothing that acts on the app's origin coming down.
+ */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { FHIR_SECURITY_HEADERS } from '../http/error-handler.js';
 
-/** Request headers forwarded upstream; everything else (Cookie, Authorization, Host, X-Forwarded-*, hop-by-hop) is dropped. */
+/**
+ * Request headers forwarded upstream; everything else (Cookie, Authorization, Host, X-Forwarded-*, hop-by-hop) is
+ * dropped. So is the browser's framing (Content-Length, Transfer-Encoding, Expect, TE): the upstream request is
+ * framed by Node from the body actually sent, so no browser can make the EHR read its request differently from
+ * what the proxy meant (request smuggling on the shared keep-alive connection).
+ */
 const REQUEST_ALLOW = new Set([
-  'accept', 'accept-language', 'accept-charset', 'content-type', 'content-length', 'content-language',
+  'accept', 'accept-language', 'accept-charset', 'content-type', 'content-language',
   'if-match', 'if-none-match', 'if-modified-since', 'if-unmodified-since', 'if-none-exist', 'prefer',
   'x-request-id', 'x-correlation-id',
 ]);
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'trailers', 'transfer-encoding', 'upgrade', 'proxy-connection']);
-
-/** Response headers never passed to the browser. */
-const RESPONSE_DROP = new Set([...HOP_BY_HOP, 'set-cookie', 'set-cookie2', 'www-authenticate', 'strict-transport-security', 'alt-svc', 'server', 'x-powered-by']);
+/**
+ * Response headers passed to the browser: what FHIR clients use (content negotiation, versioning, conditional
+ * requests, paging and async status, Binary downloads) and nothing else. Everything else is dropped: headers that
+ * act on the app's origin (Set-Cookie, Refresh, Link, Clear-Site-Data, Content-Security-Policy, Service-Worker-
+ * Allowed, Origin-Agent-Cluster, Permissions-Policy, Report-To, NEL, Timing-Allow-Origin, X-Frame-Options,
+ * Cross-Origin-*, Access-Control-*, Strict-Transport-Security, Alt-Svc, Accept-CH, WWW-Authenticate …),
+ * hop-by-hop headers, and the EHR's software banners. Location and Content-Location are then rewritten to the
+ * proxy or dropped (fhir-proxy.ts).
+ */
+const RESPONSE_ALLOW = new Set([
+  'content-type', 'content-length', 'content-encoding', 'content-language', 'content-disposition', 'content-range', 'accept-ranges',
+  'etag', 'last-modified', 'expires', 'retry-after', 'location', 'content-location', 'allow',
+  'x-progress', 'preference-applied', 'x-correlation-id',
+]);
 
 function namedInConnection(headers: IncomingHttpHeaders): Set<string> {
   const c = headers.connection;
@@ -36,10 +55,11 @@ export function browserResponseHeaders(upstream: IncomingHttpHeaders, opts: { dr
   const dropped = namedInConnection(upstream);
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(upstream)) {
-    if (value === undefined || RESPONSE_DROP.has(name) || dropped.has(name) || name.startsWith('access-control-')) continue;
+    if (value === undefined || !RESPONSE_ALLOW.has(name) || dropped.has(name)) continue;
     if (opts.dropContentLength && name === 'content-length') continue;
     out[name] = value;
   }
+  Object.assign(out, FHIR_SECURITY_HEADERS);
   out['cache-control'] = 'no-store';
   out.pragma = 'no-cache';
   return out;

@@ -97,11 +97,6 @@ export class LinkRewriter extends Transform {
   }
 }
 
-/** Rewrites a single header value (Location, Content-Location). */
-export function rewriteUrlValue(value: string, upstreamBase: string, proxyBase: string): string {
-  return rewriteBody(Buffer.from(value, 'utf8'), needlesFor(upstreamBase, proxyBase)).toString('utf8');
-}
-
 const REWRITABLE = /^(application\/(fhir\+)?(json|xml)|application\/(x-)?(fhir\+)?ndjson|text\/(xml|plain|html))/i;
 export function isRewritable(contentType: string | undefined): boolean {
   return !!contentType && REWRITABLE.test(contentType);

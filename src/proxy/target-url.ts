@@ -43,3 +43,22 @@ export function buildTargetUrl(rawPathAndQuery: string, fhirBaseUrl: string): UR
   if (target.username || target.password) throw new PathRejected('credentials');
   return target;
 }
+
+/**
+ * The other way: a URL the EHR sent back (Location, Content-Location) as the proxy's URL for it, when it points
+ * under the launch's FHIR base; undefined (drop it) when it points anywhere else: another origin, elsewhere on the
+ * EHR's origin, another scheme. A relative value is relative to the FHIR base, as FHIR's relative references are.
+ */
+export function proxyUrlFor(value: string, fhirBaseUrl: string, proxyBase: string): string | undefined {
+  const base = new URL(fhirBaseUrl.endsWith('/') ? fhirBaseUrl : `${fhirBaseUrl}/`);
+  let url: URL;
+  try {
+    url = new URL(value, base);
+  } catch {
+    return undefined;
+  }
+  if (url.origin !== base.origin || url.username || url.password) return undefined;
+  const rest = url.pathname === base.pathname.slice(0, -1) ? '' : url.pathname.startsWith(base.pathname) ? url.pathname.slice(base.pathname.length) : undefined;
+  if (rest === undefined) return undefined;
+  return `${proxyBase.replace(/\/+$/, '')}${rest ? `/${rest}` : ''}${url.search}${url.hash}`;
+}

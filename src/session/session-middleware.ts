@@ -6,13 +6,17 @@
  * expires SESSION_IDLE_MINUTES after the last request (requests touch it, at most every idle/10 and once a
  * minute), and a session older than SESSION_MAX_HOURS is ended whatever its activity.
  * Without a shared store, sessions live in a bounded in-memory store (single instance only).
+ * Only signed-in browsers have a session: a launch in progress is a pending launch (transaction-store.ts), and
+ * the session is created at the callback, so anonymous launches never occupy (or evict from) the session store.
+ * Every failure the store reports reaches the error handler as a StoreError (503 session_store_unavailable);
+ * no other error is ever taken for a store outage.
  */
 import session, { type Store } from 'express-session';
 import createMemoryStore from 'memorystore';
 import { LRUCache } from 'lru-cache';
-import type { ErrorRequestHandler, RequestHandler } from 'express';
+import type { RequestHandler } from 'express';
 import type { Config } from '../config.js';
-import { AppError, ErrorCode } from '../http/errors.js';
+import { StoreError } from '../http/errors.js';
 
 export type SessionCookieConfig = Pick<Config, 'publicUrl' | 'cookieMode'>;
 
@@ -29,27 +33,60 @@ export function sessionCookieOptions(config: SessionCookieConfig): { httpOnly: t
   return { httpOnly: true, secure: cookieSecure(config), sameSite: embedded ? 'none' : 'lax', path: '/', ...(embedded ? { partitioned: true } : {}) };
 }
 
-export function createMemorySessionStore(ttlSeconds = 8 * 3600): Store {
+/** Signed-in sessions in memory: an LRU of `max` sessions (single instance only). */
+export function createMemorySessionStore(ttlSeconds = 8 * 3600, max = 10_000): Store {
   const MemoryStore = createMemoryStore(session);
-  return new MemoryStore({ checkPeriod: 10 * 60 * 1000, max: 10_000, ttl: ttlSeconds * 1000 });
+  return new MemoryStore({ checkPeriod: 10 * 60 * 1000, max, ttl: ttlSeconds * 1000 });
 }
 
 /**
- * express-session leaves req.session undefined while its store is disconnected: answer 503, never a crash and
- * never a silent new session.
+ * express-session leaves req.session undefined while its store is disconnected (and for request targets that
+ * are not a path, which app.ts refuses before this runs): answer 503, never a crash and never a silent new
+ * session.
  */
-export function requireSessionStore(onError?: () => void): RequestHandler {
+export function requireSessionStore(): RequestHandler {
   return (req, _res, next) => {
-    if (!req.session) {
-      onError?.();
-      return next(sessionStoreUnavailable());
-    }
+    if (!req.session) return next(new StoreError('connect'));
     next();
   };
 }
 
-function sessionStoreUnavailable(cause?: unknown): AppError {
-  return new AppError(ErrorCode.SESSION_STORE_UNAVAILABLE, 503, 'The session store is unavailable right now. Try again in a moment.', { cause });
+const TYPED = Symbol('smart-bff.storeErrorsTyped');
+const STORE_OPERATIONS = ['get', 'set', 'touch', 'destroy', 'length', 'clear', 'all'] as const;
+
+/**
+ * Makes every failure the store reports a StoreError, at the one boundary where it is known to come from the
+ * store: each method's callback. A missing session (ENOENT, for stores that report it that way) is not a failure.
+ * Wrapped once per store, however many apps share it.
+ */
+export function typeStoreErrors(store: Store): void {
+  const marked = store as Store & { [TYPED]?: true };
+  if (marked[TYPED]) return;
+  marked[TYPED] = true;
+  const methods = store as unknown as Record<string, ((...args: unknown[]) => unknown) | undefined>;
+  for (const operation of STORE_OPERATIONS) {
+    const method = methods[operation];
+    if (typeof method !== 'function') continue;
+    methods[operation] = (...args: unknown[]) => {
+      const last = args.length - 1;
+      const callback = typeof args[last] === 'function' ? (args[last] as (err?: unknown, ...rest: unknown[]) => void) : undefined;
+      if (callback) {
+        args[last] = (err?: unknown, ...rest: unknown[]) => callback(typed(operation, err), ...rest);
+      }
+      try {
+        return method.apply(store, args);
+      } catch (err) {
+        if (!callback) throw typed(operation, err);
+        callback(typed(operation, err));
+        return undefined;
+      }
+    };
+  }
+}
+
+function typed(operation: string, err: unknown): unknown {
+  if (!err || err instanceof StoreError || (err as { code?: unknown }).code === 'ENOENT') return err;
+  return new StoreError(operation, err);
 }
 
 /**
@@ -86,8 +123,9 @@ export function touchIntervalMs(idleSeconds: number): number {
   return Math.min(60_000, Math.floor((idleSeconds * 1000) / 10));
 }
 
-export function createSessionMiddleware(config: Config, store: Store, onStoreError?: () => void): (RequestHandler | ErrorRequestHandler)[] {
+export function createSessionMiddleware(config: Config, store: Store): RequestHandler[] {
   throttleTouches(store, touchIntervalMs(config.sessionIdleSeconds));
+  typeStoreErrors(store);
   const middleware = session({
     name: sessionCookieName(config),
     secret: config.sessionSecret,
@@ -99,21 +137,15 @@ export function createSessionMiddleware(config: Config, store: Store, onStoreErr
     proxy: config.trustProxy !== false ? true : undefined,
     cookie: sessionCookieOptions(config),
   });
-  // A store that fails while loading a session (Redis down) is a 503, not a 500.
-  const storeErrors: ErrorRequestHandler = (err, _req, _res, next) => {
-    if (err instanceof AppError) return next(err);
-    onStoreError?.();
-    next(sessionStoreUnavailable(err));
-  };
   // Absolute timeout, enforced on the server whatever the cookie says.
   const absolute: RequestHandler = (req, _res, next) => {
     const created = req.session?.createdAt;
     if (created !== undefined && Date.now() - created > config.sessionAbsoluteSeconds * 1000) {
       req.log?.info({ event: 'session.expired', reason: 'absolute_timeout' }, 'session: absolute timeout reached; ending it');
-      req.session.regenerate((err) => next(err ? sessionStoreUnavailable(err) : undefined));
+      req.session.regenerate((err) => next(err ? typed('regenerate', err) : undefined));
       return;
     }
     next();
   };
-  return [middleware, storeErrors, absolute];
+  return [middleware, absolute];
 }

@@ -1,9 +1,9 @@
-/** Promise wrappers around express-session's callback API. */
+/** Promise wrappers around express-session's callback API. Store failures reject with a StoreError. */
 import type { Request } from 'express';
-import { AppError, ErrorCode } from '../http/errors.js';
+import { StoreError } from '../http/errors.js';
 
 export function saveSession(req: Request): Promise<void> {
-  return new Promise((resolve, reject) => req.session.save((err) => (err ? reject(storeError(err)) : resolve())));
+  return new Promise((resolve, reject) => req.session.save((err) => (err ? reject(storeError('set', err)) : resolve())));
 }
 
 /** New session id, same data: prevents fixation at login. The old id is destroyed. */
@@ -12,7 +12,7 @@ export function regenerateSession(req: Request): Promise<void> {
   delete data.cookie;
   return new Promise((resolve, reject) =>
     req.session.regenerate((err) => {
-      if (err) return reject(storeError(err));
+      if (err) return reject(storeError('regenerate', err));
       Object.assign(req.session, data);
       resolve();
     }),
@@ -20,9 +20,9 @@ export function regenerateSession(req: Request): Promise<void> {
 }
 
 export function destroySession(req: Request): Promise<void> {
-  return new Promise((resolve, reject) => req.session.destroy((err) => (err ? reject(storeError(err)) : resolve())));
+  return new Promise((resolve, reject) => req.session.destroy((err) => (err ? reject(storeError('destroy', err)) : resolve())));
 }
 
-function storeError(err: unknown): AppError {
-  return new AppError(ErrorCode.SESSION_STORE_UNAVAILABLE, 503, 'The session store is unavailable. Try again in a moment.', { cause: err });
+function storeError(operation: string, err: unknown): StoreError {
+  return err instanceof StoreError ? err : new StoreError(operation, err);
 }

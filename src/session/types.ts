@@ -1,13 +1,15 @@
 /**
- * What a browser session holds. Pending authorizations (transactions) are keyed by `state`; completed launches
- * are launch contexts keyed by a random context id. Tokens are NOT here: they live in the TokenStore under the
- * context id (see token-store.ts), so a whole-session save can never overwrite a refreshed token.
+ * What a signed-in browser session holds: completed launches, as launch contexts keyed by a random context id.
+ * Pending authorizations (transactions) are NOT here: they live in the TransactionStore, keyed by `state` and
+ * bound to the browser (transaction-store.ts), so that anonymous launches never create a session. Tokens are not
+ * here either: they live in the TokenStore under the context id (token-store.ts), so a whole-session save can
+ * never overwrite a refreshed token. Maps keyed by request input are read with Object.hasOwn only.
  */
 import 'express-session';
 
 export type LaunchMode = 'ehr' | 'standalone';
 
-/** One pending authorization request. Server-side only (the session store), single-use, expires. */
+/** One pending authorization request. Server-side only (the TransactionStore), single-use, expires. */
 export interface LaunchTransaction {
   state: string;
   launchId: string;
@@ -51,7 +53,6 @@ export interface LaunchContextInfo {
 
 declare module 'express-session' {
   interface SessionData {
-    transactions: Record<string, LaunchTransaction>;
     /** sha256(state) → context id, so a callback delivered twice lands on the first result. */
     completed: Record<string, { contextId: string; at: number }>;
     contexts: Record<string, LaunchContextInfo>;

@@ -1,7 +1,8 @@
 /**
- * `GET /callback`: the authorization server's redirect back. Named steps: read the response, find the
- * transaction by state (single use), exchange the code (once, however often the callback arrives), check the
- * token response, open a launch context under a regenerated session id, and redirect to the app page.
+ * `GET /callback`: the authorization server's redirect back. Named steps: read the response, take the pending
+ * launch by state if this browser started it (single use, removed before anything is sent to the token
+ * endpoint), exchange the code (once, however often the callback arrives), check the token response, open a
+ * launch context in a session created (or given a new id) here, and redirect to the app page.
  */
 import { randomBytes } from 'node:crypto';
 import * as client from 'openid-client';
@@ -11,7 +12,8 @@ import { queryString } from '../http/request-context.js';
 import { clip, fingerprint, sha256Short, type Logger } from '../log.js';
 import type { LaunchContextInfo, LaunchTransaction } from '../session/types.js';
 import { regenerateSession, saveSession } from '../session/session-ops.js';
-import { sessionCookieName } from '../session/session-middleware.js';
+import { bindingHash, readLaunchBinding } from '../session/launch-cookie.js';
+import { stateKey } from '../session/transaction-store.js';
 import type { SmartDeps } from './deps.js';
 import type { CallbackOutcome } from './replay-guards.js';
 import { buildOAuthConfig, hasIssuer, type HttpObservation } from './oauth-config.js';
@@ -29,9 +31,9 @@ export function callbackHandler(deps: SmartDeps) {
     const state = queryString(req, 'state');
     const code = queryString(req, 'code');
     const error = queryString(req, 'error');
-    const hadCookie = (req.get('cookie') ?? '').includes(`${sessionCookieName(deps.config)}=`);
+    const binding = readLaunchBinding(req, deps.config);
     req.log.info(
-      { event: 'callback.received', state_sha: state ? sha256Short(state) : null, has_code: Boolean(code), error: clip(error, 100) ?? null, session_cookie: hadCookie },
+      { event: 'callback.received', state_sha: state ? sha256Short(state) : null, has_code: Boolean(code), error: clip(error, 100) ?? null, launch_cookie: Boolean(binding) },
       'callback: authorization response received',
     );
 
@@ -43,60 +45,65 @@ export function callbackHandler(deps: SmartDeps) {
     }
 
     // A callback delivered again after it completed lands on the first result; the code is never resent.
-    const stateKey = sha256Short(state, 22);
-    const done = req.session.completed?.[stateKey];
-    if (done && req.session.contexts?.[done.contextId]) {
+    const completed = req.session.completed ?? {};
+    const stateHash = stateKey(state);
+    const done = Object.hasOwn(completed, stateHash) ? completed[stateHash] : undefined;
+    if (done && Object.hasOwn(req.session.contexts ?? {}, done.contextId)) {
       req.log.info({ event: 'callback.replayed', contextId: done.contextId }, 'callback: already completed for this state; showing the first result');
       return res.redirect(302, appUrl(done.contextId));
     }
+    if (!binding) {
+      // No launch cookie: the browser did not keep it (a blocked third-party cookie in the EHR's frame, a
+      // Secure cookie dropped behind a router without TRUST_PROXY), or this browser never started a launch.
+      req.log.warn({ event: 'callback.state', found: false, launch_cookie: false }, 'callback: no launch cookie, so no pending launch can be this browser\'s');
+      throw cookieMissing();
+    }
+    const browser = bindingHash(binding);
     // ...and one that arrives while the first is still exchanging the code waits for it.
-    const inflight = deps.callbacks.find(state, req.sessionID);
+    const inflight = deps.callbacks.find(state, browser);
     if (inflight) {
       req.log.info({ event: 'callback.duplicate', state_sha: sha256Short(state) }, 'callback: same state already in flight; waiting for its result');
       const outcome = await inflight;
       await adoptSession(req, outcome.sessionId);
       return res.redirect(302, outcome.returnTo);
     }
-
-    const transaction = req.session.transactions?.[state];
-    if (!transaction) {
-      req.log.warn(
-        { event: 'callback.state', found: false, pending_transactions: Object.keys(req.session.transactions ?? {}).length, session_cookie: hadCookie },
-        'callback: no pending launch for this state in this session',
-      );
-      if (!hadCookie) throw cookieMissing();
-      throw new AppError(ErrorCode.STATE_UNKNOWN, 400, 'This sign-in response does not belong to a launch started in this browser session (it may have been used already, or come from another session).', {
-        hint: 'Start the launch again from the EHR (or /login). Do not reuse or share sign-in links.', relaunch: true,
-      });
-    }
-    const log = req.log.child({ launchId: transaction.launchId, registration: transaction.registration });
-    const ageMs = Date.now() - transaction.createdAt;
-    log.info({ event: 'callback.state', found: true, transaction_age_ms: ageMs, mode: transaction.mode }, 'callback: matched the pending launch');
-
-    // Single use: the transaction is gone before anything is sent to the token endpoint.
-    const transactions = { ...req.session.transactions };
-    delete transactions[state];
-    req.session.transactions = transactions;
-    await saveSession(req);
-
-    if (ageMs > deps.config.transactionTtlSeconds * 1000) {
-      throw new AppError(ErrorCode.STATE_EXPIRED, 400, `This launch was started ${Math.round(ageMs / 60000)} minutes ago and has expired.`, {
-        hint: 'Start the launch again.', relaunch: true,
-      });
-    }
-    if (error) {
-      const e = authorizationError(error, queryString(req, 'error_description'), queryString(req, 'error_uri'));
-      log.warn({ event: 'launch.failed', step: 'authorize', error: clip(error, 100), error_description: clip(e.remoteDescription, 300) }, 'authorize: the authorization server returned an error');
-      throw e;
-    }
-    if (!code) {
-      throw new AppError(ErrorCode.AUTHORIZATION_RESPONSE_INVALID, 400, 'The authorization server returned neither a code nor an error.', { relaunch: true });
-    }
-
-    const outcome = await deps.callbacks.run(state, req.sessionID, () => exchangeCode(req, deps, transaction, code, log));
+    const outcome = await deps.callbacks.run(state, browser, () => completeLaunch(req, deps, state, browser, code, error));
     deps.metrics.launches.inc({ outcome: 'success' });
     res.redirect(302, outcome.returnTo);
   };
+}
+
+/** Takes the pending launch (single use, before anything goes to the token endpoint), checks it, exchanges the code. */
+async function completeLaunch(req: Request, deps: SmartDeps, state: string, browser: string, code: string | undefined, error: string | undefined): Promise<CallbackOutcome> {
+  const pending = await deps.transactions.take(state, browser);
+  if (pending.status !== 'found') {
+    req.log.warn(
+      { event: 'callback.state', found: false, launch_cookie: true, reason: pending.status === 'foreign' ? 'started_by_another_browser' : 'unknown_or_used' },
+      'callback: no pending launch for this state in this browser',
+    );
+    throw new AppError(ErrorCode.STATE_UNKNOWN, 400, 'This sign-in response does not belong to a launch started in this browser (it may have been used already, have expired, or come from another browser).', {
+      hint: 'Start the launch again from the EHR (or /login). Do not reuse or share sign-in links.', relaunch: true,
+    });
+  }
+  const transaction: LaunchTransaction = { ...pending.transaction, state };
+  const log = req.log.child({ launchId: transaction.launchId, registration: transaction.registration });
+  const ageMs = Date.now() - transaction.createdAt;
+  log.info({ event: 'callback.state', found: true, transaction_age_ms: ageMs, mode: transaction.mode }, 'callback: matched the pending launch');
+
+  if (ageMs > deps.config.transactionTtlSeconds * 1000) {
+    throw new AppError(ErrorCode.STATE_EXPIRED, 400, `This launch was started ${Math.round(ageMs / 60000)} minutes ago and has expired.`, {
+      hint: 'Start the launch again.', relaunch: true,
+    });
+  }
+  if (error) {
+    const e = authorizationError(error, queryString(req, 'error_description'), queryString(req, 'error_uri'));
+    log.warn({ event: 'launch.failed', step: 'authorize', error: clip(error, 100), error_description: clip(e.remoteDescription, 300) }, 'authorize: the authorization server returned an error');
+    throw e;
+  }
+  if (!code) {
+    throw new AppError(ErrorCode.AUTHORIZATION_RESPONSE_INVALID, 400, 'The authorization server returned neither a code nor an error.', { relaunch: true });
+  }
+  return exchangeCode(req, deps, transaction, code, log);
 }
 
 export function appUrl(contextId: string): string {
@@ -213,13 +220,15 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
     deps.config.sessionAbsoluteSeconds,
   );
 
-  // New session id at login (fixation); pending launches of other tabs and earlier contexts come along.
+  // The session is created here, at the first completed launch, or given a new id if the browser has one
+  // (fixation); earlier contexts of other tabs come along.
   await regenerateSession(req);
+  req.session.createdAt ??= Date.now();
   const evicted = addContext(req, info, deps.config.maxContextsPerSession);
   for (const id of evicted) await deps.tokenStore.delete(id);
   const completed = { ...(req.session.completed ?? {}) };
   for (const [k, v] of Object.entries(completed)) if (Date.now() - v.at > deps.config.transactionTtlSeconds * 1000) delete completed[k];
-  completed[sha256Short(tx.state, 22)] = { contextId, at: Date.now() };
+  completed[stateKey(tx.state)] = { contextId, at: Date.now() };
   req.session.completed = completed;
   await saveSession(req);
 

@@ -2,6 +2,7 @@
  * Launch contexts: one per completed launch (tokens, FHIR base, patient), several per browser session so that
  * two tabs with two patients never cross. The page names its context with the `X-SMART-Context` header; without
  * it, the session's only context is used, and with several the request is refused (`context_required`).
+ * The header is user input: only the session's own keys can match (never `__proto__`, `constructor`, …).
  */
 import type { Request } from 'express';
 import { AppError, ErrorCode } from '../http/errors.js';
@@ -29,7 +30,7 @@ export function selectContext(req: Pick<Request, 'session' | 'headers'>): Launch
   const ids = Object.keys(contexts);
   const named = req.headers[CONTEXT_HEADER] as string | undefined; // Node joins repeated x- headers into one string
   if (named !== undefined) {
-    const ctx = contexts[named];
+    const ctx = Object.hasOwn(contexts, named) ? contexts[named] : undefined;
     if (!ctx) {
       throw new AppError(ErrorCode.CONTEXT_UNKNOWN, 401, 'This launch context is unknown or has ended.', { hint: 'Launch the app again.', relaunch: true });
     }

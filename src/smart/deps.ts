@@ -2,6 +2,7 @@
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { TokenStore } from '../session/token-store.js';
+import type { TransactionStore } from '../session/transaction-store.js';
 import type { DiscoveryCache } from './discovery.js';
 import type { Registry } from './registry.js';
 import type { CallbackDeduper, RecentCodes } from './replay-guards.js';
@@ -13,6 +14,8 @@ export interface SmartDeps {
   registry: Registry;
   discovery: DiscoveryCache;
   tokenStore: TokenStore;
+  /** Pending launches, apart from sessions (keyed by state, bound to the browser). */
+  transactions: TransactionStore;
   recentCodes: RecentCodes;
   callbacks: CallbackDeduper;
   metrics: Metrics;

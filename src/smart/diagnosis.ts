@@ -54,7 +54,8 @@ export function decodeCernerErrorUri(errorUri: string | undefined): { urn: strin
   if (!m) return undefined;
   const urn = `urn:cerner:error:${m[1]}`;
   const tail = m[1]!.replace(/^authorization-server:/, '');
-  const meaning = CERNER_CODES[tail] ?? Object.entries(CERNER_CODES).find(([k]) => tail.endsWith(k))?.[1];
+  // error_uri comes through the browser: only the table's own codes match (never `constructor`, `__proto__`, …)
+  const meaning = (Object.hasOwn(CERNER_CODES, tail) ? CERNER_CODES[tail] : undefined) ?? Object.entries(CERNER_CODES).find(([k]) => tail.endsWith(k))?.[1];
   return { urn, meaning };
 }
 

@@ -1,8 +1,11 @@
 /**
  * SMART discovery: `<iss>/.well-known/smart-configuration` (under the FHIR base path, not the host root),
  * fetched with a timeout, a size cap and no cross-origin redirects, validated, and cached per issuer with a TTL.
- * Concurrent callers for one issuer share one fetch (single flight).
+ * Concurrent callers for one issuer share one fetch (single flight). The cache is bounded (an LRU), and so is the
+ * rate of discovering issuers never discovered before when the caller says the issuer came from a wildcard of the
+ * allow-list (`https://host/r4/*` lets anyone name a new issuer, and make us fetch from it, with each request).
  */
+import { LRUCache } from 'lru-cache';
 import { AppError, ErrorCode } from '../http/errors.js';
 import type { Logger } from '../log.js';
 
@@ -38,8 +41,17 @@ export interface DiscoveryOptions {
   timeoutMs: number;
   allowInsecureHttp: boolean;
   maxBytes?: number;
+  /** Most issuers cached (LRU). Default 1000. */
+  maxEntries?: number;
+  /** Issuers never discovered before that may be discovered per minute, for callers that ask for the limit. Default 60. */
+  newIssuersPerMinute?: number;
   fetch?: typeof fetch;
   now?: () => number;
+}
+
+export interface DiscoveryGetOptions {
+  /** The issuer came from a wildcard of the allow-list: if it was never discovered before, it counts against the per-minute limit. */
+  newIssuerLimited?: boolean;
 }
 
 const URL_FIELDS = ['authorization_endpoint', 'token_endpoint', 'revocation_endpoint', 'introspection_endpoint', 'jwks_uri', 'management_endpoint', 'registration_endpoint'] as const;
@@ -49,25 +61,34 @@ export function smartConfigurationUrl(iss: string): string {
 }
 
 /**
- * Cache of validated SMART configurations, one entry per issuer. This is a cache and says so: its only mutable
- * state is the entries map, bounded by the number of allowed issuers (callers check the allow-list first).
+ * Cache of validated SMART configurations, one entry per issuer. This is a cache and says so; its mutable state is
+ * bounded: the entries (an LRU of `maxEntries`, each with the TTL), the issuers discovered before (an LRU ten times
+ * that size, names only, so that an expired or evicted issuer is not "new"), the fetches in flight (at most one per
+ * issuer, and new issuers only as fast as the limit lets them in), and the current minute's count of new issuers.
  */
 export class DiscoveryCache {
-  private readonly entries = new Map<string, { value: DiscoveredServer; expiresAt: number }>();
+  private readonly entries: LRUCache<string, { value: DiscoveredServer; expiresAt: number }>;
+  private readonly known: LRUCache<string, true>;
   private readonly inflight = new Map<string, Promise<DiscoveredServer>>();
   private readonly maxBytes: number;
+  private readonly newPerMinute: number;
   private readonly fetchImpl: typeof fetch;
   private readonly now: () => number;
+  private window = { start: 0, count: 0 };
   /** Number of network fetches made (for tests and metrics). */
   fetchCount = 0;
 
   constructor(private readonly opts: DiscoveryOptions) {
     this.maxBytes = opts.maxBytes ?? 256 * 1024;
+    const maxEntries = opts.maxEntries ?? 1000;
+    this.entries = new LRUCache({ max: maxEntries });
+    this.known = new LRUCache({ max: maxEntries * 10 });
+    this.newPerMinute = opts.newIssuersPerMinute ?? 60;
     this.fetchImpl = opts.fetch ?? fetch;
     this.now = opts.now ?? Date.now;
   }
 
-  async get(iss: string, log: Logger): Promise<DiscoveredServer> {
+  async get(iss: string, log: Logger, opts: DiscoveryGetOptions = {}): Promise<DiscoveredServer> {
     const cached = this.entries.get(iss);
     if (cached && cached.expiresAt > this.now()) {
       log.debug({ event: 'discovery', iss, cached: true }, 'discovery: using cached SMART configuration');
@@ -75,10 +96,30 @@ export class DiscoveryCache {
     }
     let pending = this.inflight.get(iss);
     if (!pending) {
+      if (opts.newIssuerLimited && !this.known.has(iss)) this.admitNewIssuer(iss, log);
       pending = this.load(iss, log).finally(() => this.inflight.delete(iss));
       this.inflight.set(iss, pending);
     }
     return pending;
+  }
+
+  /** Issuers cached now. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Counts a never-discovered issuer against this minute's limit; past it, refuses before any request is made. */
+  private admitNewIssuer(iss: string, log: Logger): void {
+    const now = this.now();
+    if (now - this.window.start >= 60_000) this.window = { start: now, count: 0 };
+    if (this.window.count >= this.newPerMinute) {
+      log.warn({ event: 'discovery.rate_limited', iss, limit_per_minute: this.newPerMinute }, 'discovery: too many issuers never seen before in the last minute; this one was not contacted');
+      throw new AppError(ErrorCode.DISCOVERY_RATE_LIMITED, 503, 'Too many FHIR servers this app has not seen before were asked for in the last minute, so this one was not contacted.', {
+        hint: 'Try the launch again in a minute. Operators: this limit (SMART_DISCOVERY_NEW_PER_MINUTE) guards the wildcard in SMART_ISS; list your tenants explicitly or raise it if real launches reach it.',
+        relaunch: true,
+      });
+    }
+    this.window.count++;
   }
 
   invalidate(iss: string): void {
@@ -94,6 +135,7 @@ export class DiscoveryCache {
       const configuration = validateSmartConfiguration(body, iss, this.opts.allowInsecureHttp, this.opts.purpose ?? 'launch');
       const value: DiscoveredServer = Object.freeze({ iss, configuration: Object.freeze(configuration), fetchedAt: this.now() });
       if (this.opts.ttlSeconds > 0) this.entries.set(iss, { value, expiresAt: this.now() + this.opts.ttlSeconds * 1000 });
+      this.known.set(iss, true);
       log.info(
         {
           event: 'discovery', iss, url, durationMs: this.now() - started, issuer: configuration.issuer ?? null,

@@ -1,7 +1,9 @@
 /**
  * EHR launch (`GET /launch?iss&launch`) and standalone launch (`GET /login[?iss]`): check the iss against the
- * allow-list (before any outbound request), discover, open a transaction keyed by `state` with a fresh PKCE
- * verifier, and redirect to the authorization endpoint with `aud` = iss exactly and `launch` echoed.
+ * allow-list (before any outbound request), discover, open a pending launch keyed by `state` with a fresh PKCE
+ * verifier, bound to this browser by the launch cookie, and redirect to the authorization endpoint with `aud` =
+ * iss exactly and `launch` echoed. Nothing here touches the session: a session exists only once a launch has
+ * completed (at the callback), so anonymous launches can never evict a signed-in user.
  */
 import { randomBytes } from 'node:crypto';
 import * as client from 'openid-client';
@@ -11,14 +13,12 @@ import { queryString } from '../http/request-context.js';
 import { sha256Short, clip } from '../log.js';
 import type { LaunchMode, LaunchTransaction } from '../session/types.js';
 import type { Registration } from '../config.js';
+import { bindingHash, issueLaunchBinding, readLaunchBinding } from '../session/launch-cookie.js';
+import { EXPIRED_GRACE_SECONDS, stateKey } from '../session/transaction-store.js';
 import type { SmartDeps } from './deps.js';
 import { buildOAuthConfig, hasIssuer } from './oauth-config.js';
 import { adaptScopes, splitScopes, withLaunchScope } from './scopes.js';
 import { clientAuthMethod } from './client-auth.js';
-import { saveSession } from '../session/session-ops.js';
-
-/** Pending transactions kept per session (each tab's launch is one); the oldest is dropped beyond this. */
-export const MAX_PENDING_TRANSACTIONS = 10;
 
 export function ehrLaunchHandler(deps: SmartDeps) {
   return async function ehrLaunch(req: Request, res: Response): Promise<void> {
@@ -32,7 +32,7 @@ export function ehrLaunchHandler(deps: SmartDeps) {
     if (launch.length > 4096) throw new AppError(ErrorCode.BAD_REQUEST, 400, 'The launch parameter is too long.');
     const match = deps.registry.match(iss);
     if (!match) throw issNotAllowed(iss, req);
-    await startAuthorization(req, res, deps, 'ehr', match.iss, match.registration, launch);
+    await startAuthorization(req, res, deps, 'ehr', match.iss, match.registration, match.wildcard, launch);
   };
 }
 
@@ -42,17 +42,18 @@ export function standaloneLoginHandler(deps: SmartDeps) {
     const regName = queryString(req, 'registration');
     let registration: Registration | undefined;
     let iss: string | undefined;
+    let wildcard = false;
     if (requestedIss) {
       const match = deps.registry.match(requestedIss);
       if (!match) throw issNotAllowed(requestedIss, req);
-      ({ registration, iss } = match);
+      ({ registration, iss, wildcard } = match);
     } else {
       registration = regName ? deps.registry.byName(regName) : deps.registry.registrations[0];
       if (!registration) throw new AppError(ErrorCode.BAD_REQUEST, 400, `No registration is named ${JSON.stringify(clip(regName, 80))}.`);
       iss = deps.registry.defaultIss(registration);
       if (!iss) throw new AppError(ErrorCode.BAD_REQUEST, 400, 'This registration only has wildcard FHIR base URLs; start the launch with /login?iss=<FHIR base URL>.');
     }
-    await startAuthorization(req, res, deps, 'standalone', iss, registration);
+    await startAuthorization(req, res, deps, 'standalone', iss, registration, wildcard);
   };
 }
 
@@ -70,13 +71,15 @@ async function startAuthorization(
   mode: LaunchMode,
   iss: string,
   registration: Registration,
+  /** Matched through a wildcard of the allow-list: a new issuer counts against the discovery limit. */
+  wildcard: boolean,
   launch?: string,
 ): Promise<void> {
   const launchId = randomBytes(9).toString('base64url');
   const log = req.log.child({ launchId, registration: registration.name });
   log.info({ event: 'launch.start', mode, iss, launch: launch ? { length: launch.length } : undefined }, `launch: ${mode} launch requested`);
 
-  const server = await deps.discovery.get(iss, log);
+  const server = await deps.discovery.get(iss, log, { newIssuerLimited: wildcard });
   const smart = server.configuration;
   const baseScopes = splitScopes(mode === 'ehr' ? registration.scope : registration.standaloneScope);
   let scopes = withLaunchScope(adaptScopes(baseScopes, smart.capabilities), mode);
@@ -113,32 +116,28 @@ async function startAuthorization(
   if (nonce) params.nonce = nonce;
   const authorizationUrl = client.buildAuthorizationUrl(oauth, params);
 
-  const transactions = { ...(req.session.transactions ?? {}) };
-  pruneTransactions(transactions, deps.config.transactionTtlSeconds * 1000);
-  transactions[state] = transaction;
-  req.session.transactions = transactions;
-  req.session.createdAt ??= Date.now();
-  await saveSession(req);
+  // Inside the EHR's frame the browser may not send our cookie back (SameSite=Lax in a cross-site frame, or
+  // third-party cookies blocked). Check that it round-trips before the launch code is spent at the EHR.
+  const framed = req.get('sec-fetch-dest') === 'iframe';
+  if (framed) transaction.authorizationUrl = authorizationUrl.href;
+  const keptSeconds = deps.config.transactionTtlSeconds + EXPIRED_GRACE_SECONDS;
+  const binding = issueLaunchBinding(req, res, deps.config, keptSeconds);
+  await deps.transactions.put(transaction, bindingHash(binding), keptSeconds);
 
   log.info(
     {
       event: 'authorize.redirect', endpoint: smart.authorization_endpoint, client_id: registration.clientId,
       redirect_uri: transaction.redirectUri, scope: params.scope, pkce_method: 'S256',
       code_challenge_sha: sha256Short(codeChallenge), state_sha: sha256Short(state), client_auth: clientAuthMethod(registration),
-      pending_transactions: Object.keys(transactions).length,
     },
     'authorize: redirecting the browser to the authorization endpoint',
   );
   deps.metrics.launchStarts.inc({ mode });
   res.setHeader('Cache-Control', 'no-store');
   res.setHeader('Referrer-Policy', 'no-referrer');
-  if (req.get('sec-fetch-dest') === 'iframe') {
-    // Inside the EHR's frame the browser may not send our cookie back (SameSite=Lax in a cross-site frame, or
-    // third-party cookies blocked). Check that it round-trips before the launch code is spent at the EHR.
-    transaction.authorizationUrl = authorizationUrl.href;
-    await saveSession(req);
-    const next = new URLSearchParams({ t: sha256Short(state, 22), iss, ...(launch !== undefined ? { launch } : {}) });
-    log.info({ event: 'launch.frame_check', mode }, 'launch: framed; checking that the session cookie comes back before going to the EHR');
+  if (framed) {
+    const next = new URLSearchParams({ t: stateKey(state), iss, ...(launch !== undefined ? { launch } : {}) });
+    log.info({ event: 'launch.frame_check', mode }, 'launch: framed; checking that the launch cookie comes back before going to the EHR');
     res.redirect(302, `/launch/continue?${next}`);
     return;
   }
@@ -152,19 +151,18 @@ async function startAuthorization(
 export function launchContinueHandler(deps: SmartDeps) {
   return async function launchContinue(req: Request, res: Response): Promise<void> {
     const t = queryString(req, 't');
-    const tx = t ? Object.values(req.session.transactions ?? {}).find((x) => sha256Short(x.state, 22) === t) : undefined;
-    if (tx?.authorizationUrl) {
-      const transactions = { ...req.session.transactions, [tx.state]: { ...tx, authorizationUrl: undefined } };
-      req.session.transactions = transactions;
-      await saveSession(req);
+    const binding = readLaunchBinding(req, deps.config);
+    const pending = t && t.length <= 64 && binding ? await deps.transactions.peek(t, bindingHash(binding)) : undefined;
+    if (pending?.status === 'found' && pending.transaction.authorizationUrl) {
+      res.setHeader('Cache-Control', 'no-store');
       res.setHeader('Referrer-Policy', 'no-referrer');
-      res.redirect(302, tx.authorizationUrl);
+      res.redirect(302, pending.transaction.authorizationUrl);
       return;
     }
     const iss = queryString(req, 'iss');
     const launch = queryString(req, 'launch');
     const retry = iss && deps.registry.match(iss) ? `/launch?${new URLSearchParams({ iss, ...(launch ? { launch } : {}) })}` : '/login';
-    req.log.warn({ event: 'launch.cookie_blocked', embedded_mode: deps.config.cookieMode === 'embedded' }, 'launch: the session cookie did not come back inside the frame');
+    req.log.warn({ event: 'launch.cookie_blocked', embedded_mode: deps.config.cookieMode === 'embedded', launch_cookie: Boolean(binding) }, 'launch: the launch cookie did not come back inside the frame');
     res.status(400).render('cookie-blocked', {
       title: 'Open the app in a new window',
       retry,
@@ -172,12 +170,4 @@ export function launchContinueHandler(deps: SmartDeps) {
       correlationId: req.id,
     });
   };
-}
-
-/** Drops expired transactions and keeps at most MAX_PENDING_TRANSACTIONS - 1 (room for the new one). */
-function pruneTransactions(transactions: Record<string, LaunchTransaction>, ttlMs: number): void {
-  const now = Date.now();
-  for (const [state, t] of Object.entries(transactions)) if (now - t.createdAt > ttlMs) delete transactions[state];
-  const byAge = Object.values(transactions).sort((a, b) => a.createdAt - b.createdAt);
-  while (byAge.length >= MAX_PENDING_TRANSACTIONS) delete transactions[byAge.shift()!.state];
 }

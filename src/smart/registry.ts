@@ -8,6 +8,8 @@ export interface RegistryMatch {
   registration: Registration;
   /** The iss exactly as received (used verbatim as `aud`). */
   iss: string;
+  /** Matched by a wildcard entry (`https://host/r4/*`) rather than named exactly in the configuration. */
+  wildcard: boolean;
 }
 
 const SEGMENT = /^[A-Za-z0-9._~-]+$/;
@@ -31,19 +33,20 @@ function wellFormed(candidate: string): boolean {
 export class Registry {
   constructor(readonly registrations: readonly Registration[]) {}
 
+  /** An exact entry wins over a wildcard one, whatever their order. */
   match(iss: string): RegistryMatch | undefined {
     if (!wellFormed(iss)) return undefined;
     const wanted = stripSlash(iss);
     for (const registration of this.registrations) {
+      if (registration.iss.some((allowed) => !allowed.endsWith('/*') && stripSlash(allowed) === wanted)) return { registration, iss, wildcard: false };
+    }
+    for (const registration of this.registrations) {
       for (const allowed of registration.iss) {
-        if (allowed.endsWith('/*')) {
-          const prefix = allowed.slice(0, -1);
-          if (!wanted.startsWith(prefix)) continue;
-          const rest = wanted.slice(prefix.length);
-          if (SEGMENT.test(rest) && rest !== '.' && rest !== '..' && new URL(wanted).origin === new URL(prefix).origin) return { registration, iss };
-        } else if (stripSlash(allowed) === wanted) {
-          return { registration, iss };
-        }
+        if (!allowed.endsWith('/*')) continue;
+        const prefix = allowed.slice(0, -1);
+        if (!wanted.startsWith(prefix)) continue;
+        const rest = wanted.slice(prefix.length);
+        if (SEGMENT.test(rest) && rest !== '.' && rest !== '..' && new URL(wanted).origin === new URL(prefix).origin) return { registration, iss, wildcard: true };
       }
     }
     return undefined;

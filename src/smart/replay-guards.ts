@@ -1,6 +1,7 @@
 /**
  * Guards against a callback delivered twice (double submit, effects run twice, the back button):
- * - CallbackDeduper: callbacks for the same state in flight at once share one token exchange (per process).
+ * - CallbackDeduper: callbacks for the same state from the same browser in flight at once share one token
+ *   exchange (per process); the pending launch itself is single use across instances (TransactionStore.take).
  * - RecentCodes: hashes of codes already sent to a token endpoint, to diagnose "code reused".
  * Both are bounded caches and say so; neither holds a secret (codes are stored as SHA-256 hashes).
  */
@@ -14,19 +15,25 @@ export interface CallbackOutcome {
 }
 
 export class CallbackDeduper {
-  private readonly inflight = new Map<string, { sessionId: string; promise: Promise<CallbackOutcome> }>();
+  /** Keyed by state and browser binding: another browser's callback for the same state never joins (or replaces) this one. */
+  private readonly inflight = new Map<string, Promise<CallbackOutcome>>();
 
-  /** The in-flight exchange for this state, if one was started by the same session. */
-  find(state: string, sessionId: string): Promise<CallbackOutcome> | undefined {
-    const entry = this.inflight.get(state);
-    return entry && entry.sessionId === sessionId ? entry.promise : undefined;
+  /** The in-flight callback for this state, if the same browser started it. */
+  find(state: string, browser: string): Promise<CallbackOutcome> | undefined {
+    return this.inflight.get(key(state, browser));
   }
 
-  run(state: string, sessionId: string, work: () => Promise<CallbackOutcome>): Promise<CallbackOutcome> {
-    const promise = work().finally(() => this.inflight.delete(state));
-    this.inflight.set(state, { sessionId, promise });
+  /** Runs `work` as the callback for this state and browser, registered at once (before any other request runs). */
+  run(state: string, browser: string, work: () => Promise<CallbackOutcome>): Promise<CallbackOutcome> {
+    const k = key(state, browser);
+    const promise = work().finally(() => this.inflight.delete(k));
+    this.inflight.set(k, promise);
     return promise;
   }
+}
+
+function key(state: string, browser: string): string {
+  return `${state}\u0000${browser}`;
 }
 
 export class RecentCodes {

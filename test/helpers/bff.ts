@@ -10,6 +10,7 @@ import { createApp, type App } from '../../src/app.js';
 import { captureLogs, type CapturedLogs } from './log-capture.js';
 import type { DiscoveryCache } from '../../src/smart/discovery.js';
 import type { TokenStore } from '../../src/session/token-store.js';
+import type { TransactionStore } from '../../src/session/transaction-store.js';
 
 export const TEST_SESSION_SECRET = 'test-session-secret-0123456789-abcdefghijklmnop';
 
@@ -24,7 +25,7 @@ export interface StartedBff {
 
 export async function startBff(
   env: Record<string, string>,
-  opts: { sessionStore?: Store; tokenStore?: TokenStore; discovery?: DiscoveryCache; host?: string; logs?: CapturedLogs } = {},
+  opts: { sessionStore?: Store; tokenStore?: TokenStore; transactionStore?: TransactionStore; discovery?: DiscoveryCache; host?: string; logs?: CapturedLogs } = {},
 ): Promise<StartedBff> {
   const server = http.createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -40,6 +41,7 @@ export async function startBff(
     config, logger: logs.logger,
     ...(opts.sessionStore ? { sessionStore: opts.sessionStore } : {}),
     ...(opts.tokenStore ? { tokenStore: opts.tokenStore } : {}),
+    ...(opts.transactionStore ? { transactionStore: opts.transactionStore } : {}),
     ...(opts.discovery ? { discovery: opts.discovery } : {}),
   });
   server.on('request', app);

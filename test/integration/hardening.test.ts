@@ -34,41 +34,68 @@ async function bff(env: Record<string, string> = {}): Promise<StartedBff> {
   return b;
 }
 
-describe('session cookie', () => {
-  test('behind a TLS-terminating router: __Host- prefix, Secure, HttpOnly, Path=/, SameSite=Lax, no Domain', async () => {
-    const b = await bff({ PUBLIC_URL: 'https://app.example.org', TRUST_PROXY: '1' });
-    const res = await fetch(`${b.url}/login`, { headers: { 'x-forwarded-proto': 'https' }, redirect: 'manual' });
-    expect(res.status).toBe(302);
-    const cookie = res.headers.getSetCookie().find((c) => c.startsWith('__Host-smart-bff='))!;
+describe('session and launch cookies', () => {
+  const viaRouter = { 'x-forwarded-proto': 'https' };
+
+  /** A standalone launch behind a TLS-terminating router (X-Forwarded-Proto: https), through to the callback. */
+  async function launchBehindRouter(b: StartedBff) {
+    const login = await fetch(`${b.url}/login`, { headers: viaRouter, redirect: 'manual' });
+    expect(login.status).toBe(302);
+    const launchCookie = login.headers.getSetCookie().find((c) => c.startsWith('__Host-smart-bff-launch='));
+    const sessionAtLogin = login.headers.getSetCookie().find((c) => c.startsWith('__Host-smart-bff='));
+    const cb = new URL(await authorize(login.headers.get('location')!, { patient: sandbox.patients[0]!.id }));
+    expect(cb.origin).toBe('https://app.example.org');
+    const done = await fetch(`${b.url}/callback${cb.search}`, { headers: { ...viaRouter, cookie: launchCookie?.split(';')[0] ?? '', accept: 'application/json' }, redirect: 'manual' });
+    const sessionCookie = done.headers.getSetCookie().find((c) => c.startsWith('__Host-smart-bff='));
+    return { login, launchCookie, sessionAtLogin, done, sessionCookie };
+  }
+
+  function expectHardened(cookie: string | undefined, sameSite: 'Lax' | 'None'): void {
     expect(cookie).toBeDefined();
     expect(cookie).toMatch(/; Path=\//);
     expect(cookie).toMatch(/; HttpOnly/);
     expect(cookie).toMatch(/; Secure/);
-    expect(cookie).toMatch(/; SameSite=Lax/);
+    expect(cookie).toMatch(new RegExp(`; SameSite=${sameSite}`));
     expect(cookie).not.toMatch(/Domain=/i);
-    expect(cookie).not.toMatch(/Partitioned/);
+    if (sameSite === 'Lax') expect(cookie).not.toMatch(/Partitioned/);
+    else expect(cookie).toMatch(/; Partitioned/);
+  }
+
+  test('behind a TLS-terminating router: __Host- prefix, Secure, HttpOnly, Path=/, SameSite=Lax, no Domain (launch cookie at /login, session cookie at the callback)', async () => {
+    const b = await bff({ PUBLIC_URL: 'https://app.example.org', TRUST_PROXY: '1' });
+    const l = await launchBehindRouter(b);
+    expectHardened(l.launchCookie, 'Lax');
+    expect(l.launchCookie).toMatch(/; Max-Age=660/); // LAUNCH_TTL_SECONDS and a minute of grace
+    expect(l.sessionAtLogin).toBeUndefined(); // a launch in progress is not a session
+    expect(l.done.status).toBe(302);
+    expectHardened(l.sessionCookie, 'Lax');
   });
 
   test('Heroku is detected (DYNO): trust proxy is on without configuring it', async () => {
     const b = await bff({ PUBLIC_URL: 'https://app.example.org', DYNO: 'web.1' });
-    const res = await fetch(`${b.url}/login`, { headers: { 'x-forwarded-proto': 'https' }, redirect: 'manual' });
-    expect(res.headers.getSetCookie().some((c) => c.startsWith('__Host-smart-bff='))).toBe(true);
+    const l = await launchBehindRouter(b);
+    expect(l.launchCookie).toBeDefined();
+    expect(l.done.status).toBe(302);
+    expect(l.sessionCookie).toBeDefined();
   });
 
   test('without trust proxy a plain-http hop gets no Secure cookie (the misconfiguration the router setting fixes)', async () => {
     const b = await bff({ PUBLIC_URL: 'https://app.example.org' });
-    const res = await fetch(`${b.url}/login`, { headers: { 'x-forwarded-proto': 'https' }, redirect: 'manual' });
+    const res = await fetch(`${b.url}/login`, { headers: viaRouter, redirect: 'manual' });
     expect(res.headers.getSetCookie()).toEqual([]);
+    // ...so the launch ends at the cookie diagnosis, and the operator is told why (hostile-inputs.test.ts #24)
+    const l = await launchBehindRouter(b);
+    expect(l.done.status).toBe(400);
+    expect((await json(l.done)).error).toBe('session_cookie_missing');
   });
 
   test('embedded mode: SameSite=None; Secure; Partitioned', async () => {
     const b = await bff({ PUBLIC_URL: 'https://app.example.org', TRUST_PROXY: '1', COOKIE_MODE: 'embedded' });
-    const res = await fetch(`${b.url}/login`, { headers: { 'x-forwarded-proto': 'https' }, redirect: 'manual' });
-    const cookie = res.headers.getSetCookie().find((c) => c.startsWith('__Host-smart-bff='))!;
-    expect(cookie).toMatch(/; SameSite=None/);
-    expect(cookie).toMatch(/; Secure/);
-    expect(cookie).toMatch(/; Partitioned/);
-    const page = await fetch(`${b.url}/`, { headers: { 'x-forwarded-proto': 'https' } });
+    const l = await launchBehindRouter(b);
+    expectHardened(l.launchCookie, 'None');
+    expect(l.done.status).toBe(302);
+    expectHardened(l.sessionCookie, 'None');
+    const page = await fetch(`${b.url}/`, { headers: viaRouter });
     expect(page.headers.get('content-security-policy')).toMatch(/frame-ancestors \*/);
     expect(page.headers.get('x-frame-options')).toBeNull();
   });

@@ -250,6 +250,8 @@ describe('state handling', () => {
   test('the session id changes at login and the old one is no longer valid', async () => {
     const b = await bff();
     const browser = new Browser();
+    // a launch in progress has no session (the session is created at the callback): sign in once, then launch again
+    await ehrLaunch(b, browser, sandbox.patients[1]!.id);
     const launch = sandbox.createLaunch({ patient: sandbox.patients[0]!.id });
     const start = await browser.get(`${b.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${launch}`);
     const before = browser.cookies(b.url).get('smart-bff.sid');
@@ -372,11 +374,13 @@ describe('invalid_grant diagnosis', () => {
 
   test('a redirect_uri that differs between authorize and token request (two instances, two PUBLIC_URLs)', async () => {
     const { MemoryTokenStore } = await import('../../src/session/token-store.js');
+    const { MemoryTransactionStore } = await import('../../src/session/transaction-store.js');
     const { createMemorySessionStore } = await import('../../src/session/session-middleware.js');
     const sessionStore = createMemorySessionStore();
     const tokenStore = new MemoryTokenStore();
-    const one = await bff({}, { sessionStore, tokenStore });
-    const two = await bff({}, { sessionStore, tokenStore, host: 'localhost' });
+    const transactionStore = new MemoryTransactionStore({ max: 100 }); // shared, as Redis is between instances
+    const one = await bff({}, { sessionStore, tokenStore, transactionStore });
+    const two = await bff({}, { sessionStore, tokenStore, transactionStore, host: 'localhost' });
     const browser = new Browser();
     const start = await browser.get(`${one.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient: sandbox.patients[0]!.id })}`);
     const cb = new URL(await authorize(start.headers.get('location')!));

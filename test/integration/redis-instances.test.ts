@@ -103,12 +103,15 @@ d('instances sharing Redis', () => {
     const health = await fetch(`${a.url}/healthz`).catch((e) => { throw new Error(`${e.cause?.code} ${a.child.exitCode} ${a.child.signalCode}\n${a.output().slice(-4000)}`); });
     expect(health.status).toBe(200);
     await redis.start(); // an empty Redis: sessions are gone, but the instances recover by themselves
-    let status = 0;
-    for (let i = 0; i < 50 && status !== 200; i++) {
-      await new Promise((r) => setTimeout(r, 200));
-      status = (await fetch(`${a.url}/readyz`)).status;
+    // each instance reconnects on its own backoff (up to 3 s apart): wait until both are ready again
+    for (const s of [a, b]) {
+      let status = 0;
+      for (let i = 0; i < 50 && status !== 200; i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        status = (await fetch(`${s.url}/readyz`)).status;
+      }
+      expect(status).toBe(200);
     }
-    expect(status).toBe(200);
     const after = await get(b.url, '/api/session', l.cookie);
     expect(after.status).toBe(401); // the session was in the Redis that was lost: a clear 401, not a crash
     const fresh = await launchAcross(sandbox.patients[4]!.id);

@@ -22,16 +22,21 @@ describe('proxy header hygiene', () => {
     expect(upstreamRequestHeaders({ connection: 'prefer', prefer: 'x' }, 't', 'r')).not.toHaveProperty('prefer');
   });
 
-  test('response: Set-Cookie, hop-by-hop, Access-Control-* and WWW-Authenticate removed; no-store added', () => {
+  test('response: an allow-list (Set-Cookie, hop-by-hop, Access-Control-*, WWW-Authenticate and headers acting on the origin removed); no-store, CSP sandbox and nosniff added', () => {
     const out = browserResponseHeaders(
       {
         'content-type': 'application/fhir+json', etag: 'W/"2"', location: 'x', 'last-modified': 'y', 'set-cookie': ['a=b'],
         'access-control-allow-origin': '*', 'access-control-allow-credentials': 'true', connection: 'close', 'transfer-encoding': 'chunked',
         'www-authenticate': 'Basic realm=x', 'cache-control': 'public, max-age=3600', 'content-length': '10',
+        refresh: '0;url=https://evil.example', link: '<https://evil.example/a.css>; rel=stylesheet', 'clear-site-data': '"*"',
+        'content-security-policy': 'default-src *', 'service-worker-allowed': '/', 'x-unknown-vendor-header': 'x', 'x-progress': 'busy',
       },
       { dropContentLength: true },
     );
-    expect(out).toEqual({ 'content-type': 'application/fhir+json', etag: 'W/"2"', location: 'x', 'last-modified': 'y', 'cache-control': 'no-store', pragma: 'no-cache' });
+    expect(out).toEqual({
+      'content-type': 'application/fhir+json', etag: 'W/"2"', location: 'x', 'last-modified': 'y', 'x-progress': 'busy', 'cache-control': 'no-store', pragma: 'no-cache',
+      'content-security-policy': "sandbox; default-src 'none'", 'x-content-type-options': 'nosniff',
+    });
     expect(browserResponseHeaders({ 'content-length': '10' }, { dropContentLength: false })['content-length']).toBe('10');
   });
 });

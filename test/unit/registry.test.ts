@@ -37,6 +37,12 @@ describe('Registry (iss allow-list)', () => {
     expect(r.match('https://fhir-ehr.cerner.com.evil.com/r4/x')).toBeUndefined();
   });
 
+  test('an entry named exactly wins over a wildcard listed before it, and says it is not a wildcard match (#45)', () => {
+    const both = new Registry([reg('wild', ['https://ehr.example.org/t/*']), reg('named', ['https://ehr.example.org/t/acme'])]);
+    expect(both.match('https://ehr.example.org/t/acme')).toMatchObject({ registration: { name: 'named' }, wildcard: false });
+    expect(both.match('https://ehr.example.org/t/other')).toMatchObject({ registration: { name: 'wild' }, wildcard: true });
+  });
+
   test('defaultIss skips wildcards', () => {
     expect(r.defaultIss(r.byName('a')!)).toBe('https://fhir.example.org/r4');
     expect(r.defaultIss(r.byName('cerner')!)).toBeUndefined();

@@ -1,4 +1,4 @@
-import { buildTargetUrl } from '../../src/proxy/target-url.js';
+import { buildTargetUrl, proxyUrlFor } from '../../src/proxy/target-url.js';
 
 const BASE = 'https://ehr.example.com/fhir/r4';
 
@@ -26,5 +26,27 @@ describe('buildTargetUrl', () => {
 
   test('a base with a trailing slash works the same', () => {
     expect(buildTargetUrl('/Patient/1', `${BASE}/`).href).toBe(`${BASE}/Patient/1`);
+  });
+});
+
+describe('proxyUrlFor (Location, Content-Location)', () => {
+  const PROXY = 'https://app.example.org/fhir';
+  test.each([
+    [`${BASE}/Patient/1/_history/2`, `${PROXY}/Patient/1/_history/2`],
+    [`${BASE}`, PROXY],
+    [`${BASE}/`, PROXY],
+    ['Patient/1', `${PROXY}/Patient/1`],
+    ['/fhir/r4/Patient/1?x=1', `${PROXY}/Patient/1?x=1`],
+    ['HTTPS://EHR.EXAMPLE.COM:443/fhir/r4/Patient/1', `${PROXY}/Patient/1`],
+  ])('%s → %s', (value, expected) => {
+    expect(proxyUrlFor(value, BASE, PROXY)).toBe(expected);
+  });
+
+  test.each([
+    'https://elsewhere.example/x', '//elsewhere.example/fhir/r4/Patient/1', 'http://ehr.example.com/fhir/r4/Patient/1', 'https://ehr.example.com/other',
+    'https://ehr.example.com/fhir/r4x/Patient/1', '/fhir/r4/../../x', 'https://user:pw@ehr.example.com/fhir/r4/Patient/1', 'javascript:alert(1)',
+    'data:text/html,x', 'https://ehr.example.com:8443/fhir/r4/Patient/1',
+  ])('drops %s', (value) => {
+    expect(proxyUrlFor(value, BASE, PROXY)).toBeUndefined();
   });
 });

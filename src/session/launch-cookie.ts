@@ -1,0 +1,47 @@
+/**
+ * The launch cookie: a random browser-binding id that ties pending launches to the browser that started them,
+ * so that a `state` used from another browser matches nothing (and cannot use up its owner's launch). One id per
+ * browser, reused by every launch it starts, so several tabs can launch at once. Only its SHA-256 is stored with a
+ * pending launch. Same rules as the session cookie (sessionCookieOptions): `__Host-` prefixed, Secure, HttpOnly,
+ * Path=/ on https; SameSite=Lax by default, which the top-level redirect back from the authorization server
+ * carries; SameSite=None; Partitioned in the embedded mode. Like express-session, a Secure cookie is only sent on
+ * a request the app knows is secure (behind a TLS-terminating router that needs TRUST_PROXY): otherwise the
+ * callback reports the missing cookie (`session_cookie_missing`) instead of a mysterious state error.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Request, Response } from 'express';
+import { cookieSecure, sessionCookieOptions, type SessionCookieConfig } from './session-middleware.js';
+
+const BINDING = /^[A-Za-z0-9_-]{43}$/;
+
+export function launchCookieName(config: SessionCookieConfig): string {
+  return cookieSecure(config) ? '__Host-smart-bff-launch' : 'smart-bff.launch';
+}
+
+/** The browser's binding id from its launch cookie, when it sent a well-formed one. */
+export function readLaunchBinding(req: Pick<IncomingMessage, 'headers'>, config: SessionCookieConfig): string | undefined {
+  const header = req.headers.cookie;
+  if (!header) return undefined;
+  const name = launchCookieName(config);
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq === -1 || part.slice(0, eq).trim() !== name) continue;
+    const value = part.slice(eq + 1).trim();
+    if (BINDING.test(value)) return value;
+  }
+  return undefined;
+}
+
+/** The browser's binding id (a new one when it has none), with the cookie (re)issued to last `maxAgeSeconds`. */
+export function issueLaunchBinding(req: Request, res: Response, config: SessionCookieConfig, maxAgeSeconds: number): string {
+  const binding = readLaunchBinding(req, config) ?? randomBytes(32).toString('base64url');
+  const options = sessionCookieOptions(config);
+  if (!options.secure || req.secure) res.cookie(launchCookieName(config), binding, { ...options, maxAge: maxAgeSeconds * 1000 });
+  return binding;
+}
+
+/** What a pending launch stores of the binding id. */
+export function bindingHash(binding: string): string {
+  return createHash('sha256').update(binding).digest('base64url');
+}
