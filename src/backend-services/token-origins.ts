@@ -22,11 +22,11 @@ export function parseOrigin(value: string, allowInsecureHttp: boolean): { origin
   return { origin: u.origin };
 }
 
-/** A comma- (or space-) separated list of origins; every problem reported. */
+/** Comma-separated lists of origins; every problem reported. */
 export function parseTrustedOrigins(values: readonly string[], allowInsecureHttp: boolean): { origins: string[]; problems: string[] } {
   const origins: string[] = [];
   const problems: string[] = [];
-  for (const v of values.flatMap((s) => s.split(/[\s,]+/)).filter(Boolean)) {
+  for (const v of values.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean)) {
     const r = parseOrigin(v, allowInsecureHttp);
     if ('problem' in r) problems.push(r.problem);
     else if (!origins.includes(r.origin)) origins.push(r.origin);

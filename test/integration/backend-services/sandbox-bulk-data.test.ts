@@ -1,9 +1,13 @@
 /**
- * The sandbox's FHIR Bulk Data server, as a client meets it over real sockets: system-level tokens from the
- * sandbox's own authorization server (client_credentials + private_key_jwt), kick-off at system, Patient and
- * Group level, status polling, the manifest, NDJSON files, DELETE, and OperationOutcomes for every refusal.
+ * The sandbox's backend services, as a client meets them over real sockets: registering a backend client (a
+ * pasted or POSTed JWKS; the keys directory), system-level tokens from the sandbox's own authorization server
+ * (client_credentials + private_key_jwt), and the FHIR Bulk Data server: kick-off at system, Patient and Group
+ * level, status polling, the manifest, NDJSON files, DELETE, and OperationOutcomes for every refusal.
  */
 import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as jose from 'jose';
 import { startSandbox, type Sandbox } from '../../../src/sandbox/index.js';
 import { parsePrivateKey, type ClientKey } from '../../../src/config.js';
@@ -13,13 +17,14 @@ import { json } from '../../helpers/json.js';
 let sandbox: Sandbox & { url: string };
 let key: ClientKey;
 let otherKey: ClientKey;
+const keysDir = mkdtempSync(join(tmpdir(), 'sandbox-keys-'));
 
 beforeAll(async () => {
   key = await parsePrivateKey(generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
   otherKey = await parsePrivateKey(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
   sandbox = await startSandbox({
     clients: [{ client_id: 'launch-app', token_endpoint_auth_method: 'none', redirect_uris: ['http://127.0.0.1/cb'] }],
-    bulkExport: { delayMs: 1000 },
+    bulkExport: { delayMs: 1000 }, keysDir,
   });
   sandbox.registerBackendClient({ clientId: 'exporter', jwks: { keys: [key.publicJwk] } });
   sandbox.registerBackendClient({ clientId: 'other-exporter', jwks: { keys: [otherKey.publicJwk] } });
@@ -225,4 +230,45 @@ test('bad kick-offs get 4xx OperationOutcomes: no Prefer: respond-async, a forma
     expect(body.resourceType).toBe('OperationOutcome');
     expect(body.issue[0].diagnostics).toMatch(message);
   }
+});
+
+test('registering a backend client: POST a public JWKS (JSON) → 201 and a working client; private keys and bad JSON refused', async () => {
+  const k = await parsePrivateKey(generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
+  const post = (body: unknown, type = 'application/json') => fetch(`${sandbox.url}/backend-services/clients`, { method: 'POST', headers: { 'content-type': type }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  const ok = await post({ client_id: 'posted-client', jwks: { keys: [k.publicJwk] } });
+  expect(ok.status).toBe(201);
+  expect(await json(ok)).toMatchObject({ client_id: 'posted-client', token_endpoint: `${sandbox.issuer}/token`, fhir_base_url: sandbox.fhirBaseUrl });
+  expect(await token('system/Patient.rs', 'posted-client', k)).toMatch(/\S{20,}/);
+
+  const privateJwk = generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ format: 'jwk' });
+  const refused = await post({ jwks: { keys: [{ ...privateJwk, kid: 'oops' }] } });
+  expect(refused.status).toBe(400);
+  expect((await json(refused)).problems[0]).toMatch(/contains private key material \(d\)/);
+
+  // The page's form: HTML back, the problem shown, the pasted text kept (escaped).
+  const form = await post(new URLSearchParams({ client_id: 'form-client', jwks: '{"keys": <b>' }).toString(), 'application/x-www-form-urlencoded');
+  expect(form.status).toBe(400);
+  const html = await form.text();
+  expect(html).toContain('the JWKS is not JSON');
+  expect(html).toContain('{&quot;keys&quot;: &lt;b&gt;');
+  const pasted = await post(new URLSearchParams({ jwks: JSON.stringify({ keys: [k.publicJwk] }) }).toString(), 'application/x-www-form-urlencoded');
+  expect(pasted.status).toBe(201);
+  expect(await pasted.text()).toMatch(/Registered <code>backend-[0-9a-f]{12}<\/code>/);
+});
+
+test('sandbox-backend: the public keys of the keys directory, read at request time, never a private member', async () => {
+  const k = await parsePrivateKey(generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
+  await expect(token('system/*.rs', 'sandbox-backend', k)).rejects.toThrow(/invalid_client.*not among the public keys in/);
+  // What `smart-bff keys generate` writes, and a careless file holding a private JWK.
+  writeFileSync(join(keysDir, 'es384-one.jwks.json'), JSON.stringify({ keys: [k.publicJwk] }));
+  const careless = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+  writeFileSync(join(keysDir, 'rs384-two.jwks.json'), JSON.stringify({ keys: [{ ...careless, kid: 'careless' }] }));
+  writeFileSync(join(keysDir, 'notes.json'), '{"keys": "ignored: not a .jwks.json file"}');
+  expect(await token('system/*.rs', 'sandbox-backend', k)).toMatch(/\S{20,}/);
+  const served = await fetch(`${sandbox.url}/backend-services/jwks.json`);
+  const jwks = await json(served);
+  expect(jwks.keys.map((x: { kid: string }) => x.kid).sort()).toEqual(['careless', k.kid].sort());
+  for (const m of ['d', 'p', 'q', 'dp', 'dq', 'qi']) expect(JSON.stringify(jwks)).not.toContain(`"${m}":`);
+  const page = await (await fetch(`${sandbox.url}/backend-services`)).text();
+  expect(page).toContain(`<code>${k.kid}</code> ES384`);
 });
