@@ -128,7 +128,7 @@ test('every request needs a system-level token: none → 401, a user token → 4
   expect((await kickoff('$export', 'not-a-token')).status).toBe(401);
 
   const client = await sandbox.provider.Client.find('launch-app');
-  const user = await new sandbox.provider.AccessToken({ client: client!, accountId: 'smart-Practitioner-71482713', grantId: 'g1', scope: 'user/*.rs' }).save();
+  const user = await new sandbox.provider.AccessToken({ client: client!, accountId: 'smart-Practitioner-71482713', grantId: 'g1', gty: 'authorization_code', scope: 'user/*.rs' }).save();
   const refused = await kickoff('$export', user);
   expect(refused.status).toBe(403);
   expect((await json(refused)).issue[0].diagnostics).toMatch(/system-level token/);
