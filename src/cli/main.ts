@@ -14,10 +14,12 @@ import { generateSigningKey } from '../backend-services/keys.js';
 import { BackendTokenClient, type BackendClient } from '../backend-services/token-client.js';
 import { BulkExporter, DEFAULT_EXPORT_TIMEOUT_SECONDS, type ExportEvent, type ExportParameters } from '../backend-services/bulk-export.js';
 import { describeFailure } from '../backend-services/export-errors.js';
-import { withRetries } from '../backend-services/retry.js';
+import { Deadline, withRetries } from '../backend-services/retry.js';
 import { parseTrustedOrigins } from '../backend-services/token-origins.js';
 
 const env = process.env;
+/** `smart-bff token` waits out throttling (429) this long at most. */
+const TOKEN_DEADLINE_SECONDS = 120;
 
 function backendOptions(cmd: Command): Command {
   return cmd
@@ -106,7 +108,8 @@ backendOptions(program.command('token').description('get a system access token (
       const { tokens, client } = await setup(o, o.scope);
       // Network errors, 5xx and 429 are retried; invalid_client and the other OAuth errors fail at once.
       const t = await withRetries('token request', () => tokens.getToken(client), {
-        maxRetries: 3, baseMs: 1000, onRetry: (e) => process.stderr.write(`${retryLine(e)}\n`),
+        maxRetries: 3, baseMs: 1000, deadline: new Deadline(TOKEN_DEADLINE_SECONDS, `${TOKEN_DEADLINE_SECONDS} s`),
+        onRetry: (e) => process.stderr.write(`${retryLine(e)}\n`),
       });
       // The token is this command's product, written to stdout for the operator who asked for it (as
       // `gcloud auth print-access-token` does); it is never logged. Plain mode puts only the token on stdout, so

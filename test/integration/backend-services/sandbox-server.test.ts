@@ -4,7 +4,7 @@
  * sandbox's client `sandbox-backend`, and `/api/bulk-data` exporting from the sandbox through the backend
  * registration named `sandbox` that the server makes at startup.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +17,8 @@ import { startServerProcess, type ServerProcess } from '../../helpers/server-pro
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const ADMIN = 'admin-token-0123456789-abcdefghij';
 let server: ServerProcess;
+/** The users' working directory: the README's commands write ./keys and ./export here; the server reads ./keys. */
+let workDir: string;
 let keysDir: string;
 
 function cli(args: string[]) {
@@ -31,7 +33,8 @@ function cli(args: string[]) {
 }
 
 beforeAll(async () => {
-  keysDir = mkdtempSync(join(tmpdir(), 'server-keys-'));
+  workDir = mkdtempSync(join(tmpdir(), 'server-work-'));
+  keysDir = join(workDir, 'keys');
   const port = await freePort();
   server = await startServerProcess({
     PUBLIC_URL: `http://127.0.0.1:${port}`, ADMIN_TOKEN: ADMIN, BULK_DATA_DIR: mkdtempSync(join(tmpdir(), 'server-bulk-')), SANDBOX_KEYS_DIR: keysDir,
@@ -81,3 +84,16 @@ test('/api/bulk-data exports from the sandbox out of the box (the registration n
   expect(page).toContain('<code>sandbox-backend</code>');
   expect(page).toContain('<code>smart-bff-backend</code>');
 }, 60000);
+
+test('the README\'s backend-services commands run as written against the sandbox (npx smart-bff → the CLI, localhost:3000 → this server)', () => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('## Backend services and Bulk Data'));
+  const block = /```sh\n([\s\S]*?)```/.exec(section)![1]!;
+  expect(block).toContain('--client-id sandbox-backend');
+  const script = block.replaceAll('npx smart-bff', `${JSON.stringify(process.execPath)} ${JSON.stringify(join(ROOT, 'bin', 'smart-bff.js'))}`).replaceAll('http://localhost:3000', server.url);
+  const r = spawnSync('bash', ['-euo', 'pipefail', '-c', script], { cwd: workDir, encoding: 'utf8', timeout: 90_000, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', SMART_BFF_FROM_SOURCE: '1' } });
+  expect([r.status, r.stderr]).toEqual([0, expect.any(String)]);
+  const count = (dir: string, file: string) => readFileSync(join(workDir, dir, file), 'utf8').trim().split('\n').length;
+  expect(count('export', 'Patient-1.ndjson')).toBe(expected().Patient);
+  expect(count('export-group', 'Patient-1.ndjson')).toBe(3);
+}, 120000);
