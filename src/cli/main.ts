@@ -5,6 +5,7 @@
  * and what to do, and exit 1; permanent ones (invalid_client, …) at once, without retrying.
  */
 import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { parsePrivateKey, type SigningAlg } from '../config.js';
@@ -82,7 +83,10 @@ program
   .requiredOption('--out <dir>', 'output directory')
   .action(async (o: { alg: SigningAlg; out: string }) => {
     const k = await generateSigningKey(o.alg, o.out);
-    const key = shellQuote(k.privateKeyPath);
+    const key = shellQuote(isAbsolute(k.privateKeyPath) || k.privateKeyPath.startsWith('.') ? k.privateKeyPath : `./${k.privateKeyPath}`);
+    const sandboxReads = resolve(o.out) === resolve('keys')
+      ? 'its client sandbox-backend accepts the public keys in ./keys at once'
+      : `its client sandbox-backend reads ./keys: start it with SANDBOX_KEYS_DIR=${shellQuote(o.out)}, or paste the JWKS above on http://localhost:3000/sandbox/backend-services`;
     console.log(`Generated ${k.alg} key ${k.kid}
   private key: ${k.privateKeyPath}   (mode 0600; keep it secret, never commit it)
   public JWKS: ${k.jwksPath}
@@ -92,7 +96,7 @@ ${JSON.stringify({ keys: [k.publicJwk] }, null, 2)}
 
 Token endpoint auth: private_key_jwt, signing algorithm ${k.alg}, key id (kid) ${k.kid}
 
-Next, against the built-in sandbox EHR (\`npm start\`; its client sandbox-backend reads the public keys in ./keys):
+Next, against the built-in sandbox EHR (\`npm start\`; ${sandboxReads}):
   npx smart-bff token  --iss http://localhost:3000/sandbox/fhir --client-id sandbox-backend --key ${key}
   npx smart-bff export --iss http://localhost:3000/sandbox/fhir --client-id sandbox-backend --key ${key} --out ./export
 Against an EHR that registered the JWKS above for <client id>:
