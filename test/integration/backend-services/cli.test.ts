@@ -47,7 +47,7 @@ beforeAll(async () => {
     clients: [{ client_id: 'backend-app', token_endpoint_auth_method: 'private_key_jwt', jwks, grant_types: ['client_credentials'] }],
     keysDir, bulkExport: { delayMs: 1000 },
   });
-  sandbox.events.on('token-request', (e: { client_id?: string }) => tokenRequests.push(e));
+  sandbox.events.on('token-request', (e: { client_id?: string }) => tokenRequests.push({ client_id: e.client_id })); // no secret values in failure output
   bulk = await startBulkServer(sandbox.provider, `${sandbox.fhirBaseUrl}/.well-known/smart-configuration`);
 }, 60000);
 afterAll(async () => {

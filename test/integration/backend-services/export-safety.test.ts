@@ -28,7 +28,7 @@ beforeAll(async () => {
   sandbox = await startSandbox({
     clients: [{ client_id: 'backend-app', token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [{ ...key.publicJwk }] }, grant_types: ['client_credentials'] }],
   });
-  sandbox.events.on('token-request', (e: { client_id?: string; status: number }) => tokenRequests.push(e));
+  sandbox.events.on('token-request', (e: { client_id?: string; status: number }) => tokenRequests.push({ client_id: e.client_id, status: e.status })); // no secret values in failure output
   bulk = await startBulkServer(sandbox.provider, `${sandbox.fhirBaseUrl}/.well-known/smart-configuration`);
 });
 afterAll(async () => {

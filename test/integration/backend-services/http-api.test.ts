@@ -23,7 +23,7 @@ const tokenRequests: { client_id?: string }[] = [];
 beforeAll(async () => {
   key = await parsePrivateKey(PEM);
   sandbox = await startSandbox({ clients: [{ client_id: 'backend-app', token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [{ ...key.publicJwk }] }, grant_types: ['client_credentials'] }] });
-  sandbox.events.on('token-request', (e: { client_id?: string }) => tokenRequests.push(e));
+  sandbox.events.on('token-request', (e: { client_id?: string }) => tokenRequests.push({ client_id: e.client_id })); // no secret values in failure output
   bulk = await startBulkServer(sandbox.provider, `${sandbox.fhirBaseUrl}/.well-known/smart-configuration`);
 });
 beforeEach(() => {
