@@ -18,7 +18,6 @@ import { describeFailure } from '../backend-services/export-errors.js';
 import { Deadline, withRetries } from '../backend-services/retry.js';
 import { parseTrustedOrigins } from '../backend-services/token-origins.js';
 
-const env = process.env;
 /** `smart-bff token` waits out throttling (429) this long at most. */
 const TOKEN_DEADLINE_SECONDS = 120;
 
