@@ -4,6 +4,7 @@
  * Every variable is documented in .env.example.
  */
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { createPrivateKey, randomBytes, type KeyObject, type webcrypto } from 'node:crypto';
 import * as jose from 'jose';
 import { z } from 'zod';
@@ -53,6 +54,8 @@ export interface Config {
   readonly registrations: readonly Registration[];
   /** The built-in development EHR is served under /sandbox (never in production). */
   readonly sandbox: boolean;
+  /** SANDBOX_KEYS_DIR: the public JWKS files there are the keys of the sandbox's system client `sandbox-backend`. */
+  readonly sandboxKeysDir: string;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   readonly discoveryTtlSeconds: number;
   /** Issuers whose SMART configuration is cached (LRU). */
@@ -123,6 +126,7 @@ const envSchema = z.object({
   SMART_KEY_ID: z.string().optional(),
   SMART_CONFIG_FILE: z.string().optional(),
   SANDBOX: z.enum(['auto', 'on', 'off']).default('auto'),
+  SANDBOX_KEYS_DIR: z.string().min(1).default('keys'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SMART_DISCOVERY_TTL: z.coerce.number().int().min(0).max(86400 * 7).default(3600),
   SMART_DISCOVERY_CACHE_MAX: z.coerce.number().int().min(1).max(1_000_000).default(1000),
@@ -286,7 +290,7 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
   for (const fa of frameAncestors) {
     if (!/^('self'|'none'|\*|https?:\/\/[^\s;,']+)$/.test(fa)) problems.push(`FRAME_ANCESTORS: not a CSP source: ${JSON.stringify(fa)} (use origins like https://ehr.example.com, or 'self')`);
   }
-  const backend = await loadBackendConfig(env, problems, { isProduction, allowInsecureHttp });
+  const backend = await loadBackendConfig(env, problems, { isProduction, allowInsecureHttp, sandbox });
   const proxyMaxBodyBytes = parseBytes(e.FHIR_PROXY_MAX_BODY);
   if (proxyMaxBodyBytes === undefined) problems.push(`FHIR_PROXY_MAX_BODY: not a size: ${JSON.stringify(e.FHIR_PROXY_MAX_BODY)} (e.g. 10mb, 512kb, 1048576)`);
 
@@ -303,6 +307,7 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
     sessionSecretEphemeral,
     registrations: Object.freeze(registrations),
     sandbox,
+    sandboxKeysDir: resolve(e.SANDBOX_KEYS_DIR),
     logLevel: e.LOG_LEVEL,
     discoveryTtlSeconds: e.SMART_DISCOVERY_TTL,
     discoveryCacheMax: e.SMART_DISCOVERY_CACHE_MAX,

@@ -32,6 +32,7 @@ async function main(): Promise<void> {
     const sb = await createSandbox({
       baseUrl: `${config.publicUrl}/sandbox`,
       clients: [{ client_id: SANDBOX_CLIENT_ID, token_endpoint_auth_method: 'none', redirect_uris: [config.redirectUri], launch_uri: `${config.publicUrl}/launch` }],
+      keysDir: config.sandboxKeysDir,
       logger: logger.child({ component: 'sandbox' }),
     });
     sandbox = sb;
@@ -39,6 +40,12 @@ async function main(): Promise<void> {
       name: 'sandbox', iss: Object.freeze([sb.fhirBaseUrl]), clientId: SANDBOX_CLIENT_ID, clientType: 'public', scope: DEFAULT_SCOPE, standaloneScope: DEFAULT_SCOPE,
     });
     config = Object.freeze({ ...config, registrations: Object.freeze([...config.registrations, registration]) });
+    if (config.backend.registrations.length === 0) {
+      // Backend services against the sandbox out of the box: a registration named `sandbox` (a key made in memory).
+      const { sandboxBackendRegistration } = await import('./sandbox/backend-registration.js');
+      const backend = await sandboxBackendRegistration(sb);
+      config = Object.freeze({ ...config, backend: Object.freeze({ ...config.backend, registrations: Object.freeze([backend]) }) });
+    }
   }
 
   let redis: RedisClient | undefined;

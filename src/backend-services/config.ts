@@ -8,12 +8,16 @@
  *   JWKS_EXTRA_KEYS_FILE  public keys to publish besides the signing keys (rotation: the next key, retired keys)
  *   ADMIN_TOKEN           enables /api/bulk-data (bearer token, 24+ characters); off when unset
  *   BULK_DATA_DIR         where export jobs and their files are kept (default ./bulk-data)
+ *   BULK_DATA_TRUSTED_ORIGINS  origins besides each FHIR server's own that may receive its access token (a file
+ *                         host of the FHIR server), comma-separated; a registration in BACKEND_CONFIG_FILE may add
+ *                         its own `trustedOrigins`
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type * as jose from 'jose';
 import { z } from 'zod';
 import { parsePrivateKey, type ClientKey } from '../config.js';
+import { parseTrustedOrigins } from './token-origins.js';
 
 export interface BackendRegistration {
   readonly name: string;
@@ -22,6 +26,8 @@ export interface BackendRegistration {
   readonly key: ClientKey;
   readonly scope: string;
   readonly jku?: string;
+  /** Origins besides the FHIR server's that may receive this registration's access token (file hosts). */
+  readonly trustedOrigins: readonly string[];
 }
 
 export interface BackendConfig {
@@ -30,6 +36,8 @@ export interface BackendConfig {
   readonly extraPublicKeys: readonly jose.JWK[];
   readonly adminToken: string | undefined;
   readonly bulkDataDir: string;
+  /** BULK_DATA_TRUSTED_ORIGINS: trusted by every registration. */
+  readonly trustedOrigins: readonly string[];
 }
 
 const entry = z.object({
@@ -41,9 +49,13 @@ const entry = z.object({
   keyId: z.string().min(1).optional(),
   scope: z.string().min(1).optional(),
   jku: z.string().url().optional(),
+  trustedOrigins: z.array(z.string().min(1)).optional(),
 });
 
-export async function loadBackendConfig(env: NodeJS.ProcessEnv, problems: string[], opts: { isProduction: boolean; allowInsecureHttp: boolean }): Promise<BackendConfig> {
+export async function loadBackendConfig(env: NodeJS.ProcessEnv, problems: string[], opts: { isProduction: boolean; allowInsecureHttp: boolean; sandbox?: boolean }): Promise<BackendConfig> {
+  const insecureOk = opts.allowInsecureHttp && !opts.isProduction;
+  const trusted = parseTrustedOrigins([env.BULK_DATA_TRUSTED_ORIGINS ?? ''], insecureOk);
+  for (const p of trusted.problems) problems.push(`BULK_DATA_TRUSTED_ORIGINS: ${p}`);
   type Entry = z.infer<typeof entry> & { privateKeyText?: string; where: string };
   const entries: Entry[] = [];
   if (env.BACKEND_CONFIG_FILE) {
@@ -90,10 +102,13 @@ export async function loadBackendConfig(env: NodeJS.ProcessEnv, problems: string
       text = env[e.privateKeyEnv];
       if (!text) problems.push(`${e.where}.privateKeyEnv: ${e.privateKeyEnv} is not set`);
     }
+    const own = parseTrustedOrigins(e.trustedOrigins ?? [], insecureOk);
+    for (const p of own.problems) problems.push(`${e.where}.trustedOrigins: ${p}`);
+    const trustedOrigins = Object.freeze([...new Set([...trusted.origins, ...own.origins])]);
     if (!text) continue;
     try {
       const key = await parsePrivateKey(text, e.keyId);
-      registrations.push(Object.freeze({ name: e.name, iss: e.iss, clientId: e.clientId, key, scope: e.scope ?? 'system/*.rs', ...(e.jku ? { jku: e.jku } : {}) }));
+      registrations.push(Object.freeze({ name: e.name, iss: e.iss, clientId: e.clientId, key, scope: e.scope ?? 'system/*.rs', ...(e.jku ? { jku: e.jku } : {}), trustedOrigins }));
     } catch (err) {
       problems.push(`${source}: ${(err as Error).message}`);
     }
@@ -118,7 +133,8 @@ export async function loadBackendConfig(env: NodeJS.ProcessEnv, problems: string
 
   const adminToken = env.ADMIN_TOKEN || undefined;
   if (adminToken && adminToken.length < 24) problems.push('ADMIN_TOKEN: use at least 24 random characters (`openssl rand -base64 32`)');
-  if (adminToken && registrations.length === 0 && !problems.some((p) => p.startsWith('SMART_BACKEND') || p.startsWith('BACKEND'))) {
+  // With the sandbox (development), the server adds a registration for it at startup (sandbox/backend-registration.ts).
+  if (adminToken && registrations.length === 0 && !opts.sandbox && !problems.some((p) => p.startsWith('SMART_BACKEND') || p.startsWith('BACKEND'))) {
     problems.push('ADMIN_TOKEN: the bulk-data API needs a backend registration (SMART_BACKEND_ISS, SMART_BACKEND_CLIENT_ID, SMART_BACKEND_KEY_FILE or BACKEND_CONFIG_FILE)');
   }
   return Object.freeze({
@@ -126,5 +142,6 @@ export async function loadBackendConfig(env: NodeJS.ProcessEnv, problems: string
     extraPublicKeys: Object.freeze(extraPublicKeys),
     adminToken,
     bulkDataDir: resolve(env.BULK_DATA_DIR ?? 'bulk-data'),
+    trustedOrigins: Object.freeze(trusted.origins),
   });
 }

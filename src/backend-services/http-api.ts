@@ -1,7 +1,9 @@
 /**
- * The operators' Bulk Data API: `POST /api/bulk-data/exports` (a registration by name and the export
- * parameters; never a key), `GET /api/bulk-data/exports/:id` (status and files), `GET …/:id/files/:name`,
- * `DELETE …/:id` (cancel: deletes the job on the server). Bearer `ADMIN_TOKEN`; off (404) when it is not set.
+ * The operators' Bulk Data API: `POST /api/bulk-data/exports` (a registration by name, the export parameters,
+ * `keep` and `timeoutSeconds`; never a key), `GET /api/bulk-data/exports/:id` (status, files, and for a failed
+ * job its error: code, message, likely causes), `GET …/:id/files/:name`, `DELETE …/:id` (cancels a running job
+ * and deletes it on the FHIR server; a finished job answers 409 and stays as it is). Bearer `ADMIN_TOKEN`; off
+ * (404) when it is not set.
  */
 import { timingSafeEqual } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -10,6 +12,7 @@ import express, { type Router } from 'express';
 import { z } from 'zod';
 import { AppError, ErrorCode } from '../http/errors.js';
 import type { ExportJobs } from './export-jobs.js';
+import { DEFAULT_EXPORT_TIMEOUT_SECONDS } from './bulk-export.js';
 
 const body = z.object({
   registration: z.string().min(1).default('default'),
@@ -19,6 +22,10 @@ const body = z.object({
   since: z.string().datetime({ offset: true }).optional(),
   typeFilters: z.array(z.string().max(2000)).max(50).optional(),
   outputFormat: z.string().max(100).optional(),
+  /** Leave the job on the FHIR server after the files are downloaded (default: DELETE it). */
+  keep: z.boolean().default(false),
+  /** Overall deadline for the export, from now (default six hours, at most seven days). */
+  timeoutSeconds: z.number().int().min(1).max(7 * 86400).default(DEFAULT_EXPORT_TIMEOUT_SECONDS),
 }).strict();
 
 export function createBulkDataRouter(o: { adminToken: string; jobs: ExportJobs }): Router {
@@ -47,7 +54,7 @@ export function createBulkDataRouter(o: { adminToken: string; jobs: ExportJobs }
     const job = await o.jobs.create(registration, {
       level: p.level, ...(p.groupId ? { groupId: p.groupId } : {}), ...(p.types ? { types: p.types } : {}), ...(p.since ? { since: p.since } : {}),
       ...(p.typeFilters ? { typeFilters: p.typeFilters } : {}), ...(p.outputFormat ? { outputFormat: p.outputFormat } : {}),
-    });
+    }, { keep: p.keep, timeoutSeconds: p.timeoutSeconds });
     res.status(202).set('content-location', `/api/bulk-data/exports/${job.id}`).json({ id: job.id, status: job.status, status_url: `/api/bulk-data/exports/${job.id}` });
   });
 
@@ -72,8 +79,14 @@ export function createBulkDataRouter(o: { adminToken: string; jobs: ExportJobs }
   });
 
   router.delete('/exports/:id', async (req, res) => {
-    const job = await o.jobs.cancel(req.params.id);
-    if (!job) throw new AppError(ErrorCode.NOT_FOUND, 404, 'No such export job.');
+    const result = await o.jobs.cancel(req.params.id);
+    if (!result) throw new AppError(ErrorCode.NOT_FOUND, 404, 'No such export job.');
+    const { job, cancelled } = result;
+    if (!cancelled) {
+      throw new AppError(ErrorCode.JOB_NOT_RUNNING, 409, `The export job is already ${job.status}; there is nothing to cancel.`, {
+        hint: 'GET the job for its status and files.',
+      });
+    }
     res.json({ id: job.id, status: job.status });
   });
   return router;

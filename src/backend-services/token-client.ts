@@ -2,8 +2,11 @@
  * SMART Backend Services tokens: client_credentials with a private_key_jwt assertion that follows SMART exactly
  * (see smart/client-auth.ts), scopes adapted to the server's v1/v2 syntax, the token endpoint from
  * `<fhir base>/.well-known/smart-configuration`. A cache keyed by server, client and scope reuses a token until
- * shortly before it expires, with one request in flight per key however many callers ask. `invalid_client` and
- * `invalid_scope` are explained and never retried in a loop.
+ * shortly before it expires, with one request in flight per key however many callers ask. Every failure carries
+ * its retry decision (retry.ts): OAuth errors such as `invalid_client`, `invalid_grant`, `invalid_scope` and
+ * `unauthorized_client` are permanent and explained (the likely causes travel with the error to the CLI and to a
+ * failed job's JSON); network errors, timeouts and 5xx are transient; 429 is throttling. This client never
+ * retries by itself: its callers do, with one policy.
  */
 import * as client from 'openid-client';
 import { clip, type Logger } from '../log.js';
@@ -13,6 +16,8 @@ import { smartPrivateKeyJwt } from '../smart/client-auth.js';
 import { adaptScopes, splitScopes } from '../smart/scopes.js';
 import { oauthErrorDetails } from '../smart/oauth-errors.js';
 import { describeNetworkError } from '../smart/discovery.js';
+import { isAppError } from '../http/errors.js';
+import { PERMANENT, decideStatus, type RetryDecision } from './retry.js';
 
 export interface BackendClient {
   iss: string;
@@ -33,10 +38,21 @@ export interface SystemToken {
 }
 
 export class BackendTokenError extends Error {
-  constructor(message: string, readonly code: string, readonly causes: string[], readonly retryable: boolean) {
+  constructor(message: string, readonly code: string, readonly causes: string[], readonly retry: RetryDecision) {
     super(message);
     this.name = 'BackendTokenError';
   }
+
+  get retryable(): boolean {
+    return this.retry.kind !== 'permanent';
+  }
+}
+
+/** Discovery failures: unreachable or 5xx is transient; a 4xx or a document we cannot use is permanent. */
+function discoveryDecision(err: unknown): RetryDecision {
+  if (!isAppError(err)) return { kind: 'transient', reason: describeNetworkError(err) };
+  if (err.upstreamStatus !== undefined) return decideStatus(err.upstreamStatus) ?? PERMANENT;
+  return err.code === 'discovery_failed' ? { kind: 'transient', reason: err.status === 504 ? 'timeout' : describeNetworkError((err as { cause?: unknown }).cause) } : PERMANENT;
 }
 
 export interface TokenClientOptions {
@@ -81,7 +97,7 @@ export class BackendTokenClient {
     try {
       server = await this.opts.discovery.get(c.iss, log);
     } catch (err) {
-      throw new BackendTokenError(`Could not read ${c.iss}/.well-known/smart-configuration: ${(err as Error).message}`, 'discovery_failed', [], true);
+      throw new BackendTokenError(`Could not read ${c.iss}/.well-known/smart-configuration: ${(err as Error).message}`, 'discovery_failed', [], discoveryDecision(err));
     }
     const smart = server.configuration;
     const scope = adaptScopes(splitScopes(c.scope), smart.capabilities).join(' ');
@@ -90,9 +106,13 @@ export class BackendTokenClient {
     config.timeout = Math.max(1, Math.ceil(this.opts.timeoutMs / 1000));
     if (this.opts.allowInsecureHttp && smart.token_endpoint.startsWith('http:')) client.allowInsecureRequests(config);
     let date: string | null = null;
+    let retryAfter: string | null = null;
+    let status = 0;
     config[client.customFetch] = async (url, init) => {
       const res = await fetch(url, init as RequestInit);
       date = res.headers.get('date');
+      retryAfter = res.headers.get('retry-after');
+      status = res.status;
       return res;
     };
     const started = Date.now();
@@ -111,11 +131,19 @@ export class BackendTokenClient {
       if (details) {
         const causes = explain(details.error, details.errorDescription, { tokenEndpoint: smart.token_endpoint, kid: c.key.kid, alg: c.key.alg, clientId: c.clientId, scope, serverDate: details.date ?? date, capabilities: smart.capabilities });
         log.warn({ event: 'backend.token.response', status: details.status, error: clip(details.error, 80), error_description: clip(details.errorDescription, 300) ?? null, duration_ms: Date.now() - started, likely_causes: causes }, `backend token: refused (${clip(details.error, 60)})`);
-        throw new BackendTokenError(`The token endpoint refused the request: ${details.error}${details.errorDescription ? ` (${clip(details.errorDescription, 200)})` : ''}`, details.error, causes, details.status >= 500);
+        // The server's error_description is among the causes ("The server says: …").
+        throw new BackendTokenError(`The token endpoint refused the request: ${clip(details.error, 80)} (status ${details.status})`, details.error, causes, decideStatus(details.status, retryAfter) ?? PERMANENT);
+      }
+      if (status && !(err as Error)?.name?.includes('Timeout')) {
+        // An answer that is not an OAuth error (an HTML 503 from a proxy, a 200 without access_token, …).
+        const decision = decideStatus(status, retryAfter);
+        log.warn({ event: 'backend.token.response', status, outcome: decision ? 'unavailable' : 'invalid', reason: clip((err as Error)?.message, 200), duration_ms: Date.now() - started }, 'backend token: unusable answer from the token endpoint');
+        if (decision) throw new BackendTokenError(`The token endpoint is unavailable (status ${status}).`, 'unavailable', [], decision);
+        throw new BackendTokenError(`The token endpoint's answer (status ${status}) is not a usable token response: ${clip((err as Error)?.message, 200)}`, 'invalid_token_response', [], PERMANENT);
       }
       const reason = (err as Error)?.name === 'TimeoutError' ? 'timeout' : describeNetworkError(err);
       log.warn({ event: 'backend.token.response', outcome: 'unavailable', reason, duration_ms: Date.now() - started }, 'backend token: token endpoint unavailable');
-      throw new BackendTokenError(`The token endpoint is unavailable (${reason}).`, 'unavailable', [], true);
+      throw new BackendTokenError(`The token endpoint is unavailable (${reason}).`, 'unavailable', [], { kind: 'transient', reason });
     }
   }
 }
@@ -135,10 +163,16 @@ export function explain(
     causes.push(`Key not registered: the assertion is signed with kid ${f.kid} (${f.alg}); that kid must be in the JWKS registered with the EHR or served at its registered JWKS URL.`);
     causes.push(`Audience: the assertion's aud is the token endpoint ${f.tokenEndpoint}; a server that expects another value refuses it.`);
   }
+  if (error === 'invalid_grant') {
+    causes.push(`The assertion was refused: some servers answer invalid_grant (not invalid_client) for an assertion they cannot accept — a kid (${f.kid}) they do not know, an aud other than ${f.tokenEndpoint}, an exp too far ahead, or a jti seen before.`);
+  }
+  if (error === 'unauthorized_client') {
+    causes.push(`Grant not allowed: the registration of ${f.clientId} may not use client_credentials (register it as a backend services / system app).`);
+  }
   if (error === 'invalid_scope' || error === 'unauthorized_client') {
     causes.push(`Scope not granted: ${f.scope} must be among the system scopes registered for this client.`);
     if (!f.capabilities.includes('permission-v2') && /\.[cruds]+(\s|$)/.test(f.scope)) causes.push('The server does not advertise permission-v2: it may only accept v1 scopes (system/Patient.read).');
   }
-  if (description) causes.push(`The server says: ${clip(description, 200)}`);
+  if (description) causes.push(`The server says: ${clip(description, 500)}`);
   return causes;
 }

@@ -29,6 +29,7 @@ export const ErrorCode = {
   SESSION_STORE_UNAVAILABLE: 'session_store_unavailable',
   NOT_FOUND: 'not_found',
   RATE_LIMITED: 'rate_limited',
+  JOB_NOT_RUNNING: 'job_not_running',
   COOKIE_BLOCKED_IN_FRAME: 'cookie_blocked_in_frame',
   METHOD_NOT_ALLOWED: 'method_not_allowed',
   PAYLOAD_TOO_LARGE: 'payload_too_large',
@@ -50,6 +51,8 @@ export interface AppErrorOptions {
   remoteDescription?: string;
   /** Offer a link to start again (relaunch). */
   relaunch?: boolean;
+  /** The HTTP status a remote server answered, when that is the failure (lets callers tell 404 from 503). */
+  upstreamStatus?: number;
   cause?: unknown;
 }
 
@@ -62,6 +65,7 @@ export class AppError extends Error {
   readonly oauthError: string | undefined;
   readonly remoteDescription: string | undefined;
   readonly relaunch: boolean;
+  readonly upstreamStatus: number | undefined;
 
   constructor(code: ErrorCode, status: number, message: string, opts: AppErrorOptions = {}) {
     super(message);
@@ -74,6 +78,7 @@ export class AppError extends Error {
     this.oauthError = opts.oauthError;
     this.remoteDescription = opts.remoteDescription;
     this.relaunch = opts.relaunch ?? false;
+    this.upstreamStatus = opts.upstreamStatus;
     // The underlying error may carry a Response with tokens in its body: keep it off enumerable props.
     if (opts.cause !== undefined) Object.defineProperty(this, 'cause', { value: opts.cause, enumerable: false });
   }

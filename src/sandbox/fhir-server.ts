@@ -2,7 +2,7 @@
  * The sandbox's FHIR R4 server: checks the bearer token on every resource request (against the sandbox's own
  * authorization server), enforces the token's SMART scopes and patient compartment, and answers with
  * @medplum/fhir-router. Search Bundles carry absolute `link` and `fullUrl` URLs under the FHIR base, with
- * paging by `_count`/`_offset`.
+ * paging by `_count`/`_offset`. Bulk Data export ($export, status URLs, files) is in bulk-data.ts.
  */
 import express, { type Request, type Response, type Router } from 'express';
 import { getStatus } from '@medplum/core';
@@ -10,6 +10,7 @@ import type { FhirRequest, HttpMethod } from '@medplum/fhir-router';
 import type { Bundle, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type Provider from 'oidc-provider';
 import type { FhirEngine } from './fhir-data.js';
+import { bulkDataRouter, type BulkExportOptions } from './bulk-data.js';
 import { grantingLevels, type Interaction } from './scope-check.js';
 import type { LaunchContextStore } from './launch-context.js';
 
@@ -20,6 +21,7 @@ export interface FhirServerOptions {
   contexts: LaunchContextStore;
   smartConfiguration: () => Record<string, unknown>;
   capabilityStatement: () => Record<string, unknown>;
+  bulkExport?: BulkExportOptions;
   onRequest?: (e: { method: string; path: string; token?: string; status: number }) => void;
 }
 
@@ -44,6 +46,11 @@ export function fhirServerRouter(opts: FhirServerOptions): Router {
   router.get('/metadata', (_req, res) => send(res, 200, opts.capabilityStatement()));
 
   router.use(express.json({ type: ['application/fhir+json', 'application/json', 'application/json-patch+json'], limit: '5mb' }));
+  // Bulk Data: $export kick-off, status URLs and files (system-level tokens only).
+  router.use(bulkDataRouter({
+    engine: opts.engine, fhirBaseUrl: base, provider: opts.provider, ...(opts.bulkExport ? { options: opts.bulkExport } : {}),
+    ...(opts.onRequest ? { onRequest: opts.onRequest } : {}),
+  }));
 
   router.use(async (req: Request, res: Response) => {
     const token = /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '')?.[1];

@@ -3,9 +3,12 @@
  * FHIR R4 server with sample patients, plus a page that lists the patients with a button that performs a real
  * EHR launch of the app. Development and tests only: the app refuses to mount it in production.
  *
- *   {baseUrl}/            patients, with "Launch app"
+ *   {baseUrl}/            patients, with "Launch app"; backend services in short
  *   {baseUrl}/auth/…      the authorization server (issuer)
- *   {baseUrl}/fhir/…      the FHIR server (the SMART `iss`), with .well-known/smart-configuration
+ *   {baseUrl}/fhir/…      the FHIR server (the SMART `iss`), with .well-known/smart-configuration and Bulk Data
+ *                         ($export at system, Patient and Group level)
+ *   {baseUrl}/backend-services            backend clients: sandbox-backend (keys from a directory), register a JWKS
+ *   {baseUrl}/backend-services/jwks.json  the public keys sandbox-backend accepts now
  */
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
@@ -13,13 +16,15 @@ import type { AddressInfo } from 'node:net';
 import express, { type Router } from 'express';
 import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
+import { BackendClients, JwksProblem, KEYS_DIR_CLIENT_ID } from './backend-clients.js';
+import type { BulkExportOptions } from './bulk-data.js';
 import { createFhirEngine } from './fhir-data.js';
 import { fhirServerRouter } from './fhir-server.js';
 import { interactionRouter } from './interactions.js';
 import { LaunchContextStore } from './launch-context.js';
 import { createProvider, type SandboxClient } from './provider.js';
-import { samplePatients, type SamplePatient } from './sample-data.js';
-import { renderHome, renderSandboxError } from './views.js';
+import { SAMPLE_GROUP_ID, SANDBOX_RESOURCE_TYPES, samplePatients, type SamplePatient } from './sample-data.js';
+import { renderBackendServices, renderHome, renderSandboxError } from './views.js';
 
 export type { SandboxClient };
 
@@ -34,6 +39,13 @@ export interface SandboxOptions {
   smartConfiguration?: (doc: Record<string, unknown>) => Record<string, unknown>;
   /** Tests: accept any redirect URI matching this pattern (apps on ephemeral ports). */
   redirectUriPattern?: RegExp;
+  /**
+   * The directory whose public JWKS files (`*.jwks.json`, as `smart-bff keys generate` writes them) are the keys
+   * of the backend client `sandbox-backend`, read at every token request. Without it there is no such client.
+   */
+  keysDir?: string;
+  /** Bulk Data export timing (tests shorten the job). */
+  bulkExport?: BulkExportOptions;
   logger?: Logger;
 }
 
@@ -44,6 +56,10 @@ export interface Sandbox {
   provider: Provider;
   patients: SamplePatient[];
   createLaunch(context: { patient?: string; encounter?: string; clientId?: string }): string;
+  /** Registers a backend-services client (client_credentials, private_key_jwt) with a public JWKS, as an EHR console does. */
+  registerBackendClient(input: { clientId?: string; jwks: unknown }): { clientId: string };
+  /** The sample Group for group-level exports. */
+  groupId: string;
   /** 'token-request', 'token-response' (real secret values, for tests that prove they are never logged), 'fhir-request'. */
   events: EventEmitter;
   close(): Promise<void>;
@@ -59,8 +75,9 @@ export async function createSandbox(opts: SandboxOptions): Promise<Sandbox> {
   const events = new EventEmitter();
   const contexts = new LaunchContextStore();
   const engine = await createFhirEngine();
+  const backendClients = new BackendClients({ keysDir: opts.keysDir, isTaken: (id) => opts.clients.some((c) => c.client_id === id) });
   const provider = await createProvider({
-    issuer, fhirBaseUrl, styleUrl, interactionPath, clients: opts.clients, contexts, events,
+    issuer, fhirBaseUrl, styleUrl, interactionPath, clients: opts.clients, contexts, events, backendClients,
     accessTokenTtlSeconds: opts.accessTokenTtlSeconds ?? 3600,
     refreshTokenTtlSeconds: opts.refreshTokenTtlSeconds ?? 14 * 86400,
     ...(opts.redirectUriPattern ? { redirectUriPattern: opts.redirectUriPattern } : {}),
@@ -101,10 +118,14 @@ export async function createSandbox(opts: SandboxOptions): Promise<Sandbox> {
           { url: 'authorize', valueUri: `${issuer}/auth` }, { url: 'token', valueUri: `${issuer}/token` },
         ] }],
       },
-      resource: ['Patient', 'Observation', 'Condition', 'MedicationRequest', 'Encounter', 'Practitioner'].map((type) => ({
+      resource: SANDBOX_RESOURCE_TYPES.map((type) => ({
         type, interaction: [{ code: 'read' }, { code: 'search-type' }, { code: 'create' }, { code: 'update' }, { code: 'delete' }],
+        ...(type === 'Patient' ? { operation: [{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export' }] } : {}),
+        ...(type === 'Group' ? { operation: [{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export' }] } : {}),
       })),
+      operation: [{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export' }],
     }],
+    instantiates: ['http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data'],
   });
 
   const patients = samplePatients();
@@ -119,13 +140,58 @@ export async function createSandbox(opts: SandboxOptions): Promise<Sandbox> {
   router.use('/interaction', interactionRouter({ provider, interactionPath, fhirBaseUrl, contexts }));
   router.use('/fhir', fhirServerRouter({
     engine, fhirBaseUrl, provider, contexts, smartConfiguration, capabilityStatement,
+    ...(opts.bulkExport ? { bulkExport: opts.bulkExport } : {}),
     onRequest: (e) => events.emit('fhir-request', e),
   }));
+  const backendPage = async (extra: { registered?: string; problems?: string[]; jwksText?: string; clientIdText?: string } = {}) => renderBackendServices({
+    basePath, fhirBaseUrl, tokenEndpoint: `${issuer}/token`, keysDirClientId: KEYS_DIR_CLIENT_ID, keysDir: opts.keysDir, groupId: SAMPLE_GROUP_ID,
+    keysDirectory: await backendClients.keysDirectory(), clients: await backendClients.list(), ...extra,
+  });
+  router.get('/backend-services', async (_req, res) => {
+    res.set('cache-control', 'no-store').type('html').send(await backendPage());
+  });
+  router.get('/backend-services/jwks.json', async (_req, res) => {
+    const { keys } = await backendClients.keysDirectory();
+    res.set('cache-control', 'no-store').json({ keys });
+  });
+  router.post('/backend-services/clients', express.urlencoded({ extended: false, limit: '64kb' }), express.json({ limit: '64kb' }), async (req, res) => {
+    const body = (req.body ?? {}) as Record<string, unknown>;
+    const asJson = Boolean(req.is('application/json'));
+    const clientIdText = typeof body.client_id === 'string' ? body.client_id : '';
+    let jwks: unknown = body.jwks;
+    let jwksText = typeof jwks === 'string' ? jwks : '';
+    try {
+      if (typeof jwks === 'string') {
+        try {
+          jwks = JSON.parse(jwks);
+        } catch {
+          throw new JwksProblem(['the JWKS is not JSON']);
+        }
+      }
+      const { clientId } = backendClients.register({ clientId: clientIdText || undefined, jwks });
+      opts.logger?.info({ event: 'sandbox.backend_client.registered', clientId }, 'sandbox: backend client registered');
+      if (asJson) {
+        res.status(201).json({ client_id: clientId, token_endpoint: `${issuer}/token`, fhir_base_url: fhirBaseUrl, token_endpoint_auth_method: 'private_key_jwt', grant_types: ['client_credentials'], scope: 'system/*.rs (or any system/ scope)' });
+      } else {
+        res.status(201).set('cache-control', 'no-store').type('html').send(await backendPage({ registered: clientId }));
+      }
+    } catch (err) {
+      if (!(err instanceof JwksProblem)) throw err;
+      if (asJson) res.status(400).json({ error: 'invalid_client_metadata', error_description: err.message, problems: err.problems });
+      else {
+        if (typeof body.jwks !== 'string') jwksText = '';
+        res.status(400).set('cache-control', 'no-store').type('html').send(await backendPage({ problems: err.problems, jwksText, clientIdText }));
+      }
+    }
+  });
   router.get('/smart-style.json', (_req, res) => {
     res.json({ color_background: '#f4f6fa', color_highlight: '#6b2c91', color_text: '#1d2330', dim_border_radius: '8px', font_family_body: 'system-ui, sans-serif' });
   });
-  router.get('/', (_req, res) => {
-    res.set('cache-control', 'no-store').type('html').send(renderHome({ basePath, fhirBaseUrl, patients: patientDetails, clients: launchable }));
+  router.get('/', async (_req, res) => {
+    res.set('cache-control', 'no-store').type('html').send(renderHome({
+      basePath, fhirBaseUrl, patients: patientDetails, clients: launchable,
+      backend: { clientId: KEYS_DIR_CLIENT_ID, keysDir: opts.keysDir, keys: (await backendClients.keysDirectory()).keys.length, groupId: SAMPLE_GROUP_ID },
+    }));
   });
   router.post('/launch', express.urlencoded({ extended: false, limit: '4kb' }), (req, res) => {
     const body = req.body as Record<string, unknown>;
@@ -149,6 +215,8 @@ export async function createSandbox(opts: SandboxOptions): Promise<Sandbox> {
     provider,
     patients,
     createLaunch: (context) => contexts.createLaunch(context),
+    registerBackendClient: (input) => backendClients.register(input),
+    groupId: SAMPLE_GROUP_ID,
     events,
     close: async () => undefined,
   };

@@ -6,9 +6,11 @@
  * carries the SMART context (patient, encounter, need_patient_banner, smart_style_url, fhirContext, tenant).
  */
 import type { EventEmitter } from 'node:events';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as jose from 'jose';
+import { LRUCache } from 'lru-cache';
 import Provider, { errors, type Configuration, type ClientMetadata } from 'oidc-provider';
+import type { BackendClients } from './backend-clients.js';
 import type { LaunchContextStore } from './launch-context.js';
 import { PRACTITIONERS } from './sample-data.js';
 import { SMART_RESOURCE_SCOPE } from './scope-check.js';
@@ -39,6 +41,8 @@ export interface ProviderOptions {
   accessTokenTtlSeconds: number;
   refreshTokenTtlSeconds: number;
   redirectUriPattern?: RegExp;
+  /** Backend-services clients whose metadata (keys) is read at request time. */
+  backendClients?: BackendClients;
 }
 
 const PLACEHOLDER_REDIRECT = 'http://127.0.0.1/callback';
@@ -109,8 +113,13 @@ export async function createProvider(o: ProviderOptions): Promise<Provider> {
         enabled: true,
         defaultResource: () => o.fhirBaseUrl,
         useGrantedResource: () => true,
-        getResourceServerInfo: (_ctx, resource) => {
+        getResourceServerInfo: (ctx, resource, client) => {
           if (resource !== o.fhirBaseUrl) throw new errors.InvalidTarget();
+          // A backend services client (client_credentials only) gets system-level access, as at a real EHR.
+          if (client.grantTypes?.length && client.grantTypes.every((g) => g === 'client_credentials')) {
+            const other = String(ctx.oidc.params?.scope ?? '').split(' ').filter((s) => SMART_RESOURCE_SCOPE.test(s) && !s.startsWith('system/'));
+            if (other.length) throw new errors.InvalidScope('a backend services client may only ask for system/ scopes', other[0]!);
+          }
           return { scope: universe, audience: o.fhirBaseUrl, accessTokenFormat: 'opaque', accessTokenTTL: o.accessTokenTtlSeconds };
         },
       },
@@ -153,6 +162,26 @@ export async function createProvider(o: ProviderOptions): Promise<Provider> {
 
   const provider = new Provider(o.issuer, configuration);
 
+  if (o.backendClients) {
+    // Backend clients are looked up at request time, so a key generated (or a JWKS registered) a second ago is
+    // known at once: their metadata comes from BackendClients, and a Client is built per distinct metadata.
+    const backend = o.backendClients;
+    const staticFind = provider.Client.find.bind(provider.Client);
+    const ClientClass = provider.Client as unknown as new (metadata: ClientMetadata) => InstanceType<typeof provider.Client>;
+    const built = new LRUCache<string, InstanceType<typeof provider.Client>>({ max: 200 }); // a cache of built clients
+    provider.Client.find = async (id: string) => {
+      const metadata = await backend.metadataFor(id);
+      if (!metadata) return staticFind(id);
+      const key = createHash('sha256').update(JSON.stringify(metadata)).digest('base64url');
+      let client = built.get(key);
+      if (!client) {
+        client = new ClientClass(metadata);
+        built.set(key, client);
+      }
+      return client;
+    };
+  }
+
   if (o.redirectUriPattern) {
     const pattern = o.redirectUriPattern;
     const original = provider.Client.prototype.redirectUriAllowed;
@@ -172,6 +201,18 @@ export async function createProvider(o: ProviderOptions): Promise<Provider> {
       status: ctx.status,
     });
     const body = ctx.body as Record<string, unknown> | undefined;
+    if (body?.error === 'invalid_client' && o.backendClients && typeof params.client_assertion === 'string') {
+      // Say which keys the sandbox knows for this client when the assertion's kid is not one of them.
+      const clientId = ctx.oidc?.client?.clientId ?? (typeof params.client_id === 'string' ? params.client_id : undefined);
+      let kid: string | undefined;
+      try {
+        kid = jose.decodeProtectedHeader(params.client_assertion).kid;
+      } catch {
+        kid = undefined;
+      }
+      const why = clientId ? await o.backendClients.unknownKid(clientId, kid) : undefined;
+      if (why) body.error_description = why;
+    }
     if (ctx.status === 200 && body && typeof body.access_token === 'string') {
       const at = await provider.AccessToken.find(body.access_token);
       const context = at?.grantId ? o.contexts.forGrant(at.grantId) : undefined;

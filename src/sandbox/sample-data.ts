@@ -1,6 +1,7 @@
 /**
  * Sample FHIR R4 data for the sandbox EHR, generated deterministically by this module (no download): a few
- * patients with encounters, conditions, medications and observations, and the practitioners who sign in.
+ * patients with encounters, conditions, medications and observations, the practitioners who sign in, and a
+ * Group of patients for group-level Bulk Data exports.
  */
 import type { Resource } from '@medplum/fhirtypes';
 
@@ -13,6 +14,12 @@ const PATIENTS = [
   { id: 'smart-1186747', given: ['Joseph', 'P.'], family: 'Nichols', gender: 'male', birthDate: '1972-09-03' },
   { id: 'smart-1213208', given: ['José', 'L.'], family: 'García', gender: 'male', birthDate: '1964-06-30' },
 ] as const;
+
+/** The resource types the sandbox serves (and exports with Bulk Data). */
+export const SANDBOX_RESOURCE_TYPES = ['Patient', 'Practitioner', 'Encounter', 'Condition', 'MedicationRequest', 'Observation', 'Group'] as const;
+
+/** A sample cohort for group-level exports: the first three patients. */
+export const SAMPLE_GROUP_ID = 'sandbox-cohort';
 
 export const PRACTITIONERS = [
   { id: 'smart-Practitioner-71482713', given: ['Susan'], family: 'Smart', prefix: 'Dr.' },
@@ -109,6 +116,10 @@ export function sampleResources(): Resource[] {
         valueQuantity: { value, unit: v.unit, system: 'http://unitsofmeasure.org', code: v.ucum },
       });
     }
+  });
+  out.push({
+    resourceType: 'Group', id: SAMPLE_GROUP_ID, active: true, type: 'person', actual: true, name: 'Sandbox cohort (three sample patients)',
+    quantity: 3, member: PATIENTS.slice(0, 3).map((p) => ({ entity: { reference: `Patient/${p.id}`, display: `${p.given[0]} ${p.family}` } })),
   });
   return out;
 }

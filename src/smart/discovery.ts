@@ -190,6 +190,7 @@ export class DiscoveryCache {
         throw new AppError(ErrorCode.DISCOVERY_FAILED, 502, `The EHR answered ${res.status} for its SMART configuration (${current.href}).`, {
           hint: res.status === 404 ? 'The iss may not be a SMART-enabled FHIR base URL (check for a missing tenant or version segment).' : 'Try again later.',
           relaunch: true,
+          upstreamStatus: res.status,
         });
       }
       const text = await readCapped(res, this.maxBytes);

@@ -18,11 +18,16 @@ let key: ClientKey;
 let sandbox: Sandbox & { url: string };
 let bulk: BulkServer;
 const apps: StartedBff[] = [];
+const tokenRequests: { client_id?: string }[] = [];
 
 beforeAll(async () => {
   key = await parsePrivateKey(PEM);
   sandbox = await startSandbox({ clients: [{ client_id: 'backend-app', token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [{ ...key.publicJwk }] }, grant_types: ['client_credentials'] }] });
+  sandbox.events.on('token-request', (e: { client_id?: string }) => tokenRequests.push({ client_id: e.client_id })); // no secret values in failure output
   bulk = await startBulkServer(sandbox.provider, `${sandbox.fhirBaseUrl}/.well-known/smart-configuration`);
+});
+beforeEach(() => {
+  Object.assign(bulk.knobs, { pollsBeforeDone: 0, retryAfterSeconds: 1, throttlePolls: 0, requiresAccessToken: true, filesOnStorage: false });
 });
 afterAll(async () => {
   for (const a of apps) await a.app.locals.exportJobs?.stopAll();
@@ -116,4 +121,66 @@ test('jobs survive a restart of the server: an unfinished job resumes', async ()
   expect(await second.app.locals.exportJobs!.resumeUnfinished()).toBe(1);
   const job = await waitFor(second, id, 'complete');
   expect(job.summary.files).toBe(4);
+}, 30000);
+
+test('regression: a job whose token request is refused (invalid_client) fails at once, with the code and the likely causes in its JSON', async () => {
+  const a = await app({ SMART_BACKEND_CLIENT_ID: 'unregistered-client' });
+  const before = tokenRequests.length;
+  const { id } = await json(await api(a, '/exports', { method: 'POST', body: JSON.stringify({ level: 'system' }) }));
+  const job = await waitFor(a, id, 'failed');
+  expect(job.error.code).toBe('invalid_client');
+  expect(job.error.message).toMatch(/The token endpoint refused the request: invalid_client/);
+  expect(job.error.causes.join('\n')).toMatch(/Unknown client: is unregistered-client the client id registered/);
+  expect(tokenRequests.slice(before).filter((r) => r.client_id === undefined || r.client_id === 'unregistered-client')).toHaveLength(1);
+}, 30000);
+
+test('a finished job cannot be cancelled: 409, and it stays complete; the job was deleted on the FHIR server unless keep', async () => {
+  const a = await app();
+  const { id } = await json(await api(a, '/exports', { method: 'POST', body: JSON.stringify({ level: 'system' }) }));
+  const done = await waitFor(a, id, 'complete');
+  expect(done.summary.deletedOnServer).toBe(true);
+  const del = await api(a, `/exports/${id}`, { method: 'DELETE' });
+  expect(del.status).toBe(409);
+  expect(await json(del)).toMatchObject({ error: 'job_not_running', message: 'The export job is already complete; there is nothing to cancel.' });
+  expect((await json(await api(a, `/exports/${id}`))).status).toBe('complete');
+
+  const deletedBefore = bulk.deleted.length;
+  const kept = await json(await api(a, '/exports', { method: 'POST', body: JSON.stringify({ level: 'system', keep: true }) }));
+  expect((await waitFor(a, kept.id, 'complete')).summary.deletedOnServer).toBe(false);
+  expect(bulk.deleted.length).toBe(deletedBefore);
+}, 30000);
+
+test('timeoutSeconds: past it the job fails with export_timeout and is deleted on the FHIR server', async () => {
+  Object.assign(bulk.knobs, { pollsBeforeDone: 100, retryAfterSeconds: 3600 });
+  const a = await app();
+  const deletedBefore = bulk.deleted.length;
+  const { id } = await json(await api(a, '/exports', { method: 'POST', body: JSON.stringify({ level: 'system', timeoutSeconds: 60 }) }));
+  const job = await waitFor(a, id, 'failed');
+  expect(job.error.code).toBe('export_timeout');
+  expect(job.error.message).toMatch(/did not finish within timeoutSeconds 60\..*The job was deleted on the server/);
+  expect(bulk.deleted.length).toBe(deletedBefore + 1);
+  const bad = await api(a, '/exports', { method: 'POST', body: JSON.stringify({ level: 'system', timeoutSeconds: 0 }) });
+  expect(bad.status).toBe(400);
+}, 30000);
+
+test('BULK_DATA_TRUSTED_ORIGINS: validated at startup; a manifest naming another origin fails the job unless that origin is trusted', async () => {
+  const err = await app({ BULK_DATA_TRUSTED_ORIGINS: 'https://ok.example.org, https://files.example.org/bucket,not a url' }).catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(ConfigError);
+  const problems = (err as ConfigError).problems.filter((p) => p.startsWith('BULK_DATA_TRUSTED_ORIGINS'));
+  expect(problems).toHaveLength(2);
+  expect(problems[0]).toMatch(/files\.example\.org\/bucket.*use https:\/\/files\.example\.org/);
+
+  Object.assign(bulk.knobs, { filesOnStorage: true });
+  const storageOrigin = new URL(bulk.storageBase).origin;
+  const strict = await app();
+  const refused = await waitFor(strict, (await json(await api(strict, '/exports', { method: 'POST', body: JSON.stringify({ level: 'system' }) }))).id, 'failed');
+  expect(refused.error.code).toBe('untrusted_origin');
+  expect(refused.error.message).toContain(storageOrigin);
+  expect(refused.error.message).toContain('BULK_DATA_TRUSTED_ORIGINS');
+
+  const storageBefore = bulk.storageRequests.length;
+  const trusting = await app({ BULK_DATA_TRUSTED_ORIGINS: storageOrigin });
+  const ok = await waitFor(trusting, (await json(await api(trusting, '/exports', { method: 'POST', body: JSON.stringify({ level: 'system' }) }))).id, 'complete');
+  expect(ok.summary.files).toBe(4);
+  expect(bulk.storageRequests.slice(storageBefore).filter((r) => /Condition-1/.test(r.path)).map((r) => r.tokenValid)).toEqual([true]);
 }, 30000);
