@@ -16,7 +16,7 @@ import { errorHandler, isFhirUrl, notFound } from './http/error-handler.js';
 import { AppError, ErrorCode } from './http/errors.js';
 import { launchRateLimit } from './http/rate-limit.js';
 import { Metrics, metricsHandler } from './observability/metrics.js';
-import type { RedisClient } from './session/redis-store.js';
+import type { RedisConnection } from './session/redis-client.js';
 import { createMemorySessionStore, createSessionMiddleware, requireSessionStore } from './session/session-middleware.js';
 import { MemoryTokenStore, type TokenStore } from './session/token-store.js';
 import { DiscoveryCache } from './smart/discovery.js';
@@ -42,8 +42,8 @@ export interface AppDeps {
   sandbox?: { handler: RequestHandler };
   sessionStore?: Store;
   tokenStore?: TokenStore;
-  /** Redis, when configured: readiness and shared rate limits. */
-  redis?: RedisClient;
+  /** Redis, when configured: readiness (/readyz says why it is unreachable) and shared rate limits. */
+  redis?: RedisConnection;
   /** Injected to share discovery between app instances in tests; normally created here. */
   discovery?: DiscoveryCache;
   /** Extra routers mounted before the 404 (e.g. backend services). */
@@ -109,7 +109,7 @@ export function createApp(deps: AppDeps): App {
   app.get('/healthz', (_req, res) => void res.set('cache-control', 'no-store').json({ status: 'ok' }));
   app.get('/readyz', async (_req, res) => {
     const checks: Record<string, string> = { config: 'ok' };
-    if (deps.redis) checks.redis = await deps.redis.ping().then(() => 'ok', () => 'unreachable').catch(() => 'unreachable');
+    if (deps.redis) checks.redis = await deps.redis.check();
     const ready = Object.values(checks).every((v) => v === 'ok');
     res.status(ready ? 200 : 503).set('cache-control', 'no-store').json({ status: ready ? 'ready' : 'not_ready', checks });
   });
@@ -160,7 +160,7 @@ export function createApp(deps: AppDeps): App {
   app.use(sessionMiddleware);
 
   // The route table.
-  const limitLaunches = launchRateLimit(config.launchRateLimitPerMinute, deps.redis);
+  const limitLaunches = launchRateLimit(config.launchRateLimitPerMinute, deps.redis?.client);
   app.get('/', (_req, res) => res.render('index', {
     launchUri: `${config.publicUrl}/launch`, redirectUri: config.redirectUri,
     sandboxUrl: deps.sandbox ? `${config.publicUrl}/sandbox/` : null, registrations: config.registrations,
