@@ -30,8 +30,8 @@ export interface EnvVarMeta {
   default?: string;
   /** Holds a secret (or a credential inside a URL): Secret Manager / `heroku config:set`, never a committed file. */
   secret?: true;
-  /** Shown uncommented in .env.example (the variables a local setup usually sets). */
-  envExample?: 'set';
+  /** The value .env.example sets (uncommented) for a local setup; variables without one appear commented out. */
+  local?: string;
 }
 
 const doc = <T extends z.ZodType>(schema: T, meta: EnvVarMeta): T => schema.meta(meta as unknown as Record<string, unknown>);
@@ -43,22 +43,22 @@ export const boolish = z
 
 export const envSchema = z.object({
   // --- Server
-  NODE_ENV: doc(z.string().default('development'), { group: 'server', envExample: 'set', example: 'production', description: 'development | test | production. production refuses a non-https PUBLIC_URL, a weak SESSION_SECRET, ALLOW_INSECURE_HTTP and the sandbox EHR.' }),
-  PORT: doc(z.coerce.number().int().min(0).max(65535).default(3000), { group: 'server', envExample: 'set', example: '3000', description: 'Port to listen on (Heroku and App Engine set it).' }),
+  NODE_ENV: doc(z.string().default('development'), { group: 'server', local: 'development', example: 'production', description: 'development | test | production. production refuses a non-https PUBLIC_URL, a weak SESSION_SECRET, ALLOW_INSECURE_HTTP and the sandbox EHR.' }),
+  PORT: doc(z.coerce.number().int().min(0).max(65535).default(3000), { group: 'server', local: '3000', example: '3000', description: 'Port to listen on (Heroku and App Engine set it).' }),
   HOST: doc(z.string().default('0.0.0.0'), { group: 'server', example: '127.0.0.1', description: 'Interface to bind.' }),
-  PUBLIC_URL: doc(z.string().optional(), { group: 'server', envExample: 'set', example: 'https://my-smart-app.herokuapp.com', default: 'http://localhost:$PORT in development; required in production', description: 'The external origin users reach the app at. The redirect URI is PUBLIC_URL + /callback and the EHR launch URI is PUBLIC_URL + /launch; register exactly these with the EHR. Built from configuration, never from Host or X-Forwarded-* headers.' }),
-  SESSION_SECRET: doc(z.string().optional(), { group: 'server', envExample: 'set', secret: true, example: '$(openssl rand -base64 48)', default: 'a random secret per process in development (sessions end at restart); required in production', description: 'Signs the session cookie: at least 32 random characters, the same on every instance.' }),
-  LOG_LEVEL: doc(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'), { group: 'server', envExample: 'set', example: 'info', description: 'Log level: fatal | error | warn | info | debug | trace | silent. Logs are JSON lines (pino).' }),
-  TRUST_PROXY: doc(z.string().optional(), { group: 'server', example: '1', default: '1 on Heroku (DYNO) and App Engine (GAE_SERVICE), otherwise false', description: 'Express "trust proxy": the number of TLS-terminating proxies in front of the app, true, false, or a subnet list. Needed for Secure cookies behind a router.' }),
+  PUBLIC_URL: doc(z.string().optional(), { group: 'server', local: 'http://localhost:3000', example: 'https://my-smart-app.herokuapp.com', default: '`http://localhost:$PORT` in development; required in production', description: 'The external origin users reach the app at. The redirect URI is PUBLIC_URL + /callback and the EHR launch URI is PUBLIC_URL + /launch; register exactly these with the EHR. Built from configuration, never from Host or X-Forwarded-* headers.' }),
+  SESSION_SECRET: doc(z.string().optional(), { group: 'server', local: '', secret: true, example: '$(openssl rand -base64 48)', default: 'a random secret per process in development (sessions end at restart); required in production', description: 'Signs the session cookie: at least 32 random characters, the same on every instance.' }),
+  LOG_LEVEL: doc(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'), { group: 'server', local: 'info', example: 'info', description: 'Log level: fatal | error | warn | info | debug | trace | silent. Logs are JSON lines (pino).' }),
+  TRUST_PROXY: doc(z.string().optional(), { group: 'server', example: '1', default: '`1` on Heroku (`DYNO` set) and App Engine (`GAE_SERVICE` set), otherwise `false`', description: 'Express "trust proxy": the number of TLS-terminating proxies in front of the app, true, false, or a subnet list. Needed for Secure cookies behind a router.' }),
   METRICS_TOKEN: doc(z.string().optional(), { group: 'server', secret: true, example: '$(openssl rand -base64 24)', default: 'unset: /metrics is off', description: 'Enables GET /metrics (Prometheus), only with Authorization: Bearer <METRICS_TOKEN>. 16+ random characters.' }),
 
   // --- The EHR registration
-  SMART_ISS: doc(z.string().optional(), { group: 'ehr', envExample: 'set', example: 'https://fhir-ehr-code.cerner.com/r4/ec2458f2-1e24-41c8-b71b-0e701af7583d', default: 'unset: the sandbox EHR in development; required in production', description: 'FHIR base URLs this app accepts launches from (the `iss`): an allow-list, comma-separated. An iss that is not listed is refused before any request is made to it. A trailing /* matches one path segment (multi-tenant EHRs such as https://fhir-ehr.cerner.com/r4/*).' }),
-  SMART_CLIENT_ID: doc(z.string().optional(), { group: 'ehr', envExample: 'set', example: 'my-client-id', description: 'The client id the EHR gave you.' }),
-  SMART_SCOPE: doc(z.string().optional(), { group: 'ehr', example: 'openid fhirUser online_access patient/*.rs', default: 'openid fhirUser online_access patient/*.rs', description: 'Scopes for an EHR launch (`launch` is added). SMART v2 syntax; converted to v1 (.read) when the EHR only advertises permission-v1. Ask for online_access or offline_access, or tokens cannot be refreshed.' }),
-  SMART_STANDALONE_SCOPE: doc(z.string().optional(), { group: 'ehr', example: 'openid fhirUser online_access patient/*.rs', default: 'SMART_SCOPE', description: 'Scopes for a standalone launch (/login); `launch/patient` is added when patient scopes are asked for.' }),
+  SMART_ISS: doc(z.string().optional(), { group: 'ehr', local: '', example: 'https://fhir-ehr-code.cerner.com/r4/ec2458f2-1e24-41c8-b71b-0e701af7583d', default: 'unset: the sandbox EHR in development; required in production', description: 'FHIR base URLs this app accepts launches from (the `iss`): an allow-list, comma-separated. An iss that is not listed is refused before any request is made to it. A trailing /* matches one path segment (multi-tenant EHRs such as https://fhir-ehr.cerner.com/r4/*).' }),
+  SMART_CLIENT_ID: doc(z.string().optional(), { group: 'ehr', local: '', example: 'my-client-id', description: 'The client id the EHR gave you.' }),
+  SMART_SCOPE: doc(z.string().optional(), { group: 'ehr', example: 'openid fhirUser online_access patient/*.rs', default: '`openid fhirUser online_access patient/*.rs`', description: 'Scopes for an EHR launch (`launch` is added). SMART v2 syntax; converted to v1 (.read) when the EHR only advertises permission-v1. Ask for online_access or offline_access, or tokens cannot be refreshed.' }),
+  SMART_STANDALONE_SCOPE: doc(z.string().optional(), { group: 'ehr', example: 'openid fhirUser online_access patient/*.rs', default: 'the value of `SMART_SCOPE`', description: 'Scopes for a standalone launch (/login); `launch/patient` is added when patient scopes are asked for.' }),
   SMART_CLIENT_SECRET: doc(z.string().optional(), { group: 'ehr', secret: true, example: 'the-secret-from-the-ehr', description: 'Confidential symmetric client: the client secret (HTTP Basic unless SMART_CLIENT_AUTH_METHOD says client_secret_post).' }),
-  SMART_CLIENT_AUTH_METHOD: doc(z.enum(['client_secret_basic', 'client_secret_post']).optional(), { group: 'ehr', example: 'client_secret_post', default: 'client_secret_basic', description: 'How the client secret is sent: client_secret_basic | client_secret_post.' }),
+  SMART_CLIENT_AUTH_METHOD: doc(z.enum(['client_secret_basic', 'client_secret_post']).optional(), { group: 'ehr', example: 'client_secret_post', default: '`client_secret_basic`', description: 'How the client secret is sent: client_secret_basic | client_secret_post.' }),
   SMART_PRIVATE_KEY: doc(z.string().optional(), { group: 'ehr', secret: true, example: '-----BEGIN PRIVATE KEY-----\\n…', description: 'Confidential asymmetric client (private_key_jwt): the private key as PEM (\\n escapes allowed) or a private JWK. RSA >= 2048 bits signs RS384; EC P-384 signs ES384.' }),
   SMART_PRIVATE_KEY_FILE: doc(z.string().optional(), { group: 'ehr', example: './keys/es384-xxxx.private.pem', description: 'The same private key, read from a file (PEM or JWK). Set SMART_PRIVATE_KEY or this, not both.' }),
   SMART_KEY_ID: doc(z.string().optional(), { group: 'ehr', example: 'my-key-2026', default: "the key's own kid, else its RFC 7638 thumbprint", description: 'The key id (kid) registered with the EHR, when the key has none.' }),
@@ -81,7 +81,7 @@ export const envSchema = z.object({
   SESSION_IDLE_MINUTES: doc(z.coerce.number().min(0.01).max(24 * 60).default(30), { group: 'sessions', example: '15', description: 'A session ends after this many minutes without a request (enforced on the server).' }),
   SESSION_MAX_HOURS: doc(z.coerce.number().min(0.0001).max(24 * 7).default(8), { group: 'sessions', example: '4', description: 'A session ends this many hours after it began, whatever its activity.' }),
   COOKIE_MODE: doc(z.enum(['default', 'embedded']).default('default'), { group: 'sessions', example: 'embedded', description: 'default: SameSite=Lax session cookie. embedded: SameSite=None; Secure; Partitioned, for EHRs that show the app inside an iframe of their own page (docs/deploy.md).' }),
-  FRAME_ANCESTORS: doc(z.string().optional(), { group: 'sessions', example: 'https://ehr.example.com', default: "'self' (embedded mode: *)", description: "Who may embed the app's pages (CSP frame-ancestors): origins separated by spaces or commas." }),
+  FRAME_ANCESTORS: doc(z.string().optional(), { group: 'sessions', example: 'https://ehr.example.com', default: "`'self'` (embedded mode: `*`)", description: "Who may embed the app's pages (CSP frame-ancestors): origins separated by spaces or commas." }),
 
   // --- FHIR proxy and tokens
   FHIR_PROXY_TIMEOUT_MS: doc(z.coerce.number().int().min(100).max(600000).default(25000), { group: 'proxy', example: '20000', description: "Time to wait for the EHR's FHIR server before answering 504, in ms (the default stays under Heroku's 30 s router limit)." }),
@@ -95,12 +95,12 @@ export const envSchema = z.object({
   SMART_BACKEND_KEY_FILE: doc(z.string().optional(), { group: 'backend', example: './keys/es384-xxxx.private.pem', description: 'The private key registered for it (PEM or JWK file; `npx smart-bff keys generate` makes one). Also the default --key of the CLI.' }),
   SMART_BACKEND_PRIVATE_KEY: doc(z.string().optional(), { group: 'backend', secret: true, example: '-----BEGIN PRIVATE KEY-----\\n…', description: 'The same key inline (PEM or JWK), instead of SMART_BACKEND_KEY_FILE.' }),
   SMART_BACKEND_KEY_ID: doc(z.string().optional(), { group: 'backend', example: 'my-key-2026', default: "the key's own kid, else its RFC 7638 thumbprint", description: 'The key id (kid), when the key has none. Also the default --kid of the CLI.' }),
-  SMART_BACKEND_SCOPE: doc(z.string().optional(), { group: 'backend', example: 'system/Patient.rs system/Observation.rs', default: 'system/*.rs', description: 'Scopes for system tokens. Also the default --scope of the CLI.' }),
+  SMART_BACKEND_SCOPE: doc(z.string().optional(), { group: 'backend', example: 'system/Patient.rs system/Observation.rs', default: '`system/*.rs`', description: 'Scopes for system tokens. Also the default --scope of the CLI.' }),
   SMART_BACKEND_JKU: doc(z.string().optional(), { group: 'backend', example: 'https://app.example.org/.well-known/jwks.json', description: 'A JWKS URL to name in the assertion header (jku), when the EHR registered one.' }),
   BACKEND_CONFIG_FILE: doc(z.string().optional(), { group: 'backend', example: './backend.json', description: 'Several backend registrations: {"registrations":[{"name","iss","clientId","privateKeyFile"|"privateKeyEnv","keyId","scope","jku"}]}. Replaces SMART_BACKEND_*.' }),
   JWKS_EXTRA_KEYS_FILE: doc(z.string().optional(), { group: 'backend', example: './keys/next.jwks.json', description: 'Public keys published at /.well-known/jwks.json besides the signing keys (key rotation: the next key, retired keys).' }),
   ADMIN_TOKEN: doc(z.string().optional(), { group: 'backend', secret: true, example: '$(openssl rand -base64 32)', default: 'unset: /api/bulk-data is off', description: "Enables the operators' API /api/bulk-data (Authorization: Bearer <ADMIN_TOKEN>). 24+ random characters." }),
-  BULK_DATA_DIR: doc(z.string().optional(), { group: 'backend', example: '/mnt/exports', default: './bulk-data when the working directory is writable, else <OS temp dir>/smart-bff-bulk-data (App Engine)', description: 'Where export jobs and their files are kept. On Heroku and App Engine the local disk is ephemeral (App Engine: memory-backed, per instance; Heroku: wiped at every restart): fetch the files soon, or point this at a mounted volume.' }),
+  BULK_DATA_DIR: doc(z.string().optional(), { group: 'backend', example: '/mnt/exports', default: '`./bulk-data` when the working directory is writable, else `<OS temp dir>/smart-bff-bulk-data` (App Engine)', description: 'Where export jobs and their files are kept. On Heroku and App Engine the local disk is ephemeral (App Engine: memory-backed, per instance; Heroku: wiped at every restart): fetch the files soon, or point this at a mounted volume.' }),
 
   // --- Set by the platform
   DYNO: doc(z.string().optional(), { group: 'platform', example: 'web.1', description: 'Set by Heroku. Its presence makes TRUST_PROXY default to 1.' }),
@@ -115,8 +115,9 @@ export type EnvName = keyof typeof envSchema.shape;
 
 export interface EnvVarDoc extends EnvVarMeta {
   name: string;
-  /** The default as it would be written in the environment, or words, or undefined (unset). */
+  /** The default: a value (`defaultIsValue`, from the schema), words (from the meta), or undefined (unset). */
   defaultText: string | undefined;
+  defaultIsValue: boolean;
 }
 
 /** The table, in schema order, for the docs generator and the tests. */
@@ -127,6 +128,6 @@ export function envVarDocs(): EnvVarDoc[] {
     const def = (schema as z.ZodType)._zod.def as { type: string; defaultValue?: unknown };
     const constant = def.type === 'default' ? def.defaultValue : undefined;
     const defaultText = meta.default ?? (constant === undefined ? undefined : String(constant));
-    return { ...meta, name, defaultText };
+    return { ...meta, name, defaultText, defaultIsValue: meta.default === undefined && constant !== undefined };
   });
 }
