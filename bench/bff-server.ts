@@ -33,7 +33,7 @@ let extra = {};
 if (redisUrl) {
   const redis = new RedisConnection(config.redis!, logger);
   const ready = new Promise<void>((resolve) => redis.client.once('ready', () => resolve()));
-  redis.start();
+  void redis.start();
   await ready;
   tokenStore = new RedisTokenStore(redis.client);
   extra = { sessionStore: createRedisSessionStore(redis.client, config.sessionIdleSeconds), redis };

@@ -42,13 +42,14 @@ async function main(): Promise<void> {
     config = Object.freeze({ ...config, registrations: Object.freeze([...config.registrations, registration]) });
   }
 
-  // Redis connects in the background: the server listens even when Redis is unreachable (/readyz says why,
-  // session routes answer 503) and recovers by itself when it comes up.
+  // Redis connects in the background: the server waits for the first attempt only (at most one connect
+  // timeout), then listens whatever Redis does. While Redis is unreachable /readyz says why and session routes
+  // answer 503; the client keeps reconnecting and everything recovers by itself when Redis comes up.
   let redis: RedisConnection | undefined;
   let stores: Pick<AppDeps, 'sessionStore' | 'tokenStore'> = {};
   if (config.redis) {
     redis = new RedisConnection(config.redis, logger.child({ component: 'redis' }));
-    redis.start();
+    await redis.start();
     stores = { sessionStore: createRedisSessionStore(redis.client, config.sessionIdleSeconds), tokenStore: new RedisTokenStore(redis.client) };
     logger.info({ event: 'session.store', store: 'redis' }, 'sessions and tokens: Redis (shared by every instance)');
   } else if (config.isProduction && !config.singleInstance) {

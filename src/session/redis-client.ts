@@ -103,16 +103,31 @@ export class RedisConnection {
     this.client.on('ready', () => this.#onReady());
   }
 
-  /** Starts connecting in the background; resolves at once. */
-  start(): void {
+  /**
+   * Starts connecting in the background. The promise says when the first attempt has settled (connected, or
+   * failed: refused, timed out, certificate refused) and never rejects: the caller may wait for it so that a
+   * reachable Redis is ready before the first request, without ever waiting longer than one attempt.
+   */
+  start(): Promise<void> {
     const u = new URL(this.settings.url);
     const verify = !this.settings.tls ? undefined : !this.settings.rejectUnauthorized ? 'off' : this.settings.ca ? 'ca-file' : 'public-cas';
     this.logger.info(
       { event: 'redis.connecting', host: u.hostname, port: u.port || '6379', tls: this.settings.tls, ...(verify ? { verify } : {}), ...(this.settings.servername ? { servername: this.settings.servername } : {}), connectTimeoutMs: this.settings.connectTimeoutMs },
       `redis: connecting to ${u.hostname}:${u.port || '6379'}${this.settings.tls ? ` over TLS (certificate check: ${verify})` : ''}`,
     );
+    const firstAttempt = new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.client.off('ready', done).off('error', done);
+        resolve();
+      };
+      // an attempt ends within connectTimeout (TCP and TLS); the margin covers the AUTH/HELLO that follows
+      const timer = setTimeout(done, this.settings.connectTimeoutMs + 1000);
+      this.client.once('ready', done).once('error', done);
+    });
     // connect() settles when the first connection is ready; until then the client retries by itself.
     this.client.connect().catch((err: unknown) => this.#onError(err));
+    return firstAttempt;
   }
 
   /** 'ok', or 'unreachable: <reason>'. */

@@ -20,7 +20,7 @@ async function connection(env: Record<string, string>): Promise<{ conn: RedisCon
   const config = await loadConfig({ NODE_ENV: 'test', SESSION_SECRET: STRONG, SMART_ISS: 'https://fhir.example.com/r4', SMART_CLIENT_ID: 'c', ...env });
   const logs = captureLogs('info');
   const conn = new RedisConnection(config.redis!, logs.logger);
-  conn.start();
+  void conn.start();
   return { conn, logs };
 }
 
