@@ -96,6 +96,7 @@ export class RedisConnection {
   #problem: RedisProblem | undefined = { reason: 'connecting', permanent: false };
   #logged: string | undefined;
   #wasReady = false;
+  #closing = false;
 
   constructor(private readonly settings: RedisSettings, private readonly logger: Logger) {
     this.client = makeClient(settings);
@@ -126,7 +127,9 @@ export class RedisConnection {
       this.client.once('ready', done).once('error', done);
     });
     // connect() settles when the first connection is ready; until then the client retries by itself.
-    this.client.connect().catch((err: unknown) => this.#onError(err));
+    this.client.connect().catch((err: unknown) => {
+      if (!this.#closing) this.#onError(err);
+    });
     return firstAttempt;
   }
 
@@ -149,6 +152,7 @@ export class RedisConnection {
   }
 
   async close(): Promise<void> {
+    this.#closing = true;
     if (this.client.isReady) await this.client.close().catch(() => this.client.destroy());
     else if (this.client.isOpen) this.client.destroy();
   }

@@ -170,8 +170,10 @@ d('Redis over TLS, and Redis unreachable at boot (real server entry point)', () 
     const login = await fetch(`${server.url}/login`, { headers: { accept: 'application/json' }, redirect: 'manual' });
     expect(login.status).toBe(503);
     expect((await json(login)).error).toBe('session_store_unavailable');
+    expect(login.headers.get('set-cookie')).toBeNull(); // no cookie for a session that was never stored
     const launch = await fetch(`${server.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient: sandbox.patients[0]!.id })}`, { headers: { accept: 'application/json' }, redirect: 'manual' });
     expect(launch.status).toBe(503);
+    expect(launch.headers.get('set-cookie')).toBeNull();
     const cookie = signedSessionCookie();
     const session = await fetch(`${server.url}/api/session`, { headers: { cookie, ...CSRF } });
     expect(session.status).toBe(503);
@@ -208,6 +210,7 @@ d('Redis over TLS, and Redis unreachable at boot (real server entry point)', () 
     const login = await fetch(`${server.url}/login`, { headers: { accept: 'application/json' }, redirect: 'manual' });
     expect(login.status).toBe(503);
     expect((await json(login)).error).toBe('session_store_unavailable');
+    expect(login.headers.get('set-cookie')).toBeNull();
     expect(login.headers.get('ratelimit')).toBeNull(); // the shared rate limit cannot count while Redis is down
 
     await later.start();

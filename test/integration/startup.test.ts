@@ -20,7 +20,7 @@ interface RunOptions { cwd?: string; uid?: number; gid?: number }
 
 /** Runs src/server.ts (by absolute path, so any cwd works); with `waitFor`, sends SIGTERM once stdout matches. */
 function run(env: Record<string, string>, waitFor?: RegExp, opts: RunOptions = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', join(ROOT, 'node_modules/tsx/dist/loader.mjs'), join(ROOT, 'src/server.ts')], {
       cwd: opts.cwd ?? ROOT,
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
@@ -36,6 +36,8 @@ function run(env: Record<string, string>, waitFor?: RegExp, opts: RunOptions = {
     child.stderr.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => child.kill('SIGKILL'), 30000);
     child.on('exit', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+    // e.g. EACCES: the node binary is not executable by `nobody` (one installed under /root)
+    child.on('error', (err) => { clearTimeout(timer); reject(new Error(`cannot run ${process.execPath}${opts.uid !== undefined ? ` as uid ${opts.uid}` : ''}: ${err.message}`)); });
   });
 }
 
