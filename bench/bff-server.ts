@@ -11,7 +11,8 @@ import { createApp } from '../src/app.js';
 import { createLogger } from '../src/log.js';
 import { startSandbox } from '../src/sandbox/index.js';
 import { MemoryTokenStore, type TokenStore } from '../src/session/token-store.js';
-import { connectRedis, createRedisSessionStore, RedisTokenStore, RedisTransactionStore } from '../src/session/redis-store.js';
+import { createRedisSessionStore, RedisTokenStore, RedisTransactionStore } from '../src/session/redis-store.js';
+import { RedisConnection } from '../src/session/redis-client.js';
 import { Browser } from '../test/helpers/browser.js';
 import { authorize } from '../test/helpers/authorize.js';
 
@@ -30,9 +31,12 @@ const config = await loadConfig({
 let tokenStore: TokenStore = new MemoryTokenStore();
 let extra = {};
 if (redisUrl) {
-  const redis = await connectRedis(redisUrl, logger);
-  tokenStore = new RedisTokenStore(redis);
-  extra = { sessionStore: createRedisSessionStore(redis, config.sessionIdleSeconds), transactionStore: new RedisTransactionStore(redis), redis };
+  const redis = new RedisConnection(config.redis!, logger);
+  const ready = new Promise<void>((resolve) => redis.client.once('ready', () => resolve()));
+  void redis.start();
+  await ready;
+  tokenStore = new RedisTokenStore(redis.client);
+  extra = { sessionStore: createRedisSessionStore(redis.client, config.sessionIdleSeconds), transactionStore: new RedisTransactionStore(redis.client), redis };
 }
 server.on('request', createApp({ config, logger, tokenStore, ...extra }));
 const browser = new Browser();

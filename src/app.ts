@@ -18,7 +18,7 @@ import { launchRateLimit } from './http/rate-limit.js';
 import { originForm, requireOriginForm } from './http/request-target.js';
 import { trustProxyCheck } from './http/trust-proxy-check.js';
 import { Metrics, metricsHandler } from './observability/metrics.js';
-import type { RedisClient } from './session/redis-store.js';
+import type { RedisConnection } from './session/redis-client.js';
 import { createMemorySessionStore, createSessionMiddleware, requireSessionStore } from './session/session-middleware.js';
 import { MemoryTokenStore, type TokenStore } from './session/token-store.js';
 import { MemoryTransactionStore, type TransactionStore } from './session/transaction-store.js';
@@ -47,8 +47,8 @@ export interface AppDeps {
   tokenStore?: TokenStore;
   /** Pending launches (RedisTransactionStore with Redis); normally an in-memory LRU of MAX_PENDING_LAUNCHES. */
   transactionStore?: TransactionStore;
-  /** Redis, when configured: readiness and shared rate limits. */
-  redis?: RedisClient;
+  /** Redis, when configured: readiness (/readyz says why it is unreachable) and shared rate limits. */
+  redis?: RedisConnection;
   /** Injected to share discovery between app instances in tests; normally created here. */
   discovery?: DiscoveryCache;
   /** Extra routers mounted before the 404 (e.g. backend services). */
@@ -128,7 +128,7 @@ export function createApp(deps: AppDeps): App {
   app.get('/healthz', (_req, res) => void res.set('cache-control', 'no-store').json({ status: 'ok' }));
   app.get('/readyz', async (_req, res) => {
     const checks: Record<string, string> = { config: 'ok' };
-    if (deps.redis) checks.redis = await deps.redis.ping().then(() => 'ok', () => 'unreachable').catch(() => 'unreachable');
+    if (deps.redis) checks.redis = await deps.redis.check();
     const ready = Object.values(checks).every((v) => v === 'ok');
     res.status(ready ? 200 : 503).set('cache-control', 'no-store').json({ status: ready ? 'ready' : 'not_ready', checks });
   });
@@ -178,7 +178,7 @@ export function createApp(deps: AppDeps): App {
   });
   // The route table. Starting a launch needs no session (pending launches live apart, bound to the browser by
   // the launch cookie), so these run before the session is loaded and never create one.
-  const limitLaunches = launchRateLimit(config.launchRateLimitPerMinute, deps.redis);
+  const limitLaunches = launchRateLimit(config.launchRateLimitPerMinute, deps.redis?.client);
   app.get('/launch', launchFrameable, limitLaunches, ehrLaunchHandler(smart));
   app.get('/launch/continue', launchFrameable, launchContinueHandler(smart));
   app.get('/login', limitLaunches, standaloneLoginHandler(smart));

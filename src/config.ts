@@ -1,15 +1,18 @@
 /**
  * Configuration: read from the environment (and SMART_CONFIG_FILE) once at startup, validated, frozen.
  * Every problem is reported together with the variable's name. There is no default secret, ever.
- * Every variable is documented in .env.example.
+ * Every variable is declared, with its default and documentation, in env-schema.ts (docs/configuration.md and
+ * .env.example are generated from it).
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { createPrivateKey, randomBytes, type KeyObject, type webcrypto } from 'node:crypto';
+import { isIP } from 'node:net';
+import { createPrivateKey, randomBytes, X509Certificate, type KeyObject, type webcrypto } from 'node:crypto';
 import * as jose from 'jose';
 import { z } from 'zod';
 import { splitScopes } from './smart/scopes.js';
 import { loadBackendConfig, type BackendConfig } from './backend-services/config.js';
+import { envSchema } from './env-schema.js';
 
 export type ClientType = 'public' | 'confidential-symmetric' | 'confidential-asymmetric';
 export type SigningAlg = 'RS384' | 'ES384';
@@ -80,6 +83,10 @@ export interface Config {
   readonly tokenRefreshSkewSeconds: number;
   /** Shared session and token store for several instances; without it, a bounded in-memory store. */
   readonly redisUrl: string | undefined;
+  /** How to reach Redis (TLS, timeouts), when REDIS_URL is set. */
+  readonly redis: RedisSettings | undefined;
+  /** SINGLE_INSTANCE: the operator declares that one instance runs, so the in-memory store is deliberate. */
+  readonly singleInstance: boolean;
   /** `default`: SameSite=Lax. `embedded`: SameSite=None; Secure; Partitioned, for EHRs that show the app in a cross-site iframe. */
   readonly cookieMode: 'default' | 'embedded';
   /** CSP frame-ancestors for our pages (who may embed the app). */
@@ -96,6 +103,21 @@ export interface Config {
   readonly warnings: readonly string[];
 }
 
+export interface RedisSettings {
+  /** REDIS_URL (may hold a password: never logged). */
+  readonly url: string;
+  /** rediss:// */
+  readonly tls: boolean;
+  /** Verify the server's certificate (REDIS_TLS_REJECT_UNAUTHORIZED). */
+  readonly rejectUnauthorized: boolean;
+  /** PEM CA certificate(s) from REDIS_TLS_CA_FILE: the only CAs trusted when set. */
+  readonly ca?: string;
+  readonly caFile?: string;
+  /** SNI and the name checked against the certificate: REDIS_TLS_SERVERNAME, else the URL's host name. */
+  readonly servername?: string;
+  readonly connectTimeoutMs: number;
+}
+
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
@@ -104,53 +126,6 @@ export class ConfigError extends Error {
 }
 
 export const DEFAULT_SCOPE = 'openid fhirUser online_access patient/*.rs';
-
-const boolish = z
-  .enum(['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off', ''])
-  .transform((v) => ['1', 'true', 'yes', 'on'].includes(v));
-
-const envSchema = z.object({
-  NODE_ENV: z.string().default('development'),
-  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
-  HOST: z.string().default('0.0.0.0'),
-  PUBLIC_URL: z.string().optional(),
-  SESSION_SECRET: z.string().optional(),
-  SMART_ISS: z.string().optional(),
-  SMART_CLIENT_ID: z.string().optional(),
-  SMART_SCOPE: z.string().optional(),
-  SMART_STANDALONE_SCOPE: z.string().optional(),
-  SMART_CLIENT_SECRET: z.string().optional(),
-  SMART_CLIENT_AUTH_METHOD: z.enum(['client_secret_basic', 'client_secret_post']).optional(),
-  SMART_PRIVATE_KEY: z.string().optional(),
-  SMART_PRIVATE_KEY_FILE: z.string().optional(),
-  SMART_KEY_ID: z.string().optional(),
-  SMART_CONFIG_FILE: z.string().optional(),
-  SANDBOX: z.enum(['auto', 'on', 'off']).default('auto'),
-  SANDBOX_KEYS_DIR: z.string().min(1).default('keys'),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  SMART_DISCOVERY_TTL: z.coerce.number().int().min(0).max(86400 * 7).default(3600),
-  SMART_DISCOVERY_CACHE_MAX: z.coerce.number().int().min(1).max(1_000_000).default(1000),
-  SMART_DISCOVERY_NEW_PER_MINUTE: z.coerce.number().int().min(1).max(100_000).default(60),
-  SMART_HTTP_TIMEOUT_MS: z.coerce.number().int().min(100).max(120000).default(10000),
-  ALLOW_INSECURE_HTTP: boolish.default(false),
-  TRUST_PROXY: z.string().optional(),
-  LAUNCH_TTL_SECONDS: z.coerce.number().int().min(1).max(3600).default(600),
-  MAX_PENDING_LAUNCHES: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
-  MAX_CONTEXTS_PER_SESSION: z.coerce.number().int().min(1).max(50).default(5),
-  FHIR_PROXY_TIMEOUT_MS: z.coerce.number().int().min(100).max(600000).default(25000),
-  FHIR_PROXY_MAX_BODY: z.string().default('10mb'),
-  FHIR_PROXY_REWRITE_LINKS: boolish.default(true),
-  TOKEN_REFRESH_SKEW_SECONDS: z.coerce.number().int().min(0).max(3600).default(60),
-  REDIS_URL: z.string().optional(),
-  COOKIE_MODE: z.enum(['default', 'embedded']).default('default'),
-  FRAME_ANCESTORS: z.string().optional(),
-  SESSION_IDLE_MINUTES: z.coerce.number().min(0.01).max(24 * 60).default(30),
-  SESSION_MAX_HOURS: z.coerce.number().min(0.0001).max(24 * 7).default(8),
-  LAUNCH_RATE_LIMIT: z.coerce.number().int().min(1).max(100000).default(60),
-  METRICS_TOKEN: z.string().optional(),
-  DYNO: z.string().optional(),
-  GAE_SERVICE: z.string().optional(),
-});
 
 const registrationFileSchema = z.object({
   name: z.string().min(1).optional(),
@@ -279,7 +254,8 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
     else trustProxy = e.TRUST_PROXY;
   }
 
-  if (e.REDIS_URL && !/^rediss?:\/\//.test(e.REDIS_URL)) problems.push('REDIS_URL: must start with redis:// or rediss://');
+  const redis = redisSettings(e, env, isProduction, problems, warnings);
+  if (e.SINGLE_INSTANCE && redis) warnings.push('SINGLE_INSTANCE is set but so is REDIS_URL: sessions are kept in Redis (SINGLE_INSTANCE only matters without it)');
   if (e.COOKIE_MODE === 'embedded' && !publicUrl.startsWith('https:') && isProduction) {
     problems.push('COOKIE_MODE: embedded needs an https PUBLIC_URL (SameSite=None cookies must be Secure)');
   }
@@ -322,7 +298,9 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
     proxyMaxBodyBytes: proxyMaxBodyBytes!,
     proxyRewriteLinks: e.FHIR_PROXY_REWRITE_LINKS,
     tokenRefreshSkewSeconds: e.TOKEN_REFRESH_SKEW_SECONDS,
-    redisUrl: e.REDIS_URL || undefined,
+    redisUrl: redis?.url,
+    redis,
+    singleInstance: e.SINGLE_INSTANCE,
     cookieMode: e.COOKIE_MODE,
     frameAncestors: Object.freeze(frameAncestors),
     sessionIdleSeconds: Math.round(e.SESSION_IDLE_MINUTES * 60),
@@ -332,6 +310,79 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
     backend,
     warnings: Object.freeze(warnings),
   });
+}
+
+/**
+ * REDIS_URL and its TLS settings. rediss:// is TLS; REDIS_TLS_REJECT_UNAUTHORIZED=false (Heroku Redis's
+ * self-signed certificate) or REDIS_TLS_CA_FILE (Memorystore's server CA) say how the certificate is checked.
+ * The CA file is read and parsed here, so a wrong path or a file that is not a certificate stops startup.
+ */
+function redisSettings(e: z.infer<typeof envSchema>, env: NodeJS.ProcessEnv, isProduction: boolean, problems: string[], warnings: string[]): RedisSettings | undefined {
+  const tlsVars = (['REDIS_TLS_REJECT_UNAUTHORIZED', 'REDIS_TLS_CA_FILE', 'REDIS_TLS_SERVERNAME'] as const).filter((k) => env[k] !== undefined && env[k] !== '');
+  if (!e.REDIS_URL) {
+    if (tlsVars.length) warnings.push(`${tlsVars.join(', ')}: ignored without REDIS_URL`);
+    return undefined;
+  }
+  const u = safeUrl(e.REDIS_URL);
+  // never echo the URL: it usually carries the password
+  if (!u || !/^rediss?:$/.test(u.protocol)) {
+    problems.push('REDIS_URL: must be a redis:// or rediss:// URL (e.g. rediss://:password@host:6380)');
+    return undefined;
+  }
+  if (!u.hostname) problems.push('REDIS_URL: has no host name');
+  const tls = u.protocol === 'rediss:';
+  const rejectUnauthorized = e.REDIS_TLS_REJECT_UNAUTHORIZED;
+  let ca: string | undefined;
+  if (e.REDIS_TLS_CA_FILE) {
+    ca = readCaFile(e.REDIS_TLS_CA_FILE, problems, warnings);
+    if (!tls) problems.push('REDIS_TLS_CA_FILE: REDIS_URL is redis:// (no TLS), so the CA would not be used; use rediss:// to connect with TLS');
+    if (!rejectUnauthorized) problems.push('REDIS_TLS_CA_FILE and REDIS_TLS_REJECT_UNAUTHORIZED=false: set one (a CA file to verify the certificate, or no verification), not both');
+  }
+  if (!tls && tlsVars.length && !e.REDIS_TLS_CA_FILE) warnings.push(`${tlsVars.join(', ')}: ignored, REDIS_URL is redis:// (no TLS)`);
+  if (tls && !rejectUnauthorized && !e.REDIS_TLS_CA_FILE) {
+    const msg = "REDIS_TLS_REJECT_UNAUTHORIZED=false: the Redis server's TLS certificate is NOT verified. The connection is encrypted, but anything that can intercept it can pose as Redis and read the sessions and tokens. This is what Heroku Redis requires (self-signed certificates); elsewhere give the server's CA with REDIS_TLS_CA_FILE instead.";
+    if (isProduction) warnings.push(`SECURITY: ${msg}`);
+    else warnings.push(msg);
+  }
+  const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
+  const servername = e.REDIS_TLS_SERVERNAME || (tls && host && !isIP(host) ? host : undefined);
+  return Object.freeze({
+    url: e.REDIS_URL,
+    tls,
+    rejectUnauthorized,
+    ...(ca ? { ca, caFile: e.REDIS_TLS_CA_FILE } : {}),
+    ...(tls && servername ? { servername } : {}),
+    connectTimeoutMs: e.REDIS_CONNECT_TIMEOUT_MS,
+  });
+}
+
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+/** Reads a PEM bundle of CA certificates; every block must parse as an X.509 certificate. */
+function readCaFile(file: string, problems: string[], warnings: string[]): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    problems.push(`REDIS_TLS_CA_FILE: cannot read ${JSON.stringify(file)} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    return undefined;
+  }
+  const blocks = text.match(PEM_CERT) ?? [];
+  if (blocks.length === 0) {
+    problems.push(`REDIS_TLS_CA_FILE: ${JSON.stringify(file)} is not a PEM certificate (expected "-----BEGIN CERTIFICATE-----"; for Memorystore, the instance's server CA certificate: see docs/deploy.md)`);
+    return undefined;
+  }
+  for (const [i, block] of blocks.entries()) {
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(block);
+    } catch {
+      problems.push(`REDIS_TLS_CA_FILE: certificate ${i + 1} in ${JSON.stringify(file)} cannot be parsed`);
+      return undefined;
+    }
+    if (Date.parse(cert.validTo) < Date.now()) warnings.push(`REDIS_TLS_CA_FILE: certificate ${i + 1} (${cert.subject.replace(/\n/g, ', ')}) expired on ${cert.validTo}`);
+  }
+  return blocks.join('\n');
 }
 
 async function buildRegistration(

@@ -5,7 +5,8 @@ import http from 'node:http';
 import { ConfigError, loadConfig, type Config, type Registration } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { createApp, type AppDeps } from './app.js';
-import { connectRedis, createRedisSessionStore, RedisTokenStore, RedisTransactionStore, type RedisClient } from './session/redis-store.js';
+import { createRedisSessionStore, RedisTokenStore, RedisTransactionStore } from './session/redis-store.js';
+import { RedisConnection } from './session/redis-client.js';
 import { DEFAULT_SCOPE } from './config.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -48,16 +49,38 @@ async function main(): Promise<void> {
     }
   }
 
-  let redis: RedisClient | undefined;
+  // Redis connects in the background: the server waits for the first attempt only (at most one connect
+  // timeout), then listens whatever Redis does. While Redis is unreachable /readyz says why and session routes
+  // answer 503; the client keeps reconnecting and everything recovers by itself when Redis comes up.
+  let redis: RedisConnection | undefined;
   let stores: Pick<AppDeps, 'sessionStore' | 'tokenStore' | 'transactionStore'> = {};
-  if (config.redisUrl) {
-    redis = await connectRedis(config.redisUrl, logger);
-    stores = { sessionStore: createRedisSessionStore(redis, config.sessionIdleSeconds), tokenStore: new RedisTokenStore(redis), transactionStore: new RedisTransactionStore(redis) };
+  if (config.redis) {
+    redis = new RedisConnection(config.redis, logger.child({ component: 'redis' }));
+    await redis.start();
+    stores = {
+      sessionStore: createRedisSessionStore(redis.client, config.sessionIdleSeconds),
+      tokenStore: new RedisTokenStore(redis.client),
+      transactionStore: new RedisTransactionStore(redis.client),
+    };
     logger.info({ event: 'session.store', store: 'redis' }, 'sessions and tokens: Redis (shared by every instance)');
+  } else if (config.isProduction && !config.singleInstance) {
+    logger.error(
+      { event: 'session.store', store: 'memory', singleInstance: false },
+      'SESSIONS ARE IN MEMORY, AND NOTHING SAYS THIS IS THE ONLY INSTANCE. Each instance keeps its own sessions: with several ' +
+        '(App Engine scales out unless max_instances is 1; several Heroku dynos) launches fail at random with a state error and ' +
+        'users are signed out whenever a request reaches another instance; every restart or deploy signs everyone out. Set REDIS_URL ' +
+        '(Heroku Redis, Memorystore), or, if exactly one instance runs (app.yaml max_instances: 1, one web dyno), set SINGLE_INSTANCE=1 to say so.',
+    );
   } else if (config.isProduction) {
-    logger.error({ event: 'session.store', store: 'memory' }, 'SESSIONS ARE IN MEMORY: this is for a single instance only. With several instances (Heroku dynos, App Engine instances) launches fail at random, and every restart logs everyone out. Set REDIS_URL.');
+    logger.warn({ event: 'session.store', store: 'memory', singleInstance: true }, 'sessions and tokens: in memory on this single instance (SINGLE_INSTANCE=1); a restart or deploy signs everyone out. Never run a second instance without REDIS_URL.');
   } else {
     logger.warn({ event: 'session.store', store: 'memory' }, 'sessions and tokens: in-memory store, for a single instance only (set REDIS_URL for several instances or to survive restarts)');
+  }
+  if (config.backend.adminToken) {
+    const { bulkDataDir: dir, bulkDataDirSource: source } = config.backend;
+    logger.info({ event: 'bulk.dir', dir, source }, source === 'tmp'
+      ? `bulk-data: export jobs and files in ${dir} (the working directory is read-only); this disk is ephemeral, fetch the files soon`
+      : `bulk-data: export jobs and files in ${dir}`);
   }
 
   const app = createApp({ config, logger, ...stores, ...(redis ? { redis } : {}), ...(sandbox ? { sandbox } : {}) });
@@ -73,7 +96,7 @@ async function main(): Promise<void> {
   installShutdown(server, logger, async () => {
     await app.locals.exportJobs?.stopAll();
     await sandbox?.close();
-    await redis?.quit();
+    await redis?.close();
   });
 }
 

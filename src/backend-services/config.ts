@@ -7,13 +7,15 @@
  *   BACKEND_CONFIG_FILE   a JSON file with several: {"registrations":[{"name","iss","clientId","privateKeyFile",…}]}
  *   JWKS_EXTRA_KEYS_FILE  public keys to publish besides the signing keys (rotation: the next key, retired keys)
  *   ADMIN_TOKEN           enables /api/bulk-data (bearer token, 24+ characters); off when unset
- *   BULK_DATA_DIR         where export jobs and their files are kept (default ./bulk-data)
+ *   BULK_DATA_DIR         where export jobs and their files are kept (default ./bulk-data, or the OS temp
+ *                         directory when the working directory is read-only, as on App Engine)
  *   BULK_DATA_TRUSTED_ORIGINS  origins besides each FHIR server's own that may receive its access token (a file
  *                         host of the FHIR server), comma-separated; a registration in BACKEND_CONFIG_FILE may add
  *                         its own `trustedOrigins`
  */
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, mkdtempSync, readFileSync, rmdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import type * as jose from 'jose';
 import { z } from 'zod';
 import { parsePrivateKey, type ClientKey } from '../config.js';
@@ -38,6 +40,8 @@ export interface BackendConfig {
   readonly bulkDataDir: string;
   /** BULK_DATA_TRUSTED_ORIGINS: trusted by every registration. */
   readonly trustedOrigins: readonly string[];
+  /** Where bulkDataDir comes from: BULK_DATA_DIR, ./bulk-data in the working directory, or the OS temp directory. */
+  readonly bulkDataDirSource: 'BULK_DATA_DIR' | 'cwd' | 'tmp';
 }
 
 const entry = z.object({
@@ -141,7 +145,32 @@ export async function loadBackendConfig(env: NodeJS.ProcessEnv, problems: string
     registrations: Object.freeze(registrations),
     extraPublicKeys: Object.freeze(extraPublicKeys),
     adminToken,
-    bulkDataDir: resolve(env.BULK_DATA_DIR ?? 'bulk-data'),
+    ...chooseBulkDataDir(env.BULK_DATA_DIR),
     trustedOrigins: Object.freeze(trusted.origins),
   });
+}
+
+/**
+ * BULK_DATA_DIR when set; otherwise ./bulk-data when this process can write there, else
+ * <OS temp dir>/smart-bff-bulk-data (App Engine standard: the application directory is read-only, /tmp is
+ * writable, in memory and per instance).
+ */
+export function chooseBulkDataDir(explicit: string | undefined, cwd = process.cwd()): Pick<BackendConfig, 'bulkDataDir' | 'bulkDataDirSource'> {
+  if (explicit) return { bulkDataDir: resolve(cwd, explicit), bulkDataDirSource: 'BULK_DATA_DIR' };
+  const local = resolve(cwd, 'bulk-data');
+  if (canCreateFilesIn(existsSync(local) ? local : cwd)) return { bulkDataDir: local, bulkDataDirSource: 'cwd' };
+  return { bulkDataDir: join(tmpdir(), 'smart-bff-bulk-data'), bulkDataDirSource: 'tmp' };
+}
+
+/**
+ * Tries to create (and removes) an entry in `dir`: the only answer that holds everywhere. access(W_OK) works
+ * from permission bits, which always say yes to root, and can disagree with what the file system then allows.
+ */
+function canCreateFilesIn(dir: string): boolean {
+  try {
+    rmdirSync(mkdtempSync(join(dir, '.smart-bff-write-test-')));
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -85,6 +85,9 @@ const LAUNCH_PATHS = /^\/(launch|login|callback)(\/|\?|$)/;
 export function errorHandler(metrics?: Metrics): ErrorRequestHandler {
   return (err, req, res, _next) => {
     const appErr = reportError(err, req, metrics);
+    // The store could not keep the session: nothing may name it (express-session would still send a cookie for
+    // a new, modified session, and try to save it again at the end), so it is dropped from this request.
+    if (appErr.code === ErrorCode.SESSION_STORE_UNAVAILABLE) delete (req as { session?: unknown }).session;
     if (isFhirPath(req)) return sendFhirError(appErr, req, res);
     if (res.headersSent) {
       // A late error (e.g. a session store write after the response): a finished response stays as it is;

@@ -33,12 +33,18 @@ export function readLaunchBinding(req: Pick<IncomingMessage, 'headers'>, config:
   return undefined;
 }
 
-/** The browser's binding id (a new one when it has none), with the cookie (re)issued to last `maxAgeSeconds`. */
-export function issueLaunchBinding(req: Request, res: Response, config: SessionCookieConfig, maxAgeSeconds: number): string {
-  const binding = readLaunchBinding(req, config) ?? randomBytes(32).toString('base64url');
+/** The browser's binding id: the one its launch cookie carries, or a new one. */
+export function launchBindingFor(req: Pick<IncomingMessage, 'headers'>, config: SessionCookieConfig): string {
+  return readLaunchBinding(req, config) ?? randomBytes(32).toString('base64url');
+}
+
+/**
+ * (Re)issues the launch cookie to last `maxAgeSeconds`. Called only once the pending launch is stored: a launch the
+ * store refused (503) leaves no cookie behind.
+ */
+export function setLaunchCookie(req: Request, res: Response, config: SessionCookieConfig, binding: string, maxAgeSeconds: number): void {
   const options = sessionCookieOptions(config);
   if (!options.secure || req.secure) res.cookie(launchCookieName(config), binding, { ...options, maxAge: maxAgeSeconds * 1000 });
-  return binding;
 }
 
 /** What a pending launch stores of the binding id. */

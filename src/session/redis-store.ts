@@ -1,44 +1,20 @@
 /**
  * Redis for several instances: the express-session store (connect-redis), the token store (one key per launch
  * context, replaced whole in one SET) and the cross-instance refresh lock (SET NX PX, released only by its
- * holder). Commands fail fast while Redis is unreachable (no offline queue) so requests get a clear 503, and
- * the client reconnects by itself.
+ * holder). The client and its connection (TLS, timeouts, reconnection, readiness) are in redis-client.ts.
  */
 import { randomBytes } from 'node:crypto';
-import { createClient } from 'redis';
 import { RedisStore } from 'connect-redis';
 import type { Store } from 'express-session';
-import type { Logger } from '../log.js';
+import type { RedisClient } from './redis-client.js';
 import type { TokenSet, TokenStore } from './token-store.js';
 import { StoreError } from '../http/errors.js';
 import { lookup, stateKey, toStored, type PendingLookup, type StoredLaunch, type TransactionStore } from './transaction-store.js';
 import type { LaunchTransaction } from './types.js';
 
+export type { RedisClient } from './redis-client.js';
+
 const PREFIX = 'smart-bff:';
-
-function makeClient(url: string) {
-  return createClient({
-    url,
-    disableOfflineQueue: true,
-    socket: { connectTimeout: 5000, reconnectStrategy: (retries: number) => Math.min(100 * 2 ** Math.min(retries, 5), 3000) },
-  });
-}
-export type RedisClient = ReturnType<typeof makeClient>;
-
-export async function connectRedis(url: string, logger: Logger): Promise<RedisClient> {
-  const client = makeClient(url);
-  let down = false;
-  client.on('error', (err: Error) => {
-    if (!down) logger.error({ event: 'redis.error', reason: err.message }, 'redis: connection problem; requests that need a session get 503 until it is back');
-    down = true;
-  });
-  client.on('ready', () => {
-    if (down) logger.info({ event: 'redis.ready' }, 'redis: connection restored');
-    down = false;
-  });
-  await client.connect();
-  return client;
-}
 
 export function createRedisSessionStore(client: RedisClient, ttlSeconds: number): Store {
   return new RedisStore({ client, prefix: `${PREFIX}sess:`, ttl: ttlSeconds });

@@ -13,7 +13,7 @@ import { queryString } from '../http/request-context.js';
 import { sha256Short, clip } from '../log.js';
 import type { LaunchMode, LaunchTransaction } from '../session/types.js';
 import type { Registration } from '../config.js';
-import { bindingHash, issueLaunchBinding, readLaunchBinding } from '../session/launch-cookie.js';
+import { bindingHash, launchBindingFor, readLaunchBinding, setLaunchCookie } from '../session/launch-cookie.js';
 import { EXPIRED_GRACE_SECONDS, stateKey } from '../session/transaction-store.js';
 import type { SmartDeps } from './deps.js';
 import { buildOAuthConfig, hasIssuer } from './oauth-config.js';
@@ -121,8 +121,9 @@ async function startAuthorization(
   const framed = req.get('sec-fetch-dest') === 'iframe';
   if (framed) transaction.authorizationUrl = authorizationUrl.href;
   const keptSeconds = deps.config.transactionTtlSeconds + EXPIRED_GRACE_SECONDS;
-  const binding = issueLaunchBinding(req, res, deps.config, keptSeconds);
+  const binding = launchBindingFor(req, deps.config);
   await deps.transactions.put(transaction, bindingHash(binding), keptSeconds);
+  setLaunchCookie(req, res, deps.config, binding, keptSeconds);
 
   log.info(
     {

@@ -1,10 +1,14 @@
 /**
  * A real Redis for tests: redis-server from Debian on an ephemeral port, with no persistence, that a test can
- * stop and start again on the same port. Locally, without redis-server, `redisAvailable()` is false and the
- * Redis tests skip with a message; in CI (CI=true) a missing redis-server is an error.
+ * stop and start again on the same port. With `tls`, it serves TLS only (no plain port), on a self-signed
+ * certificate chain made for the test (see tls-certs.ts), as Heroku Redis does; with `password`, it requires
+ * AUTH; with `started: false`, the port is chosen but nothing listens until `start()` (Redis down at boot).
+ * Locally, without redis-server, `redisAvailable()` is false and the Redis tests skip with a message; in CI
+ * (CI=true) a missing redis-server is an error.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { freePort, waitForPort } from './net.js';
+import { makeTestCertificates, type TestCertificates } from './tls-certs.js';
 
 export { freePort };
 
@@ -16,17 +20,29 @@ export function redisAvailable(): boolean {
 }
 
 export interface TestRedis {
+  /** redis://127.0.0.1:port, or rediss:// with `tls` (with the password when there is one). */
   url: string;
   port: number;
+  /** With `tls`: the certificates (caFile is the CA that signed the server's certificate). */
+  certs?: TestCertificates;
+  /** What redis-server printed (TLS handshake errors appear here). */
+  output(): string;
   stop(): Promise<void>;
   start(): Promise<void>;
 }
 
-export async function startRedis(): Promise<TestRedis> {
+export async function startRedis(opts: { tls?: boolean; password?: string; started?: boolean } = {}): Promise<TestRedis> {
   const port = await freePort();
+  const certs = opts.tls ? makeTestCertificates() : undefined;
+  const listen = certs
+    ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', certs.chainFile, '--tls-key-file', certs.keyFile, '--tls-ca-cert-file', certs.caFile, '--tls-auth-clients', 'no']
+    : ['--port', String(port)];
   let child: ChildProcess | undefined;
+  let out = '';
   const start = async () => {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], { stdio: 'ignore' });
+    child = spawn('redis-server', [...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', ...(opts.password ? ['--requirepass', opts.password] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.on('data', (d) => (out += d));
+    child.stderr!.on('data', (d) => (out += d));
     await waitForPort(port);
   };
   const stop = async () => {
@@ -34,6 +50,7 @@ export async function startRedis(): Promise<TestRedis> {
     const c = child;
     await new Promise<void>((resolve) => { c.once('exit', () => resolve()); c.kill('SIGKILL'); });
   };
-  await start();
-  return { url: `redis://127.0.0.1:${port}`, port, stop, start };
+  if (opts.started !== false) await start();
+  const auth = opts.password ? `:${encodeURIComponent(opts.password)}@` : '';
+  return { url: `${certs ? 'rediss' : 'redis'}://${auth}127.0.0.1:${port}`, port, ...(certs ? { certs } : {}), output: () => out, stop, start };
 }
