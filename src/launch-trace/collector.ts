@@ -18,7 +18,8 @@ import type { TraceStore } from './trace-store.js';
 export class LaunchTrace {
   private readonly grouper = new LaunchGrouper({ maxRequests: 10_000 });
   private readonly logger: Logger;
-  /** Records kept so far (for tests and curiosity: /metrics does not need it). */
+  /** Lines the tap was handed, and records kept (for tests: nothing but the launch routes may reach the tap). */
+  seen = 0;
   kept = 0;
 
   constructor(private readonly o: { logger: Logger; store: TraceStore; max: number }) {
@@ -34,6 +35,7 @@ export class LaunchTrace {
 
   /** One JSON line as written to the log. */
   write(line: string): void {
+    this.seen++;
     let record: LogRecord;
     try {
       record = JSON.parse(line) as LogRecord;

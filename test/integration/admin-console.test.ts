@@ -222,6 +222,17 @@ describe('operator sign-in', () => {
     expect((await get(`${c.url}/admin/api/exports`, cookie)).status).toBe(200); // still signed in
   });
 
+  test('every sign-in is a new session, and the one the browser had before is ended (no fixation)', async () => {
+    const first = await signIn(c.url);
+    const res = await fetch(`${c.url}/admin/api/sign-in`, { method: 'POST', headers: { ...CSRF, cookie: first }, body: JSON.stringify({ token: ADMIN }) });
+    const second = res.headers.getSetCookie()[0]!.split(';')[0]!;
+    expect(second).not.toBe(first);
+    expect((await get(`${c.url}/admin/api/exports`, second)).status).toBe(200);
+    expect((await get(`${c.url}/admin/api/exports`, first)).status).toBe(401);
+    // a value the server never issued is never adopted
+    expect((await get(`${c.url}/admin/api/exports`, 'smart-bff.admin=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA')).status).toBe(401);
+  });
+
   test('sign-out ends the session on the server: the old cookie no longer works', async () => {
     const cookie = await signIn(c.url);
     const res = await fetch(`${c.url}/admin/api/sign-out`, { method: 'POST', headers: { cookie, ...CSRF } });
@@ -326,6 +337,11 @@ describe('the launch trace', () => {
     expect(html).toContain('https://ehr.example/&lt;img src=x onerror=alert(1)&gt;');
     expect(html).not.toContain('<img src=x');
     for (const secret of [...c.tokens, ...bad.stolenTokens!, ADMIN]) expect(html).not.toContain(secret);
+    // only known fields: the log's fingerprints and hashes are in the log, not on the page
+    for (const field of ['code_fp', 'verifier_fp', 'state_sha', 'code_challenge_sha', 'session_sha', 'contextId']) {
+      expect(c.logs.text()).toContain(`"${field}"`);
+      expect(html).not.toContain(field);
+    }
 
     const failedOnly = await (await get(`${c.url}/admin/launches?failed=1`, cookie)).text();
     expect([...failedOnly.matchAll(/<details class="launch launch-(\w+)"/g)].map((m) => m[1])).toEqual(['failed', 'failed']);
@@ -337,19 +353,25 @@ describe('the launch trace', () => {
     expect(one).toMatch(/<dt>error<\/dt><dd>invalid_grant<\/dd>/);
     expect(one).toContain(`smart-bff explain --launch ${id}`);
     for (const secret of [...c.tokens, ...bad.stolenTokens!]) expect(one).not.toContain(secret);
+    const apiText = await (await get(`${c.url}/admin/api/launches`, cookie)).text();
+    for (const field of ['code_fp', 'verifier_fp', 'state_sha', 'session_sha', 'contextId']) expect([field, one.includes(field), apiText.includes(field)]).toEqual([field, false, false]);
     expect((await get(`${c.url}/admin/launches/nope`, cookie)).status).toBe(404);
     expect((await get(`${c.url}/admin/launches/%3Cscript%3E`, cookie)).status).toBe(404);
   });
 
-  test('the FHIR proxy never feeds the trace: its calls log as before, and the trace keeps nothing of them', async () => {
-    const kept = c.app.locals.admin!.trace.kept;
+  test('the FHIR proxy never feeds the trace: its calls log as before, and not one of their lines reaches the trace\'s tap', async () => {
+    const trace = c.app.locals.admin!.trace;
+    const [seen, kept] = [trace.seen, trace.kept];
     const context = new URL(ok.location!, c.url).searchParams.get('context')!;
     for (let i = 0; i < 3; i++) {
       const res = await ok.browser.get(`${c.url}/fhir/Patient/${SANDBOX_PATIENTS[0]}`, { 'x-csrf': '1', 'x-smart-context': context });
       expect(res.status).toBe(200);
     }
     expect(c.logs.find('proxy.request').length).toBeGreaterThanOrEqual(3);
-    expect(c.app.locals.admin!.trace.kept).toBe(kept);
+    expect([trace.seen, trace.kept]).toEqual([seen, kept]);
+    // while a launch route's lines do reach it
+    expect((await fetch(`${c.url}/login?iss=${encodeURIComponent('https://other.example/fhir')}`)).status).toBe(400);
+    expect(trace.seen).toBeGreaterThan(seen);
   });
 });
 

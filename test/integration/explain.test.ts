@@ -96,6 +96,16 @@ test('the raw log on stdin: the failed launch first, with invalid_grant, its lik
   for (const s of secrets) expect(r.out).not.toContain(s);
 }, 30000);
 
+test('only known fields are printed: the log\'s fingerprints, hashes and context ids stay in the log', async () => {
+  for (const args of [[], ['--json']]) {
+    const r = await explain(args, log);
+    for (const field of ['code_fp', 'verifier_fp', 'state_sha', 'code_challenge_sha', 'session_sha', 'contextId', 'len:']) {
+      expect(log).toContain(field);
+      expect([args.join(' '), field, r.out.includes(field)]).toEqual([args.join(' '), field, false]);
+    }
+  }
+}, 30000);
+
 test('the refused request is a story of its own, and a terminal escape sequence in the log never reaches the terminal', async () => {
   const r = await explain([], log);
   expect(r.out).toMatch(/✗ FAILED · request [0-9a-f-]{36} \(refused before a launch started\)\n {2}iss https:\/\/ehr\.example\/�\[2J�\[31mred/);
