@@ -22,7 +22,10 @@ export class LaunchTrace {
   seen = 0;
   kept = 0;
 
+  readonly store: TraceStore;
+
   constructor(private readonly o: { logger: Logger; store: TraceStore; max: number }) {
+    this.store = o.store;
     const tap: DestinationStream = { write: (line: string) => this.write(line) };
     this.logger = tappedLogger(o.logger, tap);
   }
@@ -47,18 +50,18 @@ export class LaunchTrace {
     for (const g of this.grouper.accept(projected)) {
       this.kept += g.records.length;
       // never fails a request: a store that is down loses trace records, nothing else
-      this.o.store.append(g.key, g.records).catch(() => undefined);
+      this.store.append(g.key, g.records).catch(() => undefined);
     }
   }
 
   /** Recent launches, failed first (story.ts sortStories). */
   async stories(filter: StoryFilter = {}): Promise<LaunchStory[]> {
-    const launches = await this.o.store.recent(this.o.max);
+    const launches = await this.store.recent(this.o.max);
     return sortStories(launches.map((l) => buildStory(l.key, l.records)).filter((s) => matches(s, filter)));
   }
 
   async story(key: string): Promise<LaunchStory | undefined> {
-    const launch = await this.o.store.get(key);
+    const launch = await this.store.get(key);
     return launch ? buildStory(launch.key, launch.records) : undefined;
   }
 }

@@ -406,6 +406,7 @@ describe('the launch trace under LOG_LEVEL=warn, and bounded', () => {
       expect(all).toHaveLength(3);
       const newest = [...all].sort((a, b) => b.startedAt.localeCompare(a.startedAt)).slice(0, 2).map((s) => s.id);
       expect(launches.map((s: { id: string }) => s.id).sort()).toEqual(newest.sort());
+      expect((await c.app.locals.admin!.trace.store.recent(100)).map((l) => l.key).sort()).toEqual(newest.sort()); // what memory holds
     } finally {
       await c.close();
     }
@@ -487,9 +488,11 @@ withRedis('with Redis: every instance sees the trace and the operators\' session
       expect(index).toHaveLength(2);
       lists = await client.keys('smart-bff:trace:launch:*');
       expect(lists.sort()).toEqual(index.map((k) => `smart-bff:trace:launch:${k}`).sort());
-      // the two newest launches, each whole
-      const kept = (await Promise.all(lists.map((k) => client.lRange(k, 0, -1)))).map((l) => l.map((r) => JSON.parse(r) as { requestId?: string }));
+      // the two newest launches, each whole, and only the known fields of their records
+      const raw = await Promise.all(lists.map((k) => client.lRange(k, 0, -1)));
+      const kept = raw.map((l) => l.map((r) => JSON.parse(r) as { requestId?: string }));
       expect(kept.map((records) => callbacks.findIndex((c) => records.some((r) => r.requestId === c))).sort()).toEqual([1, 2]);
+      for (const field of ['code_fp', 'verifier_fp', 'state_sha', 'session_sha', 'contextId', 'service']) expect([field, raw.flat().some((r) => r.includes(`"${field}"`))]).toEqual([field, false]);
     });
     for (const key of [...lists, 'smart-bff:trace:index']) {
       const ttl = await client.ttl(key);
