@@ -12,14 +12,17 @@ import { isTraceKey } from '../launch-trace/trace-store.js';
 import type { OperatorAuth } from './operator-auth.js';
 
 export const OUTCOME_LABELS = { failed: 'Failed', pending: 'No callback yet', complete: 'Complete' } as const;
+/** Launches one page shows (failed first); the JSON has them all. */
+const PAGE_LIMIT = 200;
 
 export function addLaunchPages(router: Router, o: { auth: OperatorAuth; trace: LaunchTrace; traceSize: number }): void {
   router.get('/launches', o.auth.requirePage, async (req, res) => {
     const failed = req.query.failed === '1';
     const all = await o.trace.stories();
-    const stories = failed ? all.filter((s) => s.outcome === 'failed') : all;
+    const matching = failed ? all.filter((s) => s.outcome === 'failed') : all;
     res.render('admin/launches', {
-      title: 'Launches', section: 'launches', stories, failed, summary: summarize(all), traceSize: o.traceSize, labels: OUTCOME_LABELS, formatMs,
+      title: 'Launches', section: 'launches', stories: matching.slice(0, PAGE_LIMIT), hidden: Math.max(0, matching.length - PAGE_LIMIT),
+      failed, summary: summarize(all), traceSize: o.traceSize, labels: OUTCOME_LABELS, formatMs,
     });
   });
 
