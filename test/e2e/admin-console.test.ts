@@ -13,6 +13,8 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
+import { parseLogText } from '../../src/launch-trace/log-lines.js';
+import { storiesFromRecords } from '../../src/launch-trace/story.js';
 import { failedLaunch } from '../helpers/launches.js';
 import { freePort } from '../helpers/net.js';
 import { startServerProcess, type ServerProcess } from '../helpers/server-process.js';
@@ -100,6 +102,9 @@ d('the operator console in a real browser', () => {
     expect(await complete.locator('tr.step').count()).toBe(8);
     expect(await complete.locator('tr.step').last().textContent()).toContain('launch.complete');
     await operator.screenshot({ path: `${ARTIFACTS_DIR}/admin-launches.png`, fullPage: true });
+    // the same story as `smart-bff explain` tells from the server's stdout
+    const onPage = await Promise.all((await launches.all()).map(async (l) => [(await l.getAttribute('id'))!.replace(/^launch-/, ''), (await l.getAttribute('class'))!.replace(/^launch launch-/, '')]));
+    expect(storiesFromRecords(parseLogText(server.output()).records).map((st) => [st.id, st.outcome])).toEqual(onPage);
 
     await operator.locator('#filter-failed').click();
     await operator.waitForURL(/\?failed=1$/);
