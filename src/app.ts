@@ -37,6 +37,7 @@ import { buildJwks, jwksHandler } from './backend-services/jwks.js';
 import { BackendTokenClient } from './backend-services/token-client.js';
 import { ExportJobs } from './backend-services/export-jobs.js';
 import { createBulkDataRouter } from './backend-services/http-api.js';
+import { createAdminConsole, type AdminConsole } from './admin/console.js';
 
 export interface AppDeps {
   config: Config;
@@ -56,7 +57,7 @@ export interface AppDeps {
 }
 
 export interface App extends Express {
-  locals: Express['locals'] & { smart: SmartDeps; refresher: TokenRefresher; proxyAgents: ProxyAgents; exportJobs?: ExportJobs };
+  locals: Express['locals'] & { smart: SmartDeps; refresher: TokenRefresher; proxyAgents: ProxyAgents; exportJobs?: ExportJobs; admin?: AdminConsole };
 }
 
 const VIEWS_DIR = fileURLToPath(new URL('../views', import.meta.url));
@@ -124,6 +125,7 @@ export function createApp(deps: AppDeps): App {
   app.use(accessLog(logger));
   // Programmatic endpoints answer JSON whatever the Accept header says, on exactly the paths the router serves.
   app.use('/api', jsonAnswers);
+  app.use('/admin/api', jsonAnswers);
   app.post('/logout', jsonAnswers);
   app.get('/healthz', (_req, res) => void res.set('cache-control', 'no-store').json({ status: 'ok' }));
   app.get('/readyz', async (_req, res) => {
@@ -145,6 +147,8 @@ export function createApp(deps: AppDeps): App {
     const tokens = new BackendTokenClient({ discovery: backendDiscovery, logger, timeoutMs: config.httpTimeoutMs, allowInsecureHttp: config.allowInsecureHttp });
     const jobs = new ExportJobs({ dir: config.backend.bulkDataDir, registrations: config.backend.registrations, tokens, logger: logger.child({ component: 'bulk-data' }) });
     app.locals.exportJobs = jobs;
+    // The operator console (/admin: the launch trace, exports), mounted with the pages below.
+    app.locals.admin = createAdminConsole({ config, logger, adminToken: config.backend.adminToken, jobs, ...(deps.redis ? { redis: deps.redis.client } : {}) });
     app.use('/api/bulk-data', (_req, res, next) => { res.setHeader('Cache-Control', 'no-store'); next(); }, createBulkDataRouter({ adminToken: config.backend.adminToken, jobs }));
   } else {
     app.use('/api/bulk-data', (_req, _res, next) => next(new AppError(ErrorCode.NOT_FOUND, 404, 'The bulk-data API is off: set ADMIN_TOKEN to enable it.')));
@@ -176,6 +180,11 @@ export function createApp(deps: AppDeps): App {
     res.setHeader('Cache-Control', 'no-store');
     next();
   });
+  const admin = app.locals.admin;
+  if (admin) {
+    app.use('/admin', admin.router);
+    app.use(['/launch', '/login', '/callback'], admin.traceLaunchRoutes); // their log records also go to the launch trace
+  }
   // The route table. Starting a launch needs no session (pending launches live apart, bound to the browser by
   // the launch cookie), so these run before the session is loaded and never create one.
   const limitLaunches = launchRateLimit(config.launchRateLimitPerMinute, deps.redis?.client);

@@ -98,8 +98,12 @@ export interface Config {
   readonly launchRateLimitPerMinute: number;
   /** /metrics is served only when set, and only with `Authorization: Bearer <token>`. */
   readonly metricsToken: string | undefined;
-  /** SMART Backend Services: registrations, JWKS keys, the operators' bulk-data API. */
+  /** SMART Backend Services: registrations, JWKS keys, the operators' bulk-data API (and ADMIN_TOKEN). */
   readonly backend: BackendConfig;
+  /** The operator console (with ADMIN_TOKEN): an operator's sign-in ends after this long without a request. */
+  readonly adminSessionIdleSeconds: number;
+  /** Launches the trace page keeps. */
+  readonly launchTraceSize: number;
   readonly warnings: readonly string[];
 }
 
@@ -308,6 +312,8 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
     launchRateLimitPerMinute: e.LAUNCH_RATE_LIMIT,
     metricsToken: e.METRICS_TOKEN || undefined,
     backend,
+    adminSessionIdleSeconds: Math.max(1, Math.round(e.ADMIN_SESSION_IDLE_MINUTES * 60)),
+    launchTraceSize: e.LAUNCH_TRACE_SIZE,
     warnings: Object.freeze(warnings),
   });
 }

@@ -15,6 +15,7 @@ export const ENV_GROUPS = {
   sessions: 'Sessions, cookies and Redis',
   proxy: 'FHIR proxy and tokens',
   backend: 'Backend services and Bulk Data',
+  operators: 'The operator console (/admin) and the launch trace',
   platform: 'Set by the platform',
   development: 'Development',
 } as const;
@@ -102,9 +103,13 @@ export const envSchema = z.object({
   SMART_BACKEND_JKU: doc(z.string().optional(), { group: 'backend', example: 'https://app.example.org/.well-known/jwks.json', description: 'A JWKS URL to name in the assertion header (jku), when the EHR registered one.' }),
   BACKEND_CONFIG_FILE: doc(z.string().optional(), { group: 'backend', example: './backend.json', description: 'Several backend registrations: {"registrations":[{"name","iss","clientId","privateKeyFile"|"privateKeyEnv","keyId","scope","jku"}]}. Replaces SMART_BACKEND_*.' }),
   JWKS_EXTRA_KEYS_FILE: doc(z.string().optional(), { group: 'backend', example: './keys/next.jwks.json', description: 'Public keys published at /.well-known/jwks.json besides the signing keys (key rotation: the next key, retired keys).' }),
-  ADMIN_TOKEN: doc(z.string().optional(), { group: 'backend', secret: true, example: '$(openssl rand -base64 32)', default: 'unset: /api/bulk-data is off', description: "Enables the operators' API /api/bulk-data (Authorization: Bearer <ADMIN_TOKEN>). 24+ random characters." }),
   BULK_DATA_DIR: doc(z.string().optional(), { group: 'backend', example: '/mnt/exports', default: '`./bulk-data` when the working directory is writable, else `<OS temp dir>/smart-bff-bulk-data` (App Engine)', description: 'Where export jobs and their files are kept. On Heroku and App Engine the local disk is ephemeral (App Engine: memory-backed, per instance; Heroku: wiped at every restart): fetch the files soon, or point this at a mounted volume.' }),
   BULK_DATA_TRUSTED_ORIGINS: doc(z.string().optional(), { group: 'backend', example: 'https://files.example.org', default: 'none', description: "Origins besides each FHIR server's own that may receive its access token during an export (a file host that belongs to the FHIR server), comma-separated. A manifest naming any other origin for files that need the token stops the export. Validated at startup. The CLI (smart-bff export) reads it too." }),
+
+  // --- The operator console and the launch trace (read in src/config.ts; ADMIN_TOKEN in src/backend-services/config.ts)
+  ADMIN_TOKEN: doc(z.string().optional(), { group: 'operators', secret: true, example: '$(openssl rand -base64 32)', default: 'unset: /admin and /api/bulk-data are off (404)', description: "Enables the operator console /admin (the launch trace /admin/launches and exports /admin/exports, after signing in with this token once) and the operators' API /api/bulk-data (Authorization: Bearer <ADMIN_TOKEN>). 24+ random characters." }),
+  ADMIN_SESSION_IDLE_MINUTES: doc(z.coerce.number().min(0.01).max(12 * 60).default(30), { group: 'operators', example: '15', description: "An operator's sign-in to the console ends after this many minutes without a request (enforced on the server; at most 12 hours in all). Operator sessions are kept apart from the clinicians' sessions: in memory, or in Redis with REDIS_URL." }),
+  LAUNCH_TRACE_SIZE: doc(z.coerce.number().int().min(1).max(10_000).default(200), { group: 'operators', example: '500', description: "Launches the trace page /admin/launches keeps (with ADMIN_TOKEN): the oldest goes first. In memory per instance, or with REDIS_URL one capped list shared by every instance, each launch kept for 24 hours. The trace records the launch steps at info whatever LOG_LEVEL says." }),
 
   // --- Set by the platform
   DYNO: doc(z.string().optional(), { group: 'platform', example: 'web.1', description: 'Set by Heroku. Its presence makes TRUST_PROXY default to 1.' }),

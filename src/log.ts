@@ -3,7 +3,7 @@
  * and the redact list below is a second line of defence for fields that should never be logged at all.
  */
 import { createHash } from 'node:crypto';
-import { pino, type Logger, type DestinationStream, type LevelWithSilent } from 'pino';
+import { pino, type Level, type Logger, type LoggerOptions, type DestinationStream, type LevelWithSilent } from 'pino';
 
 export type { Logger };
 
@@ -20,16 +20,36 @@ const REDACT_PATHS = [
 ];
 
 export function createLogger(opts: { level?: LevelWithSilent; destination?: DestinationStream } = {}): Logger {
-  return pino(
-    {
-      level: opts.level ?? 'info',
-      base: { service: 'smart-bff' },
-      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-      timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
-    },
-    opts.destination,
-  );
+  const options: LoggerOptions = {
+    level: opts.level ?? 'info',
+    base: { service: 'smart-bff' },
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+  };
+  // pino's own default (stdout), made here so that a tapped logger can write to the very same stream.
+  const destination = opts.destination ?? pino.destination(1);
+  const logger = pino(options, destination);
+  made.set(logger, { options, destination });
+  return logger;
+}
+
+const made = new WeakMap<Logger, { options: LoggerOptions; destination: DestinationStream }>();
+
+/**
+ * A sibling of `logger` (made by createLogger) that writes exactly what `logger` would, to the same stream at the
+ * same level, and also hands each record at `tapLevel` or above, as the JSON line written, to `tap`, whatever
+ * `logger`'s level. The launch trace uses it on the launch routes only, so it sees their info-level steps even
+ * under LOG_LEVEL=warn, and nothing else pays for it.
+ */
+export function tappedLogger(logger: Logger, tap: DestinationStream, tapLevel: Level = 'info'): Logger {
+  const source = made.get(logger);
+  if (!source) throw new Error('tappedLogger: the logger was not made by createLogger');
+  const level = source.options.level as LevelWithSilent;
+  const streams: { level: Level; stream: DestinationStream }[] = [{ level: tapLevel, stream: tap }];
+  if (level !== 'silent') streams.push({ level: level as Level, stream: source.destination });
+  const lowest = level !== 'silent' && pino.levels.values[level]! < pino.levels.values[tapLevel]! ? level : tapLevel;
+  return pino({ ...source.options, level: lowest }, pino.multistream(streams));
 }
 
 /** A short, non-reversible fingerprint of a secret for correlating log lines: `len:12/sha:abcd1234`. */

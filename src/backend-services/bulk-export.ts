@@ -36,7 +36,7 @@ export type ExportEvent =
   | { phase: 'resumed'; statusUrl: string | undefined; filesDone: number; filesTotal: number }
   | { phase: 'polling'; progress: string | null; retryAfterSeconds: number }
   | { phase: 'manifest'; files: number }
-  | { phase: 'file'; file: FileState; filesDone: number; filesTotal: number; bytes: number }
+  | { phase: 'file'; file: FileState; filesDone: number; filesTotal: number; bytes: number; resources: number }
   | ({ phase: 'retry' } & RetryEvent)
   | { phase: 'deleted'; ok: boolean; status: number | null };
 
@@ -294,7 +294,10 @@ export class BulkExporter {
           return;
         }
         await this.file.save(this.state!);
-        this.o.onEvent?.({ phase: 'file', file, filesDone: files.filter((f) => f.done).length, filesTotal: files.length, bytes: files.reduce((s, f) => s + f.bytes, 0) });
+        this.o.onEvent?.({
+          phase: 'file', file, filesDone: files.filter((f) => f.done).length, filesTotal: files.length,
+          bytes: files.reduce((s, f) => s + f.bytes, 0), resources: files.filter((f) => f.done && f.kind === 'output').reduce((s, f) => s + f.resources, 0),
+        });
       }
     };
     await Promise.all(Array.from({ length: this.concurrency }, worker));

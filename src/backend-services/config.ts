@@ -6,7 +6,8 @@
  *   SMART_BACKEND_KEY_ID, SMART_BACKEND_SCOPE, SMART_BACKEND_JKU   one registration, named "default"
  *   BACKEND_CONFIG_FILE   a JSON file with several: {"registrations":[{"name","iss","clientId","privateKeyFile",…}]}
  *   JWKS_EXTRA_KEYS_FILE  public keys to publish besides the signing keys (rotation: the next key, retired keys)
- *   ADMIN_TOKEN           enables /api/bulk-data (bearer token, 24+ characters); off when unset
+ *   ADMIN_TOKEN           enables /api/bulk-data (bearer token, 24+ characters) and the operator console /admin;
+ *                         off when unset
  *   BULK_DATA_DIR         where export jobs and their files are kept (default ./bulk-data, or the OS temp
  *                         directory when the working directory is read-only, as on App Engine)
  *   BULK_DATA_TRUSTED_ORIGINS  origins besides each FHIR server's own that may receive its access token (a file
@@ -137,10 +138,9 @@ export async function loadBackendConfig(env: NodeJS.ProcessEnv, problems: string
 
   const adminToken = env.ADMIN_TOKEN || undefined;
   if (adminToken && adminToken.length < 24) problems.push('ADMIN_TOKEN: use at least 24 random characters (`openssl rand -base64 32`)');
-  // With the sandbox (development), the server adds a registration for it at startup (sandbox/backend-registration.ts).
-  if (adminToken && registrations.length === 0 && !opts.sandbox && !problems.some((p) => p.startsWith('SMART_BACKEND') || p.startsWith('BACKEND'))) {
-    problems.push('ADMIN_TOKEN: the bulk-data API needs a backend registration (SMART_BACKEND_ISS, SMART_BACKEND_CLIENT_ID, SMART_BACKEND_KEY_FILE or BACKEND_CONFIG_FILE)');
-  }
+  // ADMIN_TOKEN alone is enough for the operator console's launch trace; exports need a backend registration, and
+  // the console and the API say so. With the sandbox (development), the server adds a registration for it at
+  // startup (sandbox/backend-registration.ts).
   return Object.freeze({
     registrations: Object.freeze(registrations),
     extraPublicKeys: Object.freeze(extraPublicKeys),

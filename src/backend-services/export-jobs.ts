@@ -6,13 +6,14 @@
  * registry of in-flight work, not a cache of truth: the files on disk are.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import type { BackendRegistration } from './config.js';
 import { BulkExporter, DEFAULT_EXPORT_TIMEOUT_SECONDS, type ExportEvent, type ExportParameters, type ExportState, type ExportSummary } from './bulk-export.js';
 import { describeFailure, type FailureDescription } from './export-errors.js';
 import { JobWriter } from './job-writer.js';
+import { isOwnFileName } from './export-state.js';
 import type { BackendTokenClient } from './token-client.js';
 
 export interface JobOptions {
@@ -32,6 +33,11 @@ export interface JobRecord {
   createdAt: string;
   updatedAt: string;
   progress?: string | null;
+  /** Progress of the download, so far: files downloaded and verified of the manifest's, resources and bytes in them. */
+  filesDone?: number;
+  filesTotal?: number;
+  resources?: number;
+  bytes?: number;
   /** Why a failed job failed: a stable code, the message, the likely causes (e.g. of invalid_client), a hint. */
   error?: FailureDescription;
   summary?: ExportSummary;
@@ -44,10 +50,16 @@ interface Running {
   done: Promise<void>;
 }
 
+const JOB_ID = /^[A-Za-z0-9_-]{16}$/;
+
 export class ExportJobs {
   private readonly running = new Map<string, Running>();
 
   constructor(private readonly o: { dir: string; registrations: readonly BackendRegistration[]; tokens: BackendTokenClient; logger: Logger }) {}
+
+  get registrations(): readonly BackendRegistration[] {
+    return this.o.registrations;
+  }
 
   registration(name: string): BackendRegistration | undefined {
     return this.o.registrations.find((r) => r.name === name);
@@ -68,7 +80,7 @@ export class ExportJobs {
   }
 
   async get(id: string): Promise<{ job: JobRecord; state: ExportState | undefined } | undefined> {
-    if (!/^[A-Za-z0-9_-]{16}$/.test(id)) return undefined;
+    if (!JOB_ID.test(id)) return undefined;
     try {
       const job = this.running.get(id)?.writer.current ?? JSON.parse(await readFile(join(this.jobDir(id), 'job.json'), 'utf8')) as JobRecord;
       const state = await readFile(join(this.jobDir(id), 'files', '.export-state.json'), 'utf8').then((t) => JSON.parse(t) as ExportState, () => undefined);
@@ -80,6 +92,21 @@ export class ExportJobs {
 
   filePath(id: string, name: string): string {
     return join(this.jobDir(id), 'files', name);
+  }
+
+  /** A downloaded file of a job (an exporter's own file name only), with its size; undefined when there is none (yet). */
+  async file(id: string, name: string): Promise<{ path: string; size: number } | undefined> {
+    if (!isOwnFileName(name) || !(await this.get(id))) return undefined;
+    const path = this.filePath(id, name);
+    const info = await stat(path).catch(() => undefined);
+    return info?.isFile() ? { path, size: info.size } : undefined;
+  }
+
+  /** The most recent jobs (newest first), at most `limit`: each job's record and its exporter's state. */
+  async list(limit = 50): Promise<{ job: JobRecord; state: ExportState | undefined }[]> {
+    const ids = (await readdir(this.o.dir).catch(() => [] as string[])).filter((id) => JOB_ID.test(id));
+    const found = (await Promise.all(ids.map((id) => this.get(id)))).filter((f): f is NonNullable<typeof f> => f !== undefined);
+    return found.sort((a, b) => b.job.createdAt.localeCompare(a.job.createdAt)).slice(0, limit);
   }
 
   /**
@@ -140,11 +167,21 @@ export class ExportJobs {
       return;
     }
     const abort = new AbortController();
+    // Progress goes through the job's one writer (after the final status it is dropped), at most once a second,
+    // except the moments that matter: the manifest, and the last file.
     let last = 0;
     const onEvent = (e: ExportEvent) => {
-      if (e.phase === 'polling' && Date.now() - last > 1000) {
-        last = Date.now();
-        void writer.progress({ progress: e.progress, updatedAt: new Date().toISOString() });
+      const now = Date.now();
+      if (e.phase === 'polling' && now - last > 1000) {
+        last = now;
+        void writer.progress({ progress: e.progress, updatedAt: new Date(now).toISOString() });
+      } else if (e.phase === 'manifest' || (e.phase === 'resumed' && e.filesTotal > 0)) {
+        last = now;
+        const total = e.phase === 'manifest' ? e.files : e.filesTotal;
+        void writer.progress({ progress: null, filesTotal: total, filesDone: e.phase === 'manifest' ? 0 : e.filesDone, updatedAt: new Date(now).toISOString() });
+      } else if (e.phase === 'file' && (now - last > 1000 || e.filesDone === e.filesTotal)) {
+        last = now;
+        void writer.progress({ filesDone: e.filesDone, filesTotal: e.filesTotal, resources: e.resources, bytes: e.bytes, updatedAt: new Date(now).toISOString() });
       }
     };
     const exporter = this.exporterFor(job, registration, abort.signal, log, onEvent);

@@ -7,11 +7,10 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import express, { type Router } from 'express';
 import { z } from 'zod';
 import { AppError, ErrorCode } from '../http/errors.js';
-import type { ExportJobs } from './export-jobs.js';
+import type { ExportJobs, JobRecord } from './export-jobs.js';
 import { DEFAULT_EXPORT_TIMEOUT_SECONDS } from './bulk-export.js';
 
 const body = z.object({
@@ -28,6 +27,30 @@ const body = z.object({
   timeoutSeconds: z.number().int().min(1).max(7 * 86400).default(DEFAULT_EXPORT_TIMEOUT_SECONDS),
 }).strict();
 
+/**
+ * Starts an export job from a request body (this API's, or the operator console's form): validated, a
+ * registration named (never a key), then created on the one ExportJobs. Bad input is a 400 AppError.
+ */
+export async function startExport(jobs: ExportJobs, input: unknown): Promise<JobRecord> {
+  const raw = (input && typeof input === 'object' ? input : {}) as Record<string, unknown>;
+  if (['privateKey', 'private_key', 'key', 'clientSecret', 'client_secret', 'jwk'].some((k) => k in raw)) {
+    throw new AppError(ErrorCode.BAD_REQUEST, 400, 'Keys and secrets are never accepted in a request: name a registration configured on the server.');
+  }
+  const parsed = body.safeParse(raw);
+  if (!parsed.success) throw new AppError(ErrorCode.BAD_REQUEST, 400, `Invalid export request: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')}`);
+  const p = parsed.data;
+  if (p.level === 'group' && !p.groupId) throw new AppError(ErrorCode.BAD_REQUEST, 400, 'A group-level export needs groupId.');
+  const registration = jobs.registration(p.registration);
+  if (!registration && !jobs.registrations.length) {
+    throw new AppError(ErrorCode.BAD_REQUEST, 400, 'No backend registration is configured on the server: set SMART_BACKEND_ISS, SMART_BACKEND_CLIENT_ID and SMART_BACKEND_KEY_FILE (or BACKEND_CONFIG_FILE).');
+  }
+  if (!registration) throw new AppError(ErrorCode.BAD_REQUEST, 400, `No backend registration is named ${JSON.stringify(p.registration)}.`);
+  return jobs.create(registration, {
+    level: p.level, ...(p.groupId ? { groupId: p.groupId } : {}), ...(p.types ? { types: p.types } : {}), ...(p.since ? { since: p.since } : {}),
+    ...(p.typeFilters ? { typeFilters: p.typeFilters } : {}), ...(p.outputFormat ? { outputFormat: p.outputFormat } : {}),
+  }, { keep: p.keep, timeoutSeconds: p.timeoutSeconds });
+}
+
 export function createBulkDataRouter(o: { adminToken: string; jobs: ExportJobs }): Router {
   const router = express.Router({ caseSensitive: true });
   const expected = Buffer.from(`Bearer ${o.adminToken}`);
@@ -41,20 +64,7 @@ export function createBulkDataRouter(o: { adminToken: string; jobs: ExportJobs }
   router.use(express.json({ limit: '32kb' }));
 
   router.post('/exports', async (req, res) => {
-    const raw = (req.body ?? {}) as Record<string, unknown>;
-    if (['privateKey', 'private_key', 'key', 'clientSecret', 'client_secret', 'jwk'].some((k) => k in raw)) {
-      throw new AppError(ErrorCode.BAD_REQUEST, 400, 'Keys and secrets are never accepted in a request: name a registration configured on the server.');
-    }
-    const parsed = body.safeParse(raw);
-    if (!parsed.success) throw new AppError(ErrorCode.BAD_REQUEST, 400, `Invalid export request: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')}`);
-    const p = parsed.data;
-    if (p.level === 'group' && !p.groupId) throw new AppError(ErrorCode.BAD_REQUEST, 400, 'A group-level export needs groupId.');
-    const registration = o.jobs.registration(p.registration);
-    if (!registration) throw new AppError(ErrorCode.BAD_REQUEST, 400, `No backend registration is named ${JSON.stringify(p.registration)}.`);
-    const job = await o.jobs.create(registration, {
-      level: p.level, ...(p.groupId ? { groupId: p.groupId } : {}), ...(p.types ? { types: p.types } : {}), ...(p.since ? { since: p.since } : {}),
-      ...(p.typeFilters ? { typeFilters: p.typeFilters } : {}), ...(p.outputFormat ? { outputFormat: p.outputFormat } : {}),
-    }, { keep: p.keep, timeoutSeconds: p.timeoutSeconds });
+    const job = await startExport(o.jobs, req.body);
     res.status(202).set('content-location', `/api/bulk-data/exports/${job.id}`).json({ id: job.id, status: job.status, status_url: `/api/bulk-data/exports/${job.id}` });
   });
 
@@ -69,13 +79,10 @@ export function createBulkDataRouter(o: { adminToken: string; jobs: ExportJobs }
   });
 
   router.get('/exports/:id/files/:name', async (req, res) => {
-    const name = req.params.name;
-    if (!/^[A-Za-z0-9_-]+\.ndjson$/.test(name) || !(await o.jobs.get(req.params.id))) throw new AppError(ErrorCode.NOT_FOUND, 404, 'No such file.');
-    const path = o.jobs.filePath(req.params.id, name);
-    const info = await stat(path).catch(() => undefined);
-    if (!info) throw new AppError(ErrorCode.NOT_FOUND, 404, 'No such file (yet).');
-    res.set({ 'content-type': 'application/fhir+ndjson', 'content-length': String(info.size), 'cache-control': 'no-store' });
-    createReadStream(path).pipe(res);
+    const file = await o.jobs.file(req.params.id, req.params.name);
+    if (!file) throw new AppError(ErrorCode.NOT_FOUND, 404, 'No such file (yet).');
+    res.set({ 'content-type': 'application/fhir+ndjson', 'content-length': String(file.size), 'cache-control': 'no-store' });
+    createReadStream(file.path).pipe(res);
   });
 
   router.delete('/exports/:id', async (req, res) => {

@@ -1,5 +1,6 @@
 /**
- * `smart-bff` command line: keys generate, token, export. Configuration from flags or the environment
+ * `smart-bff` command line: keys generate, token, export, and explain (the server's log as the story of each
+ * launch: explain.ts). Configuration from flags or the environment
  * (SMART_BACKEND_ISS, SMART_BACKEND_CLIENT_ID, SMART_BACKEND_KEY_FILE, SMART_BACKEND_SCOPE,
  * BULK_DATA_TRUSTED_ORIGINS). Failures print one description (export-errors.ts): the message, the likely causes
  * and what to do, and exit 1; permanent ones (invalid_client, …) at once, without retrying.
@@ -17,6 +18,7 @@ import { BulkExporter, DEFAULT_EXPORT_TIMEOUT_SECONDS, type ExportEvent, type Ex
 import { describeFailure } from '../backend-services/export-errors.js';
 import { Deadline, withRetries } from '../backend-services/retry.js';
 import { parseTrustedOrigins } from '../backend-services/token-origins.js';
+import { explainText, parseSince, readInput } from './explain.js';
 
 /** `smart-bff token` waits out throttling (429) this long at most. */
 const TOKEN_DEADLINE_SECONDS = 120;
@@ -71,7 +73,7 @@ const retryLine = (e: { what: string; kind: string; waitMs: number; reason: stri
   ? `${e.what}: the server is busy (${e.reason}); waiting ${Math.round(e.waitMs / 100) / 10} s as it asks`
   : `retrying ${e.what} in ${Math.round(e.waitMs / 100) / 10} s (${e.reason})`;
 
-const program = new Command('smart-bff').description('SMART on FHIR backend-for-frontend: backend services tools').showHelpAfterError();
+const program = new Command('smart-bff').description('SMART on FHIR backend-for-frontend: backend services tools, and the story of each launch from the server\'s log').showHelpAfterError();
 
 program
   .command('keys')
@@ -208,6 +210,37 @@ backendOptions(program.command('export').description('run a FHIR Bulk Data expor
       if (abort.signal.aborted) return;
       fail(err);
     }
+  });
+
+program
+  .command('explain')
+  .description('read the server\'s log (the JSON lines it writes, `heroku logs`, or Cloud Logging output) and tell the story of each launch: failed ones first, with the diagnosis and the fix')
+  .argument('[file]', 'a log file (default: standard input; - is standard input too)')
+  .option('--launch <id>', 'only this launch (its launch id, or the request id of one of its requests)')
+  .option('--failed', 'only failed launches', false)
+  .option('--since <time>', 'only launches active since an ISO time (2026-11-26T01:00:00Z) or for the last 30m, 2h, 1d', (v) => {
+    try {
+      return parseSince(v);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message.replace(/^--since: /, ''));
+    }
+  })
+  .option('--json', 'print JSON (the stories and a summary)', false)
+  .addHelpText('after', `
+Examples:
+  heroku logs -n 1500 -a my-app | npx smart-bff explain --failed
+  gcloud logging read 'resource.type="gae_app" AND jsonPayload.event:*' --freshness=1h --format=json | npx smart-bff explain
+  npx smart-bff explain server.log --launch hY2k3Jd9aB1c`)
+  .action(async (file: string | undefined, o: { launch?: string; failed: boolean; since?: number; json: boolean }) => {
+    if (!file && process.stdin.isTTY) process.stderr.write('smart-bff explain: reading the log from standard input (pipe `heroku logs` or a file into it; Ctrl-D ends)\n');
+    let text: string;
+    try {
+      text = await readInput(file, process.stdin);
+    } catch (err) {
+      process.stderr.write(`error: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`);
+      process.exit(1);
+    }
+    process.stdout.write(explainText(text, { ...(o.launch ? { launch: o.launch } : {}), failed: o.failed, ...(o.since !== undefined ? { since: o.since } : {}), json: o.json }));
   });
 
 function shellQuote(s: string): string {

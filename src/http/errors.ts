@@ -22,6 +22,7 @@ export const ErrorCode = {
   ID_TOKEN_INVALID: 'id_token_invalid',
   PATIENT_CONTEXT_MISSING: 'patient_context_missing',
   CSRF_HEADER_REQUIRED: 'csrf_header_required',
+  CROSS_SITE_REQUEST: 'cross_site_request',
   NOT_AUTHENTICATED: 'not_authenticated',
   CONTEXT_REQUIRED: 'context_required',
   CONTEXT_UNKNOWN: 'context_unknown',

@@ -28,7 +28,8 @@ export function launchRateLimit(perMinute: number, redis?: RedisClient): Request
 
 const NOT_LOADED_SHA = '0'.repeat(40);
 
-async function sendCommandLoadingScriptsLater(redis: RedisClient, args: string[]): Promise<RedisReply> {
+/** rate-limit-redis's sendCommand, for a store that must survive Redis being down when it is created (above). */
+export async function sendCommandLoadingScriptsLater(redis: RedisClient, args: string[]): Promise<RedisReply> {
   try {
     return (await redis.sendCommand(args)) as RedisReply;
   } catch (err) {

@@ -10,7 +10,7 @@ export interface CapturedLogs {
   text(): string;
 }
 
-export function captureLogs(level: 'info' | 'debug' | 'trace' = 'debug'): CapturedLogs {
+export function captureLogs(level: 'warn' | 'info' | 'debug' | 'trace' = 'debug'): CapturedLogs {
   const lines: string[] = [];
   let partial = '';
   const destination = new Writable({
