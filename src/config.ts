@@ -7,25 +7,14 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { isIP } from 'node:net';
-import { createPrivateKey, randomBytes, X509Certificate, type KeyObject, type webcrypto } from 'node:crypto';
-import * as jose from 'jose';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { z } from 'zod';
-import { splitScopes } from './smart/scopes.js';
+import { splitScopes } from './oauth-scope.js';
+import { parsePrivateKey, type ClientKey } from './keys.js';
 import { loadBackendConfig, type BackendConfig } from './backend-services/config.js';
 import { envSchema } from './env-schema.js';
 
 export type ClientType = 'public' | 'confidential-symmetric' | 'confidential-asymmetric';
-export type SigningAlg = 'RS384' | 'ES384';
-
-export interface ClientKey {
-  /** Private key usable by jose / openid-client. Never logged. */
-  readonly privateKey: webcrypto.CryptoKey;
-  readonly alg: SigningAlg;
-  readonly kid: string;
-  /** Public JWK (for publishing in a JWKS). */
-  readonly publicJwk: jose.JWK;
-}
-
 export interface Registration {
   /** A short name for logs and for choosing a registration (`/login?registration=`). */
   readonly name: string;
@@ -488,48 +477,6 @@ async function buildRegistration(
 
 function normalizeScope(s: string): string {
   return splitScopes(s).join(' ');
-}
-
-/** Parses a PEM (PKCS#8, PKCS#1 or SEC1) or JWK private key and checks it fits RS384 or ES384. */
-export async function parsePrivateKey(input: string | Record<string, unknown>, keyId?: string): Promise<ClientKey> {
-  let keyObject: KeyObject;
-  let jwkKid: string | undefined;
-  let jwkAlg: string | undefined;
-  const text = typeof input === 'string' ? input.trim() : undefined;
-  try {
-    if (typeof input !== 'string' || text!.startsWith('{')) {
-      const jwk = (typeof input === 'string' ? JSON.parse(text!) : input) as jose.JWK & { keys?: jose.JWK[] };
-      const single = Array.isArray(jwk.keys) ? (jwk.keys.length === 1 ? jwk.keys[0]! : undefined) : jwk;
-      if (!single) throw new Error('a JWKS with several keys was given; give one private JWK');
-      if (!('d' in single)) throw new Error('the JWK has no private part ("d"); give the private key, not the public one');
-      jwkKid = single.kid;
-      jwkAlg = single.alg;
-      keyObject = createPrivateKey({ key: single as import('node:crypto').JsonWebKey, format: 'jwk' });
-    } else {
-      keyObject = createPrivateKey({ key: text!.replace(/\\n/g, '\n'), format: 'pem' });
-    }
-  } catch (err) {
-    const msg = (err as Error).message;
-    if (msg.startsWith('a JWKS') || msg.startsWith('the JWK')) throw err;
-    throw new Error('not a readable private key (expected a PEM "-----BEGIN PRIVATE KEY-----" or a private JWK)');
-  }
-  let alg: SigningAlg;
-  const details = keyObject.asymmetricKeyDetails ?? {};
-  if (keyObject.asymmetricKeyType === 'rsa') {
-    if ((details.modulusLength ?? 0) < 2048) throw new Error(`RSA key is ${details.modulusLength} bits; SMART requires at least 2048`);
-    alg = 'RS384';
-  } else if (keyObject.asymmetricKeyType === 'ec') {
-    if (details.namedCurve !== 'secp384r1') throw new Error(`EC key is on curve ${details.namedCurve}; ES384 requires P-384 (secp384r1)`);
-    alg = 'ES384';
-  } else {
-    throw new Error(`key type ${keyObject.asymmetricKeyType} is not supported; use RSA (RS384) or EC P-384 (ES384)`);
-  }
-  if (jwkAlg && jwkAlg !== alg) throw new Error(`the JWK says alg ${jwkAlg} but the key fits ${alg}; SMART allows RS384 and ES384`);
-  const privateJwk = keyObject.export({ format: 'jwk' }) as jose.JWK;
-  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk } = privateJwk;
-  const kid = jwkKid ?? keyId ?? (await jose.calculateJwkThumbprint(publicJwk as jose.JWK, 'sha256'));
-  const privateKey = (await jose.importJWK({ ...privateJwk, alg }, alg)) as webcrypto.CryptoKey;
-  return Object.freeze({ privateKey, alg, kid, publicJwk: Object.freeze({ ...publicJwk, kid, alg, use: 'sig' }) });
 }
 
 function parseBytes(s: string): number | undefined {

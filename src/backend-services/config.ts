@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type * as jose from 'jose';
 import { z } from 'zod';
-import { parsePrivateKey, type ClientKey } from '../config.js';
+import { parsePrivateKey, type ClientKey } from '../keys.js';
 import { parseTrustedOrigins } from './token-origins.js';
 
 export interface BackendRegistration {

@@ -10,10 +10,11 @@
  */
 import * as client from 'openid-client';
 import { clip, type Logger } from '../log.js';
-import type { ClientKey } from '../config.js';
+import type { ClientKey } from '../keys.js';
 import type { DiscoveredServer, DiscoveryCache } from '../smart/discovery.js';
 import { smartPrivateKeyJwt } from '../smart/client-auth.js';
-import { adaptScopes, splitScopes } from '../smart/scopes.js';
+import { splitScopes } from '../oauth-scope.js';
+import { adaptScopes } from '../smart/scopes.js';
 import { oauthErrorDetails } from '../smart/oauth-errors.js';
 import { describeNetworkError } from '../smart/discovery.js';
 import { isAppError } from '../http/errors.js';

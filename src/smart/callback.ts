@@ -18,7 +18,7 @@ import type { SmartDeps } from './deps.js';
 import type { CallbackOutcome } from './replay-guards.js';
 import { buildOAuthConfig, hasIssuer, type HttpObservation } from './oauth-config.js';
 import { clientAuthMethod } from './client-auth.js';
-import { splitScopes } from './scopes.js';
+import { splitScopes } from '../oauth-scope.js';
 import { diagnoseTokenFailure } from './diagnosis.js';
 import { describeNetworkError } from './discovery.js';
 import { addContext } from './contexts.js';

@@ -5,7 +5,8 @@
  * a fresh jti. oauth4webapi's defaults differ (aud = issuer, no typ), so they are overridden here.
  */
 import * as client from 'openid-client';
-import type { ClientKey, Registration } from '../config.js';
+import type { Registration } from '../config.js';
+import type { ClientKey } from '../keys.js';
 
 /** Assertions live well under SMART's five-minute ceiling. */
 export const ASSERTION_LIFETIME_SECONDS = 240;

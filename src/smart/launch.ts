@@ -17,7 +17,8 @@ import { bindingHash, launchBindingFor, readLaunchBinding, setLaunchCookie } fro
 import { EXPIRED_GRACE_SECONDS, stateKey } from '../session/transaction-store.js';
 import type { SmartDeps } from './deps.js';
 import { buildOAuthConfig, hasIssuer } from './oauth-config.js';
-import { adaptScopes, splitScopes, withLaunchScope } from './scopes.js';
+import { splitScopes } from '../oauth-scope.js';
+import { adaptScopes, withLaunchScope } from './scopes.js';
 import { clientAuthMethod } from './client-auth.js';
 
 export function ehrLaunchHandler(deps: SmartDeps) {

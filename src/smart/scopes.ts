@@ -1,14 +1,10 @@
 /**
- * SMART scopes: splitting, v1 <-> v2 syntax following what the server advertises, and the launch scope.
+ * SMART scopes: v1 <-> v2 syntax following what the server advertises, and the launch scope.
  * SMART v1: `patient/Observation.read|write|*`; v2: `patient/Observation.rs` (c r u d s, in that order).
  */
 export type ScopeSyntax = 'v1' | 'v2';
 
 const CLINICAL = /^(patient|user|system)\/([A-Za-z*]+)\.([A-Za-z*]+)(\?.*)?$/;
-
-export function splitScopes(s: string | undefined | null): string[] {
-  return [...new Set((s ?? '').split(/\s+/).filter(Boolean))];
-}
 
 /** Which syntaxes the server says it supports (from `capabilities`). Neither advertised → unknown. */
 export function advertisedSyntaxes(capabilities: readonly string[] | undefined): Set<ScopeSyntax> {

@@ -11,7 +11,7 @@ import { authorize } from '../helpers/authorize.js';
 import { json } from '../helpers/json.js';
 import { Browser } from '../helpers/browser.js';
 import { startBff, type StartedBff } from '../helpers/bff.js';
-import { parsePrivateKey } from '../../src/config.js';
+import { parsePrivateKey } from '../../src/keys.js';
 
 const CSRF = { 'X-CSRF': '1' };
 const CLIENT_SECRET = 'sandbox-client-secret-that-must-never-be-logged-7f3a';

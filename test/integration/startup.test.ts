@@ -8,7 +8,7 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generateSigningKey } from '../../src/backend-services/keys.js';
+import { generateSigningKey } from '../../src/keys.js';
 import { freePort } from '../helpers/net.js';
 import { startServerProcess } from '../helpers/server-process.js';
 

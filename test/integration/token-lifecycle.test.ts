@@ -6,7 +6,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import * as jose from 'jose';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { parsePrivateKey } from '../../src/config.js';
+import { parsePrivateKey } from '../../src/keys.js';
 import { switchableTokenEndpoint } from '../helpers/discovery.js';
 import { startFaultUpstream } from '../helpers/fault-upstream.js';
 import { MemoryTokenStore } from '../../src/session/token-store.js';

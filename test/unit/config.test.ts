@@ -2,7 +2,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, loadConfig, parsePrivateKey } from '../../src/config.js';
+import { ConfigError, loadConfig } from '../../src/config.js';
+import { parsePrivateKey } from '../../src/keys.js';
 
 const STRONG = 'q8Yt3vN0pLw2Zr7XcB5mKd9HsJ4fGa1e-Ux6';
 const base = { PUBLIC_URL: 'https://app.example.com', SESSION_SECRET: STRONG, SMART_ISS: 'https://fhir.example.com/r4', SMART_CLIENT_ID: 'client-1' };

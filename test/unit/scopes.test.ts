@@ -1,4 +1,5 @@
-import { adaptScopes, missingScopes, scopeSyntaxOf, splitScopes, toV1, toV2, withLaunchScope } from '../../src/smart/scopes.js';
+import { adaptScopes, missingScopes, scopeSyntaxOf, toV1, toV2, withLaunchScope } from '../../src/smart/scopes.js';
+import { splitScopes } from '../../src/oauth-scope.js';
 
 describe('scopes', () => {
   test('split dedupes and drops empties', () => {

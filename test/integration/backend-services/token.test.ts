@@ -2,7 +2,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import * as jose from 'jose';
 import { startSandbox, type Sandbox } from '../../../src/sandbox/index.js';
-import { parsePrivateKey, type ClientKey } from '../../../src/config.js';
+import { parsePrivateKey, type ClientKey } from '../../../src/keys.js';
 import { DiscoveryCache } from '../../../src/smart/discovery.js';
 import { BackendTokenClient, BackendTokenError } from '../../../src/backend-services/token-client.js';
 import { captureLogs } from '../../helpers/log-capture.js';
