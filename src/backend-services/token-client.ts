@@ -16,7 +16,7 @@ import { smartPrivateKeyJwt } from '../smart/client-auth.js';
 import { splitScopes } from '../oauth-scope.js';
 import { adaptScopes } from '../smart/scopes.js';
 import { oauthErrorDetails } from '../smart/oauth-errors.js';
-import { describeNetworkError } from '../smart/discovery.js';
+import { describeNetworkError, isTimeout } from '../http/network-errors.js';
 import { isAppError } from '../http/errors.js';
 import { PERMANENT, decideStatus, type RetryDecision } from './retry.js';
 
@@ -53,7 +53,7 @@ export class BackendTokenError extends Error {
 function discoveryDecision(err: unknown): RetryDecision {
   if (!isAppError(err)) return { kind: 'transient', reason: describeNetworkError(err) };
   if (err.upstreamStatus !== undefined) return decideStatus(err.upstreamStatus) ?? PERMANENT;
-  return err.code === 'discovery_failed' ? { kind: 'transient', reason: err.status === 504 ? 'timeout' : describeNetworkError((err as { cause?: unknown }).cause) } : PERMANENT;
+  return err.code === 'discovery_failed' ? { kind: 'transient', reason: describeNetworkError((err as { cause?: unknown }).cause) } : PERMANENT;
 }
 
 export interface TokenClientOptions {
@@ -135,14 +135,14 @@ export class BackendTokenClient {
         // The server's error_description is among the causes ("The server says: …").
         throw new BackendTokenError(`The token endpoint refused the request: ${clip(details.error, 80)} (status ${details.status})`, details.error, causes, decideStatus(details.status, retryAfter) ?? PERMANENT);
       }
-      if (status && !(err as Error)?.name?.includes('Timeout')) {
+      if (status && !isTimeout(err)) {
         // An answer that is not an OAuth error (an HTML 503 from a proxy, a 200 without access_token, …).
         const decision = decideStatus(status, retryAfter);
         log.warn({ event: 'backend.token.response', status, outcome: decision ? 'unavailable' : 'invalid', reason: clip((err as Error)?.message, 200), duration_ms: Date.now() - started }, 'backend token: unusable answer from the token endpoint');
         if (decision) throw new BackendTokenError(`The token endpoint is unavailable (status ${status}).`, 'unavailable', [], decision);
         throw new BackendTokenError(`The token endpoint's answer (status ${status}) is not a usable token response: ${clip((err as Error)?.message, 200)}`, 'invalid_token_response', [], PERMANENT);
       }
-      const reason = (err as Error)?.name === 'TimeoutError' ? 'timeout' : describeNetworkError(err);
+      const reason = describeNetworkError(err);
       log.warn({ event: 'backend.token.response', outcome: 'unavailable', reason, duration_ms: Date.now() - started }, 'backend token: token endpoint unavailable');
       throw new BackendTokenError(`The token endpoint is unavailable (${reason}).`, 'unavailable', [], { kind: 'transient', reason });
     }

@@ -20,7 +20,7 @@ import { buildOAuthConfig, hasIssuer, type HttpObservation } from './oauth-confi
 import { clientAuthMethod } from './client-auth.js';
 import { splitScopes } from '../oauth-scope.js';
 import { diagnoseTokenFailure } from './diagnosis.js';
-import { describeNetworkError } from './discovery.js';
+import { describeNetworkError, isNetworkError, isTimeout } from '../http/network-errors.js';
 import { addContext } from './contexts.js';
 import { oauthErrorDetails } from './oauth-errors.js';
 
@@ -251,15 +251,6 @@ async function adoptSession(req: Request, sessionId: string): Promise<void> {
   req.sessionStore.createSession(req, data as never);
 }
 
-/** A timeout anywhere in the cause chain (openid-client wraps fetch errors). */
-export function isTimeout(err: unknown): boolean {
-  for (let e: unknown = err, i = 0; e && i < 5; e = (e as { cause?: unknown }).cause, i++) {
-    const name = (e as Error).name;
-    if (name === 'TimeoutError' || name === 'AbortError') return true;
-  }
-  return false;
-}
-
 function skewSeconds(date: string | null | undefined): number | null {
   if (!date) return null;
   const t = Date.parse(date);
@@ -336,7 +327,7 @@ function translateTokenError(err: unknown, f: TokenErrorFacts): AppError {
     f.log.warn({ event: 'token.response', outcome: 'timeout', duration_ms: durationMs }, 'token: the token endpoint did not answer in time');
     return new AppError(ErrorCode.TOKEN_ENDPOINT_UNAVAILABLE, 504, 'The EHR\'s token endpoint did not answer in time.', { relaunch: true, hint: 'Try again in a moment.', cause: err });
   }
-  if ((err instanceof TypeError && /fetch failed/i.test(err.message)) || (err as { cause?: { cause?: { code?: string } } })?.cause?.cause?.code) {
+  if (isNetworkError(err)) {
     const reason = describeNetworkError(err);
     f.log.warn({ event: 'token.response', outcome: 'network_error', reason, duration_ms: durationMs }, 'token: the token endpoint could not be reached');
     return new AppError(ErrorCode.TOKEN_ENDPOINT_UNAVAILABLE, 502, `The EHR's token endpoint could not be reached (${reason}).`, { relaunch: true, hint: 'Try again in a moment.', cause: err });

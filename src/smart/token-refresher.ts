@@ -15,7 +15,7 @@ import type { SmartDeps } from './deps.js';
 import { buildOAuthConfig, type HttpObservation } from './oauth-config.js';
 import { clientAuthMethod } from './client-auth.js';
 import { diagnoseTokenFailure } from './diagnosis.js';
-import { describeNetworkError } from './discovery.js';
+import { describeNetworkError, isTimeout } from '../http/network-errors.js';
 import { oauthErrorDetails } from './oauth-errors.js';
 
 export class TokenRefresher {
@@ -120,9 +120,8 @@ export class TokenRefresher {
         if (details.status >= 500) throw refreshUnavailable(`The EHR's token endpoint answered ${details.status}.`, err);
         throw new AppError(ErrorCode.TOKEN_EXCHANGE_FAILED, 502, `The EHR refused to refresh the access token (${clip(details.error, 60)}).`, { causes: diagnosis.causes, cause: err });
       }
-      const name = (err as Error)?.name;
-      const timedOut = name === 'TimeoutError' || name === 'AbortError';
-      const reason = timedOut ? 'timeout' : err instanceof client.ClientError && observed && observed.status >= 500 ? `status ${observed.status}` : describeNetworkError(err);
+      const timedOut = isTimeout(err);
+      const reason = !timedOut && err instanceof client.ClientError && observed && observed.status >= 500 ? `status ${observed.status}` : describeNetworkError(err);
       log.warn({ event: 'token.refresh.response', contextId: ctx.id, outcome: 'unavailable', reason, status: observed?.status ?? null, duration_ms: durationMs }, 'refresh: token endpoint unavailable; the refresh token is kept');
       throw refreshUnavailable(timedOut ? 'The EHR\'s token endpoint did not answer in time.' : `The EHR's token endpoint is unavailable (${reason}).`, err);
     }
