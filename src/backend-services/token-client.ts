@@ -1,7 +1,7 @@
 /**
  * SMART Backend Services tokens: client_credentials with a private_key_jwt assertion that follows SMART exactly
- * (see smart/client-auth.ts), scopes adapted to the server's v1/v2 syntax, the token endpoint from
- * `<fhir base>/.well-known/smart-configuration`. A cache keyed by server, client and scope reuses a token until
+ * (smart/client-auth.ts; the openid-client configuration is oauth-config.ts's, as for launches), scopes adapted
+ * to the server's v1/v2 syntax, the token endpoint from `<fhir base>/.well-known/smart-configuration`. A cache keyed by server, client and scope reuses a token until
  * shortly before it expires, with one request in flight per key however many callers ask. Every failure carries
  * its retry decision (retry.ts): OAuth errors such as `invalid_client`, `invalid_grant`, `invalid_scope` and
  * `unauthorized_client` are permanent and explained (the likely causes travel with the error to the CLI and to a
@@ -12,7 +12,8 @@ import * as client from 'openid-client';
 import { clip, type Logger } from '../log.js';
 import type { ClientKey } from '../keys.js';
 import type { DiscoveredServer, DiscoveryCache } from '../smart/discovery.js';
-import { smartPrivateKeyJwt } from '../smart/client-auth.js';
+import { backendCredentials } from '../smart/client-auth.js';
+import { buildOAuthConfig } from '../smart/oauth-config.js';
 import { splitScopes } from '../oauth-scope.js';
 import { adaptScopes } from '../smart/scopes.js';
 import { oauthErrorDetails } from '../smart/oauth-errors.js';
@@ -102,20 +103,18 @@ export class BackendTokenClient {
     }
     const smart = server.configuration;
     const scope = adaptScopes(splitScopes(c.scope), smart.capabilities).join(' ');
-    const metadata = { ...(smart as unknown as client.ServerMetadata), issuer: smart.issuer ?? server.iss };
-    const config = new client.Configuration(metadata, c.clientId, undefined, smartPrivateKeyJwt(c.key, smart.token_endpoint, c.jku ? { jku: c.jku } : {}));
-    config.timeout = Math.max(1, Math.ceil(this.opts.timeoutMs / 1000));
-    if (this.opts.allowInsecureHttp && smart.token_endpoint.startsWith('http:')) client.allowInsecureRequests(config);
     let date: string | null = null;
     let retryAfter: string | null = null;
     let status = 0;
-    config[client.customFetch] = async (url, init) => {
-      const res = await fetch(url, init as RequestInit);
-      date = res.headers.get('date');
-      retryAfter = res.headers.get('retry-after');
-      status = res.status;
-      return res;
-    };
+    const config = buildOAuthConfig(server, backendCredentials(c), {
+      timeoutMs: this.opts.timeoutMs,
+      allowInsecureHttp: this.opts.allowInsecureHttp,
+      observe: (o) => {
+        date = o.date;
+        retryAfter = o.retryAfter;
+        status = o.status;
+      },
+    });
     const started = Date.now();
     this.requestCount++;
     log.info({ event: 'backend.token.request', endpoint: smart.token_endpoint, grant_type: 'client_credentials', kid: c.key.kid, alg: c.key.alg, scope }, 'backend token: requesting a system token');

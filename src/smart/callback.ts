@@ -17,7 +17,7 @@ import { stateKey } from '../session/transaction-store.js';
 import type { SmartDeps } from './deps.js';
 import type { CallbackOutcome } from './replay-guards.js';
 import { buildOAuthConfig, hasIssuer, type HttpObservation } from './oauth-config.js';
-import { clientAuthMethod } from './client-auth.js';
+import { clientAuthMethod, launchCredentials } from './client-auth.js';
 import { splitScopes } from '../oauth-scope.js';
 import { diagnoseTokenFailure } from './diagnosis.js';
 import { describeNetworkError, isNetworkError, isTimeout } from '../http/network-errors.js';
@@ -116,7 +116,7 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
   const server = await deps.discovery.get(tx.iss, log);
   const smart = server.configuration;
   let observed: HttpObservation | undefined;
-  const oauth = buildOAuthConfig(server, registration, {
+  const oauth = buildOAuthConfig(server, launchCredentials(registration), {
     timeoutMs: deps.config.httpTimeoutMs,
     allowInsecureHttp: deps.config.allowInsecureHttp,
     observe: (o) => (observed = o),

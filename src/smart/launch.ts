@@ -19,7 +19,7 @@ import type { SmartDeps } from './deps.js';
 import { buildOAuthConfig, hasIssuer } from './oauth-config.js';
 import { splitScopes } from '../oauth-scope.js';
 import { adaptScopes, withLaunchScope } from './scopes.js';
-import { clientAuthMethod } from './client-auth.js';
+import { clientAuthMethod, launchCredentials } from './client-auth.js';
 
 export function ehrLaunchHandler(deps: SmartDeps) {
   return async function ehrLaunch(req: Request, res: Response): Promise<void> {
@@ -103,7 +103,7 @@ async function startAuthorization(
     ...(nonce ? { nonce } : {}),
   };
 
-  const oauth = buildOAuthConfig(server, registration, { timeoutMs: deps.config.httpTimeoutMs, allowInsecureHttp: deps.config.allowInsecureHttp });
+  const oauth = buildOAuthConfig(server, launchCredentials(registration), { timeoutMs: deps.config.httpTimeoutMs, allowInsecureHttp: deps.config.allowInsecureHttp });
   const params: Record<string, string> = {
     response_type: 'code',
     redirect_uri: transaction.redirectUri,

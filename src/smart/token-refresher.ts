@@ -13,7 +13,7 @@ import type { TokenSet } from '../session/token-store.js';
 import type { LaunchContextInfo } from '../session/types.js';
 import type { SmartDeps } from './deps.js';
 import { buildOAuthConfig, type HttpObservation } from './oauth-config.js';
-import { clientAuthMethod } from './client-auth.js';
+import { clientAuthMethod, launchCredentials } from './client-auth.js';
 import { diagnoseTokenFailure } from './diagnosis.js';
 import { describeNetworkError, isTimeout } from '../http/network-errors.js';
 import { oauthErrorDetails } from './oauth-errors.js';
@@ -87,7 +87,7 @@ export class TokenRefresher {
     if (!registration) throw sessionExpired('The app configuration changed; launch again.');
     const server = await this.deps.discovery.get(ctx.iss, log);
     let observed: HttpObservation | undefined;
-    const oauth = buildOAuthConfig(server, registration, {
+    const oauth = buildOAuthConfig(server, launchCredentials(registration), {
       timeoutMs: this.deps.config.httpTimeoutMs, allowInsecureHttp: this.deps.config.allowInsecureHttp, observe: (o) => (observed = o),
     });
     const refreshToken = tokens.refreshToken!;
