@@ -1,7 +1,8 @@
 /**
  * The layering of src/, read from the source: no runtime import cycles anywhere (config.ts and
- * backend-services/config.ts once imported each other through the key parser), and the configuration, which
- * everything else builds on, loads nothing of the SMART protocol code.
+ * backend-services/config.ts once imported each other through the key parser); the configuration, which
+ * everything else builds on, loads nothing of the SMART protocol code; the protocol code (smart/) loads no route
+ * handler (routes/).
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -39,4 +40,10 @@ test('src/ has no runtime import cycle', () => {
 test('config.ts loads nothing from smart/ (the configuration is below the protocol code)', () => {
   const fromConfig = [...reachable(graph, 'config.ts')].filter(([m]) => m.startsWith('smart/')).map(([, path]) => path.join(' → '));
   expect(fromConfig).toEqual([]);
+});
+
+test('smart/ (protocol) loads nothing from routes/ (the handlers that use it)', () => {
+  const leaks = [...graph.keys()].filter((m) => m.startsWith('smart/')).flatMap((m) =>
+    [...reachable(graph, m)].filter(([n]) => n.startsWith('routes/')).map(([, path]) => path.join(' → ')));
+  expect(leaks).toEqual([]);
 });

@@ -15,11 +15,11 @@ import type { LaunchMode, LaunchTransaction } from '../session/types.js';
 import type { Registration } from '../config.js';
 import { bindingHash, launchBindingFor, readLaunchBinding, setLaunchCookie } from '../session/launch-cookie.js';
 import { EXPIRED_GRACE_SECONDS, stateKey } from '../session/transaction-store.js';
-import type { SmartDeps } from './deps.js';
-import { buildOAuthConfig, hasIssuer } from './oauth-config.js';
+import type { SmartDeps } from '../smart/deps.js';
+import { buildOAuthConfig, hasIssuer } from '../smart/oauth-config.js';
 import { splitScopes } from '../oauth-scope.js';
-import { adaptScopes, withLaunchScope } from './scopes.js';
-import { clientAuthMethod, launchCredentials } from './client-auth.js';
+import { adaptScopes, withLaunchScope } from '../smart/scopes.js';
+import { clientAuthMethod, launchCredentials } from '../smart/client-auth.js';
 
 export function ehrLaunchHandler(deps: SmartDeps) {
   return async function ehrLaunch(req: Request, res: Response): Promise<void> {

@@ -14,15 +14,15 @@ import type { LaunchContextInfo, LaunchTransaction } from '../session/types.js';
 import { regenerateSession, saveSession } from '../session/session-ops.js';
 import { bindingHash, readLaunchBinding } from '../session/launch-cookie.js';
 import { stateKey } from '../session/transaction-store.js';
-import type { SmartDeps } from './deps.js';
+import type { SmartDeps } from '../smart/deps.js';
 import type { CallbackOutcome } from './replay-guards.js';
-import { buildOAuthConfig, hasIssuer, type HttpObservation } from './oauth-config.js';
-import { clientAuthMethod, launchCredentials } from './client-auth.js';
+import { buildOAuthConfig, hasIssuer, type HttpObservation } from '../smart/oauth-config.js';
+import { clientAuthMethod, launchCredentials } from '../smart/client-auth.js';
 import { splitScopes } from '../oauth-scope.js';
-import { diagnoseTokenFailure } from './diagnosis.js';
+import { diagnoseTokenFailure } from '../smart/diagnosis.js';
 import { describeNetworkError, isNetworkError, isTimeout } from '../http/network-errors.js';
-import { addContext } from './contexts.js';
-import { oauthErrorDetails } from './oauth-errors.js';
+import { addContext } from '../session/contexts.js';
+import { oauthErrorDetails } from '../smart/oauth-errors.js';
 
 export function callbackHandler(deps: SmartDeps) {
   return async function callback(req: Request, res: Response): Promise<void> {

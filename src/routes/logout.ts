@@ -4,11 +4,11 @@
  */
 import * as client from 'openid-client';
 import type { Request, Response } from 'express';
-import type { SmartDeps } from './deps.js';
+import type { SmartDeps } from '../smart/deps.js';
 import { destroySession } from '../session/session-ops.js';
 import { sessionCookieName, sessionCookieOptions } from '../session/session-middleware.js';
-import { buildOAuthConfig } from './oauth-config.js';
-import { launchCredentials } from './client-auth.js';
+import { buildOAuthConfig } from '../smart/oauth-config.js';
+import { launchCredentials } from '../smart/client-auth.js';
 
 export function logoutHandler(deps: SmartDeps) {
   return async function logout(req: Request, res: Response): Promise<void> {
