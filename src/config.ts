@@ -13,6 +13,7 @@ import { splitScopes } from './oauth-scope.js';
 import { parsePrivateKey, type ClientKey } from './keys.js';
 import { loadBackendConfig, type BackendConfig } from './backend-services/config.js';
 import { envSchema } from './env-schema.js';
+import { readRegistrationsFile } from './registrations-file.js';
 
 export type ClientType = 'public' | 'confidential-symmetric' | 'confidential-asymmetric';
 export interface Registration {
@@ -131,7 +132,6 @@ const registrationFileSchema = z.object({
   scope: z.string().min(1).optional(),
   standaloneScope: z.string().min(1).optional(),
 });
-const configFileSchema = z.object({ registrations: z.array(registrationFileSchema).min(1) });
 type RegistrationInput = z.infer<typeof registrationFileSchema>;
 
 /**
@@ -187,15 +187,7 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
   const inputs: RegistrationInput[] = [];
   if (e.SMART_CONFIG_FILE) {
     if (e.SMART_ISS || e.SMART_CLIENT_ID) warnings.push('SMART_CONFIG_FILE is set: SMART_ISS and SMART_CLIENT_ID are ignored');
-    try {
-      const raw = JSON.parse(readFileSync(e.SMART_CONFIG_FILE, 'utf8')) as unknown;
-      const file = configFileSchema.safeParse(Array.isArray(raw) ? { registrations: raw } : raw);
-      if (!file.success) {
-        for (const issue of file.error.issues) problems.push(`SMART_CONFIG_FILE (${e.SMART_CONFIG_FILE}): ${issue.path.join('.') || '(root)'}: ${issue.message}`);
-      } else inputs.push(...file.data.registrations);
-    } catch (err) {
-      problems.push(`SMART_CONFIG_FILE: cannot read ${JSON.stringify(e.SMART_CONFIG_FILE)}: ${(err as Error).message}`);
-    }
+    inputs.push(...readRegistrationsFile('SMART_CONFIG_FILE', e.SMART_CONFIG_FILE, registrationFileSchema, problems));
   } else if (e.SMART_ISS || e.SMART_CLIENT_ID) {
     if (!e.SMART_ISS) problems.push('SMART_ISS: required when SMART_CLIENT_ID is set (the FHIR base URL(s) you accept launches from, comma-separated)');
     if (!e.SMART_CLIENT_ID) problems.push('SMART_CLIENT_ID: required when SMART_ISS is set (the client id the EHR gave you)');

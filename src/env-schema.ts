@@ -117,8 +117,6 @@ export const envSchema = z.object({
   ALLOW_INSECURE_HTTP: doc(boolish.default(false), { group: 'development', example: '1', description: 'Allow http:// EHR endpoints, for a local development EHR only. Refused in production.' }),
 });
 
-export type EnvName = keyof typeof envSchema.shape;
-
 export interface EnvVarDoc extends EnvVarMeta {
   name: string;
   /** The default: a value (`defaultIsValue`, from the schema), words (from the meta), or undefined (unset). */

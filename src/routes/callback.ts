@@ -19,6 +19,7 @@ import type { CallbackOutcome } from './replay-guards.js';
 import { buildOAuthConfig, hasIssuer, type HttpObservation } from '../smart/oauth-config.js';
 import { clientAuthMethod, launchCredentials } from '../smart/client-auth.js';
 import { splitScopes } from '../oauth-scope.js';
+import { missingScopes } from '../smart/scopes.js';
 import { diagnoseTokenFailure } from '../smart/diagnosis.js';
 import { describeNetworkError, isNetworkError, isTimeout } from '../http/network-errors.js';
 import { addContext } from '../session/contexts.js';
@@ -232,7 +233,7 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
   req.session.completed = completed;
   await saveSession(req);
 
-  const missing = tx.scopes.filter((s) => !granted.includes(s));
+  const missing = missingScopes(tx.scopes, granted);
   log.info(
     { event: 'launch.complete', contextId, patient: Boolean(patient), scopes_not_granted: missing.join(' ') || null, evicted_contexts: evicted.length, contexts: Object.keys(req.session.contexts ?? {}).length, session_sha: sha256Short(req.sessionID) },
     'launch: complete; the server holds the tokens',

@@ -123,10 +123,6 @@ export class DiscoveryCache {
     this.window.count++;
   }
 
-  invalidate(iss: string): void {
-    this.entries.delete(iss);
-  }
-
   private async load(iss: string, log: Logger): Promise<DiscoveredServer> {
     const url = smartConfigurationUrl(iss);
     const started = this.now();

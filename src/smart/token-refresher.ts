@@ -21,8 +21,6 @@ import { oauthErrorDetails } from './oauth-errors.js';
 export class TokenRefresher {
   /** In-flight refreshes by context id (a per-process cache of promises; entries live only while in flight). */
   private readonly inflight = new Map<string, Promise<TokenSet>>();
-  /** Number of refresh requests sent (metrics and tests). */
-  refreshCount = 0;
 
   constructor(private readonly deps: SmartDeps) {}
 
@@ -92,7 +90,6 @@ export class TokenRefresher {
     });
     const refreshToken = tokens.refreshToken!;
     const started = Date.now();
-    this.refreshCount++;
     log.info(
       { event: 'token.refresh.request', contextId: ctx.id, endpoint: server.configuration.token_endpoint, grant_type: 'refresh_token', client_auth: clientAuthMethod(registration), refresh_fp: fingerprint(refreshToken) },
       'refresh: requesting a new access token',
