@@ -102,7 +102,20 @@ export class BackendTokenClient {
       throw new BackendTokenError(`Could not read ${c.iss}/.well-known/smart-configuration: ${(err as Error).message}`, 'discovery_failed', [], discoveryDecision(err));
     }
     const smart = server.configuration;
-    const scope = adaptScopes(splitScopes(c.scope), smart.capabilities).join(' ');
+    const adapted = adaptScopes(splitScopes(c.scope), smart.capabilities);
+    for (const d of adapted.dropped) {
+      log.warn(
+        { event: 'backend.token.scope_dropped', scope: d.scope, sent_instead: d.sentInstead.join(' ') || null, reason: 'not_expressible_in_v1', detail: d.reason },
+        `backend token: ${d.scope} is ${d.sentInstead.length ? `narrowed to ${d.sentInstead.join(' ')}` : 'not requested'}: ${d.reason}`,
+      );
+    }
+    if (adapted.scopes.length === 0) {
+      throw new BackendTokenError(
+        `None of the configured scopes (${c.scope}) can be asked of ${c.iss} without asking for more: it only speaks SMART v1 scopes.`,
+        'scope_not_expressible', adapted.dropped.map((d) => `${d.scope}: ${d.reason}.`), PERMANENT,
+      );
+    }
+    const scope = adapted.scopes.join(' ');
     let date: string | null = null;
     let retryAfter: string | null = null;
     let status = 0;

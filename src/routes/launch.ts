@@ -83,7 +83,15 @@ async function startAuthorization(
   const server = await deps.discovery.get(iss, log, { newIssuerLimited: wildcard });
   const smart = server.configuration;
   const baseScopes = splitScopes(mode === 'ehr' ? registration.scope : registration.standaloneScope);
-  let scopes = withLaunchScope(adaptScopes(baseScopes, smart.capabilities), mode);
+  const adapted = adaptScopes(baseScopes, smart.capabilities);
+  for (const d of adapted.dropped) {
+    // Never widened: a scope the server's syntax cannot express exactly is narrowed or left out, and said so.
+    log.warn(
+      { event: 'launch.scope_dropped', scope: d.scope, sent_instead: d.sentInstead.join(' ') || null, reason: 'not_expressible_in_v1', detail: d.reason },
+      `launch: ${d.scope} is ${d.sentInstead.length ? `narrowed to ${d.sentInstead.join(' ')}` : 'not requested'}: ${d.reason}`,
+    );
+  }
+  let scopes = withLaunchScope(adapted.scopes, mode);
   if (!hasIssuer(server) && scopes.includes('openid')) {
     // Without an issuer an id_token cannot be validated (SMART requires `issuer` with sso-openid-connect).
     log.warn({ event: 'launch.scope_dropped', scopes: 'openid fhirUser', reason: 'no_issuer' }, 'launch: the SMART configuration has no issuer, so openid and fhirUser are not requested (an ID token could not be validated)');
