@@ -134,20 +134,50 @@ const registrationFileSchema = z.object({
 });
 type RegistrationInput = z.infer<typeof registrationFileSchema>;
 
+type EnvValues = z.infer<typeof envSchema>;
+
 /**
- * Parses and validates the environment. Throws ConfigError listing every problem at once.
- * `sandboxUrl` is the FHIR base of the built-in sandbox, used when no EHR is configured in development.
+ * The environment through the schema, variable by variable, so that one bad value does not hide the others: each
+ * value the schema refuses is a problem, and the checks after this one see that variable's default instead (they
+ * run whatever happened here, and their problems are reported with these).
+ */
+function parseEnv(env: NodeJS.ProcessEnv, problems: string[]): { values: EnvValues; invalid: Set<string> } {
+  const values: Record<string, unknown> = {};
+  const invalid = new Set<string>();
+  for (const [name, schema] of Object.entries(envSchema.shape) as [string, z.ZodType][]) {
+    // An empty NODE_ENV (`NODE_ENV=` in an env file) is unset, as it always was.
+    const raw = name === 'NODE_ENV' && env[name] === '' ? undefined : env[name];
+    const parsed = schema.safeParse(raw);
+    if (parsed.success) {
+      values[name] = parsed.data;
+      continue;
+    }
+    invalid.add(name);
+    const secret = (schema.meta() as { secret?: boolean } | undefined)?.secret === true;
+    const got = secret ? '' : ` (got ${JSON.stringify(raw !== undefined && raw.length > 60 ? `${raw.slice(0, 60)}…` : raw)})`;
+    for (const issue of parsed.error.issues) {
+      const message = issue.code === 'invalid_type' && issue.expected === 'number' ? 'not a number' : issue.message;
+      problems.push(`${name}: ${message}${got}`);
+    }
+    values[name] = schema.parse(undefined);
+  }
+  return { values: values as EnvValues, invalid };
+}
+
+/**
+ * Parses and validates the environment. Throws ConfigError listing every problem at once: the values the schema
+ * refuses (`PORT=abc`) together with what the checks that follow find (an http PUBLIC_URL in production).
  */
 export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<Config> {
   const problems: string[] = [];
   const warnings: string[] = [];
-  const parsed = envSchema.safeParse(env);
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) problems.push(`${String(issue.path[0])}: ${issue.message}`);
-    throw new ConfigError(problems);
+  const { values: e, invalid } = parseEnv(env, problems);
+  // An unknown NODE_ENV (`prod`) is refused; the rest is checked as for production, the strictest reading of it.
+  const isProduction = e.NODE_ENV === 'production' || invalid.has('NODE_ENV');
+  if (invalid.has('NODE_ENV')) {
+    const i = problems.findIndex((p) => p.startsWith('NODE_ENV:'));
+    problems[i] += '; the rest of the configuration was checked as for production';
   }
-  const e = parsed.data;
-  const isProduction = e.NODE_ENV === 'production';
 
   // PUBLIC_URL: the external origin. Redirect URI is built from it, never from request headers.
   let publicUrl = '';

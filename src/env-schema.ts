@@ -43,7 +43,7 @@ export const boolish = z
 
 export const envSchema = z.object({
   // --- Server
-  NODE_ENV: doc(z.string().default('development'), { group: 'server', local: 'development', example: 'production', description: 'development | test | production. production refuses a non-https PUBLIC_URL, a weak SESSION_SECRET, ALLOW_INSECURE_HTTP and the sandbox EHR.' }),
+  NODE_ENV: doc(z.enum(['production', 'development', 'test'], { error: 'must be production, development or test' }).default('development'), { group: 'server', local: 'development', example: 'production', default: '`development` (unset or empty)', description: 'production | development | test; any other value (such as prod) stops startup. production refuses a non-https PUBLIC_URL, a weak SESSION_SECRET, ALLOW_INSECURE_HTTP and the sandbox EHR.' }),
   PORT: doc(z.coerce.number().int().min(0).max(65535).default(3000), { group: 'server', local: '3000', example: '3000', description: 'Port to listen on (Heroku and App Engine set it).' }),
   HOST: doc(z.string().default('0.0.0.0'), { group: 'server', example: '127.0.0.1', description: 'Interface to bind.' }),
   PUBLIC_URL: doc(z.string().optional(), { group: 'server', local: 'http://localhost:3000', example: 'https://my-smart-app.herokuapp.com', default: '`http://localhost:$PORT` in development; required in production', description: 'The external origin users reach the app at. The redirect URI is PUBLIC_URL + /callback and the EHR launch URI is PUBLIC_URL + /launch; register exactly these with the EHR. Built from configuration, never from Host or X-Forwarded-* headers.' }),
