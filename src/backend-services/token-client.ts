@@ -1,8 +1,8 @@
 /**
  * SMART Backend Services tokens: client_credentials with a private_key_jwt assertion that follows SMART exactly
  * (smart/client-auth.ts; the openid-client configuration is oauth-config.ts's, as for launches), scopes adapted
- * to the server's v1/v2 syntax, the token endpoint from `<fhir base>/.well-known/smart-configuration`. A cache keyed by server, client and scope reuses a token until
- * shortly before it expires, with one request in flight per key however many callers ask. Every failure carries
+ * to the server's v1/v2 syntax (never wider), the token endpoint from `<fhir base>/.well-known/smart-configuration`.
+ * A cache keyed by server, client and scope reuses a token until shortly before it expires, with one request in flight per key however many callers ask. Every failure carries
  * its retry decision (retry.ts): OAuth errors such as `invalid_client`, `invalid_grant`, `invalid_scope` and
  * `unauthorized_client` are permanent and explained (the likely causes travel with the error to the CLI and to a
  * failed job's JSON); network errors, timeouts and 5xx are transient; 429 is throttling. This client never
@@ -15,7 +15,7 @@ import type { DiscoveredServer, DiscoveryCache } from '../smart/discovery.js';
 import { backendCredentials } from '../smart/client-auth.js';
 import { buildOAuthConfig } from '../smart/oauth-config.js';
 import { splitScopes } from '../oauth-scope.js';
-import { adaptScopes } from '../smart/scopes.js';
+import { adaptScopes, droppedScopeLog } from '../smart/scopes.js';
 import { oauthErrorDetails } from '../smart/oauth-errors.js';
 import { describeNetworkError, isTimeout } from '../http/network-errors.js';
 import { isAppError } from '../http/errors.js';
@@ -104,10 +104,8 @@ export class BackendTokenClient {
     const smart = server.configuration;
     const adapted = adaptScopes(splitScopes(c.scope), smart.capabilities);
     for (const d of adapted.dropped) {
-      log.warn(
-        { event: 'backend.token.scope_dropped', scope: d.scope, sent_instead: d.sentInstead.join(' ') || null, reason: 'not_expressible_in_v1', detail: d.reason },
-        `backend token: ${d.scope} is ${d.sentInstead.length ? `narrowed to ${d.sentInstead.join(' ')}` : 'not requested'}: ${d.reason}`,
-      );
+      const { fields, message } = droppedScopeLog(d);
+      log.warn({ event: 'backend.token.scope_dropped', ...fields }, `backend token: ${message}`);
     }
     if (adapted.scopes.length === 0) {
       throw new BackendTokenError(

@@ -18,7 +18,7 @@ import { EXPIRED_GRACE_SECONDS, stateKey } from '../session/transaction-store.js
 import type { SmartDeps } from '../smart/deps.js';
 import { buildOAuthConfig, hasIssuer } from '../smart/oauth-config.js';
 import { splitScopes } from '../oauth-scope.js';
-import { adaptScopes, withLaunchScope } from '../smart/scopes.js';
+import { adaptScopes, droppedScopeLog, withLaunchScope } from '../smart/scopes.js';
 import { clientAuthMethod, launchCredentials } from '../smart/client-auth.js';
 
 export function ehrLaunchHandler(deps: SmartDeps) {
@@ -86,10 +86,8 @@ async function startAuthorization(
   const adapted = adaptScopes(baseScopes, smart.capabilities);
   for (const d of adapted.dropped) {
     // Never widened: a scope the server's syntax cannot express exactly is narrowed or left out, and said so.
-    log.warn(
-      { event: 'launch.scope_dropped', scope: d.scope, sent_instead: d.sentInstead.join(' ') || null, reason: 'not_expressible_in_v1', detail: d.reason },
-      `launch: ${d.scope} is ${d.sentInstead.length ? `narrowed to ${d.sentInstead.join(' ')}` : 'not requested'}: ${d.reason}`,
-    );
+    const { fields, message } = droppedScopeLog(d);
+    log.warn({ event: 'launch.scope_dropped', ...fields }, `launch: ${message}`);
   }
   let scopes = withLaunchScope(adapted.scopes, mode);
   if (!hasIssuer(server) && scopes.includes('openid')) {

@@ -102,6 +102,15 @@ export function toV2(scope: string): string {
   return `${ctx}/${type}.${v2}`;
 }
 
+/** A dropped scope for a log line: the fields and the message. */
+export function droppedScopeLog(d: DroppedScope): { fields: Record<string, unknown>; message: string } {
+  const sent = d.sentInstead.join(' ');
+  return {
+    fields: { scope: d.scope, sent_instead: sent || null, reason: 'not_expressible_in_v1', detail: d.reason },
+    message: `${d.scope} is ${sent ? `narrowed to ${sent}` : 'not requested'}: ${d.reason}`,
+  };
+}
+
 export interface AdaptedScopes {
   scopes: string[];
   /** Configured scopes not asked for whole, each with the reason: log each one. */
