@@ -7,25 +7,15 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { isIP } from 'node:net';
-import { createPrivateKey, randomBytes, X509Certificate, type KeyObject, type webcrypto } from 'node:crypto';
-import * as jose from 'jose';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { z } from 'zod';
-import { splitScopes } from './smart/scopes.js';
+import { splitScopes } from './oauth-scope.js';
+import { parsePrivateKey, type ClientKey } from './keys.js';
 import { loadBackendConfig, type BackendConfig } from './backend-services/config.js';
 import { envSchema } from './env-schema.js';
+import { readRegistrationsFile } from './registrations-file.js';
 
 export type ClientType = 'public' | 'confidential-symmetric' | 'confidential-asymmetric';
-export type SigningAlg = 'RS384' | 'ES384';
-
-export interface ClientKey {
-  /** Private key usable by jose / openid-client. Never logged. */
-  readonly privateKey: webcrypto.CryptoKey;
-  readonly alg: SigningAlg;
-  readonly kid: string;
-  /** Public JWK (for publishing in a JWKS). */
-  readonly publicJwk: jose.JWK;
-}
-
 export interface Registration {
   /** A short name for logs and for choosing a registration (`/login?registration=`). */
   readonly name: string;
@@ -146,23 +136,52 @@ const registrationFileSchema = z.object({
   scope: z.string().min(1).optional(),
   standaloneScope: z.string().min(1).optional(),
 });
-const configFileSchema = z.object({ registrations: z.array(registrationFileSchema).min(1) });
 type RegistrationInput = z.infer<typeof registrationFileSchema>;
 
+type EnvValues = z.infer<typeof envSchema>;
+
 /**
- * Parses and validates the environment. Throws ConfigError listing every problem at once.
- * `sandboxUrl` is the FHIR base of the built-in sandbox, used when no EHR is configured in development.
+ * The environment through the schema, variable by variable, so that one bad value does not hide the others: each
+ * value the schema refuses is a problem, and the checks after this one see that variable's default instead (they
+ * run whatever happened here, and their problems are reported with these).
+ */
+function parseEnv(env: NodeJS.ProcessEnv, problems: string[]): { values: EnvValues; invalid: Set<string> } {
+  const values: Record<string, unknown> = {};
+  const invalid = new Set<string>();
+  for (const [name, schema] of Object.entries(envSchema.shape) as [string, z.ZodType][]) {
+    // An empty NODE_ENV (`NODE_ENV=` in an env file) is unset, as it always was.
+    const raw = name === 'NODE_ENV' && env[name] === '' ? undefined : env[name];
+    const parsed = schema.safeParse(raw);
+    if (parsed.success) {
+      values[name] = parsed.data;
+      continue;
+    }
+    invalid.add(name);
+    const secret = (schema.meta() as { secret?: boolean } | undefined)?.secret === true;
+    const got = secret ? '' : ` (got ${JSON.stringify(raw !== undefined && raw.length > 60 ? `${raw.slice(0, 60)}…` : raw)})`;
+    for (const issue of parsed.error.issues) {
+      const message = issue.code === 'invalid_type' && issue.expected === 'number' ? 'not a number' : issue.message;
+      problems.push(`${name}: ${message}${got}`);
+    }
+    values[name] = schema.parse(undefined);
+  }
+  return { values: values as EnvValues, invalid };
+}
+
+/**
+ * Parses and validates the environment. Throws ConfigError listing every problem at once: the values the schema
+ * refuses (`PORT=abc`) together with what the checks that follow find (an http PUBLIC_URL in production).
  */
 export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<Config> {
   const problems: string[] = [];
   const warnings: string[] = [];
-  const parsed = envSchema.safeParse(env);
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) problems.push(`${String(issue.path[0])}: ${issue.message}`);
-    throw new ConfigError(problems);
+  const { values: e, invalid } = parseEnv(env, problems);
+  // An unknown NODE_ENV (`prod`) is refused; the rest is checked as for production, the strictest reading of it.
+  const isProduction = e.NODE_ENV === 'production' || invalid.has('NODE_ENV');
+  if (invalid.has('NODE_ENV')) {
+    const i = problems.findIndex((p) => p.startsWith('NODE_ENV:'));
+    problems[i] += '; the rest of the configuration was checked as for production';
   }
-  const e = parsed.data;
-  const isProduction = e.NODE_ENV === 'production';
 
   // PUBLIC_URL: the external origin. Redirect URI is built from it, never from request headers.
   let publicUrl = '';
@@ -202,15 +221,7 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
   const inputs: RegistrationInput[] = [];
   if (e.SMART_CONFIG_FILE) {
     if (e.SMART_ISS || e.SMART_CLIENT_ID) warnings.push('SMART_CONFIG_FILE is set: SMART_ISS and SMART_CLIENT_ID are ignored');
-    try {
-      const raw = JSON.parse(readFileSync(e.SMART_CONFIG_FILE, 'utf8')) as unknown;
-      const file = configFileSchema.safeParse(Array.isArray(raw) ? { registrations: raw } : raw);
-      if (!file.success) {
-        for (const issue of file.error.issues) problems.push(`SMART_CONFIG_FILE (${e.SMART_CONFIG_FILE}): ${issue.path.join('.') || '(root)'}: ${issue.message}`);
-      } else inputs.push(...file.data.registrations);
-    } catch (err) {
-      problems.push(`SMART_CONFIG_FILE: cannot read ${JSON.stringify(e.SMART_CONFIG_FILE)}: ${(err as Error).message}`);
-    }
+    inputs.push(...readRegistrationsFile('SMART_CONFIG_FILE', e.SMART_CONFIG_FILE, registrationFileSchema, problems));
   } else if (e.SMART_ISS || e.SMART_CLIENT_ID) {
     if (!e.SMART_ISS) problems.push('SMART_ISS: required when SMART_CLIENT_ID is set (the FHIR base URL(s) you accept launches from, comma-separated)');
     if (!e.SMART_CLIENT_ID) problems.push('SMART_CLIENT_ID: required when SMART_ISS is set (the client id the EHR gave you)');
@@ -494,48 +505,6 @@ async function buildRegistration(
 
 function normalizeScope(s: string): string {
   return splitScopes(s).join(' ');
-}
-
-/** Parses a PEM (PKCS#8, PKCS#1 or SEC1) or JWK private key and checks it fits RS384 or ES384. */
-export async function parsePrivateKey(input: string | Record<string, unknown>, keyId?: string): Promise<ClientKey> {
-  let keyObject: KeyObject;
-  let jwkKid: string | undefined;
-  let jwkAlg: string | undefined;
-  const text = typeof input === 'string' ? input.trim() : undefined;
-  try {
-    if (typeof input !== 'string' || text!.startsWith('{')) {
-      const jwk = (typeof input === 'string' ? JSON.parse(text!) : input) as jose.JWK & { keys?: jose.JWK[] };
-      const single = Array.isArray(jwk.keys) ? (jwk.keys.length === 1 ? jwk.keys[0]! : undefined) : jwk;
-      if (!single) throw new Error('a JWKS with several keys was given; give one private JWK');
-      if (!('d' in single)) throw new Error('the JWK has no private part ("d"); give the private key, not the public one');
-      jwkKid = single.kid;
-      jwkAlg = single.alg;
-      keyObject = createPrivateKey({ key: single as import('node:crypto').JsonWebKey, format: 'jwk' });
-    } else {
-      keyObject = createPrivateKey({ key: text!.replace(/\\n/g, '\n'), format: 'pem' });
-    }
-  } catch (err) {
-    const msg = (err as Error).message;
-    if (msg.startsWith('a JWKS') || msg.startsWith('the JWK')) throw err;
-    throw new Error('not a readable private key (expected a PEM "-----BEGIN PRIVATE KEY-----" or a private JWK)');
-  }
-  let alg: SigningAlg;
-  const details = keyObject.asymmetricKeyDetails ?? {};
-  if (keyObject.asymmetricKeyType === 'rsa') {
-    if ((details.modulusLength ?? 0) < 2048) throw new Error(`RSA key is ${details.modulusLength} bits; SMART requires at least 2048`);
-    alg = 'RS384';
-  } else if (keyObject.asymmetricKeyType === 'ec') {
-    if (details.namedCurve !== 'secp384r1') throw new Error(`EC key is on curve ${details.namedCurve}; ES384 requires P-384 (secp384r1)`);
-    alg = 'ES384';
-  } else {
-    throw new Error(`key type ${keyObject.asymmetricKeyType} is not supported; use RSA (RS384) or EC P-384 (ES384)`);
-  }
-  if (jwkAlg && jwkAlg !== alg) throw new Error(`the JWK says alg ${jwkAlg} but the key fits ${alg}; SMART allows RS384 and ES384`);
-  const privateJwk = keyObject.export({ format: 'jwk' }) as jose.JWK;
-  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk } = privateJwk;
-  const kid = jwkKid ?? keyId ?? (await jose.calculateJwkThumbprint(publicJwk as jose.JWK, 'sha256'));
-  const privateKey = (await jose.importJWK({ ...privateJwk, alg }, alg)) as webcrypto.CryptoKey;
-  return Object.freeze({ privateKey, alg, kid, publicJwk: Object.freeze({ ...publicJwk, kid, alg, use: 'sig' }) });
 }
 
 function parseBytes(s: string): number | undefined {

@@ -44,7 +44,7 @@ export const boolish = z
 
 export const envSchema = z.object({
   // --- Server
-  NODE_ENV: doc(z.string().default('development'), { group: 'server', local: 'development', example: 'production', description: 'development | test | production. production refuses a non-https PUBLIC_URL, a weak SESSION_SECRET, ALLOW_INSECURE_HTTP and the sandbox EHR.' }),
+  NODE_ENV: doc(z.enum(['production', 'development', 'test'], { error: 'must be production, development or test' }).default('development'), { group: 'server', local: 'development', example: 'production', default: '`development` (unset or empty)', description: 'production | development | test; any other value (such as prod) stops startup. production refuses a non-https PUBLIC_URL, a weak SESSION_SECRET, ALLOW_INSECURE_HTTP and the sandbox EHR.' }),
   PORT: doc(z.coerce.number().int().min(0).max(65535).default(3000), { group: 'server', local: '3000', example: '3000', description: 'Port to listen on (Heroku and App Engine set it).' }),
   HOST: doc(z.string().default('0.0.0.0'), { group: 'server', example: '127.0.0.1', description: 'Interface to bind.' }),
   PUBLIC_URL: doc(z.string().optional(), { group: 'server', local: 'http://localhost:3000', example: 'https://my-smart-app.herokuapp.com', default: '`http://localhost:$PORT` in development; required in production', description: 'The external origin users reach the app at. The redirect URI is PUBLIC_URL + /callback and the EHR launch URI is PUBLIC_URL + /launch; register exactly these with the EHR. Built from configuration, never from Host or X-Forwarded-* headers.' }),
@@ -56,7 +56,7 @@ export const envSchema = z.object({
   // --- The EHR registration
   SMART_ISS: doc(z.string().optional(), { group: 'ehr', local: '', example: 'https://fhir-ehr-code.cerner.com/r4/ec2458f2-1e24-41c8-b71b-0e701af7583d', default: 'unset: the sandbox EHR in development; required in production', description: 'FHIR base URLs this app accepts launches from (the `iss`): an allow-list, comma-separated. An iss that is not listed is refused before any request is made to it. A trailing /* matches one path segment (multi-tenant EHRs such as https://fhir-ehr.cerner.com/r4/*).' }),
   SMART_CLIENT_ID: doc(z.string().optional(), { group: 'ehr', local: '', example: 'my-client-id', description: 'The client id the EHR gave you.' }),
-  SMART_SCOPE: doc(z.string().optional(), { group: 'ehr', example: 'openid fhirUser online_access patient/*.rs', default: '`openid fhirUser online_access patient/*.rs`', description: 'Scopes for an EHR launch (`launch` is added). SMART v2 syntax; converted to v1 (.read) when the EHR only advertises permission-v1. Ask for online_access or offline_access, or tokens cannot be refreshed.' }),
+  SMART_SCOPE: doc(z.string().optional(), { group: 'ehr', example: 'openid fhirUser online_access patient/*.rs', default: '`openid fhirUser online_access patient/*.rs`', description: 'Scopes for an EHR launch (`launch` is added). SMART v2 syntax; converted to v1 when the EHR only advertises permission-v1, never to anything wider: .rs → .read, .cud → .write, .cruds → .*; a scope v1 cannot express exactly (.r, .s or .c alone, a ?category= filter) is left out, or narrowed to the part v1 expresses exactly (.crs → .read), with a launch.scope_dropped warning naming it. Ask for online_access or offline_access, or tokens cannot be refreshed.' }),
   SMART_STANDALONE_SCOPE: doc(z.string().optional(), { group: 'ehr', example: 'openid fhirUser online_access patient/*.rs', default: 'the value of `SMART_SCOPE`', description: 'Scopes for a standalone launch (/login); `launch/patient` is added when patient scopes are asked for.' }),
   SMART_CLIENT_SECRET: doc(z.string().optional(), { group: 'ehr', secret: true, example: 'the-secret-from-the-ehr', description: 'Confidential symmetric client: the client secret (HTTP Basic unless SMART_CLIENT_AUTH_METHOD says client_secret_post).' }),
   SMART_CLIENT_AUTH_METHOD: doc(z.enum(['client_secret_basic', 'client_secret_post']).optional(), { group: 'ehr', example: 'client_secret_post', default: '`client_secret_basic`', description: 'How the client secret is sent: client_secret_basic | client_secret_post.' }),
@@ -99,7 +99,7 @@ export const envSchema = z.object({
   SMART_BACKEND_KEY_FILE: doc(z.string().optional(), { group: 'backend', example: './keys/es384-xxxx.private.pem', description: 'The private key registered for it (PEM or JWK file; `npx smart-bff keys generate` makes one). Also the default --key of the CLI.' }),
   SMART_BACKEND_PRIVATE_KEY: doc(z.string().optional(), { group: 'backend', secret: true, example: '-----BEGIN PRIVATE KEY-----\\n…', description: 'The same key inline (PEM or JWK), instead of SMART_BACKEND_KEY_FILE.' }),
   SMART_BACKEND_KEY_ID: doc(z.string().optional(), { group: 'backend', example: 'my-key-2026', default: "the key's own kid, else its RFC 7638 thumbprint", description: 'The key id (kid), when the key has none. Also the default --kid of the CLI.' }),
-  SMART_BACKEND_SCOPE: doc(z.string().optional(), { group: 'backend', example: 'system/Patient.rs system/Observation.rs', default: '`system/*.rs`', description: 'Scopes for system tokens. Also the default --scope of the CLI.' }),
+  SMART_BACKEND_SCOPE: doc(z.string().optional(), { group: 'backend', example: 'system/Patient.rs system/Observation.rs', default: '`system/*.rs`', description: 'Scopes for system tokens. Also the default --scope of the CLI. Converted to v1 for a server that only advertises permission-v1 as SMART_SCOPE is, never wider (backend.token.scope_dropped warnings; none left: the request is refused).' }),
   SMART_BACKEND_JKU: doc(z.string().optional(), { group: 'backend', example: 'https://app.example.org/.well-known/jwks.json', description: 'A JWKS URL to name in the assertion header (jku), when the EHR registered one.' }),
   BACKEND_CONFIG_FILE: doc(z.string().optional(), { group: 'backend', example: './backend.json', description: 'Several backend registrations: {"registrations":[{"name","iss","clientId","privateKeyFile"|"privateKeyEnv","keyId","scope","jku"}]}. Replaces SMART_BACKEND_*.' }),
   JWKS_EXTRA_KEYS_FILE: doc(z.string().optional(), { group: 'backend', example: './keys/next.jwks.json', description: 'Public keys published at /.well-known/jwks.json besides the signing keys (key rotation: the next key, retired keys).' }),
@@ -121,8 +121,6 @@ export const envSchema = z.object({
   SMART_BFF_FROM_SOURCE: doc(boolish.default(false), { group: 'development', example: '1', description: 'The smart-bff command runs the TypeScript source (through tsx) even when a build exists in dist/ (the tests set it). Without it, the source runs when dist/ is missing or older than src/ in a git checkout.' }),
   ALLOW_INSECURE_HTTP: doc(boolish.default(false), { group: 'development', example: '1', description: 'Allow http:// EHR endpoints, for a local development EHR only. Refused in production.' }),
 });
-
-export type EnvName = keyof typeof envSchema.shape;
 
 export interface EnvVarDoc extends EnvVarMeta {
   name: string;

@@ -1,5 +1,10 @@
 /**
  * Process entry: config → (sandbox) → createApp → listen; graceful shutdown on SIGTERM/SIGINT.
+ *
+ * stdout carries the log and nothing else, one JSON object per line (pino), for log pipelines and
+ * `smart-bff explain`. People get one plain line on stderr once the server listens, saying where to open the app
+ * (the sandbox in development) or which URIs to register at the EHR (production); configuration errors go to
+ * stderr too.
  */
 import http from 'node:http';
 import { ConfigError, loadConfig, type Config, type Registration } from './config.js';
@@ -92,12 +97,21 @@ async function main(): Promise<void> {
     if (sandbox) {
       logger.info({ event: 'sandbox.ready' }, `Sandbox EHR ready: open ${config.publicUrl}/sandbox/ and press "Launch app" next to a patient`);
     }
+    process.stderr.write(`${readyLine(config, port, Boolean(sandbox))}\n`);
   });
   installShutdown(server, logger, async () => {
     await app.locals.exportJobs?.stopAll();
     await sandbox?.close();
     await redis?.close();
   });
+}
+
+/** The one line for people: where to open the app, or what to register at the EHR. */
+function readyLine(config: Config, port: number, sandbox: boolean): string {
+  const uris = `launch URI ${config.publicUrl}/launch, redirect URI ${config.redirectUri}`;
+  if (sandbox) return `smart-bff is running (port ${port}): open ${config.publicUrl}/sandbox/ and press "Launch app" next to a patient.`;
+  if (config.isProduction) return `smart-bff is running (port ${port}) at ${config.publicUrl}. Register at the EHR: ${uris}.`;
+  return `smart-bff is running: open ${config.publicUrl}/ (register at the EHR: ${uris}).`;
 }
 
 function installShutdown(server: http.Server, logger: Logger, closeOthers: () => Promise<void>): void {

@@ -19,8 +19,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type * as jose from 'jose';
 import { z } from 'zod';
-import { parsePrivateKey, type ClientKey } from '../config.js';
+import { parsePrivateKey, type ClientKey } from '../keys.js';
 import { parseTrustedOrigins } from './token-origins.js';
+import { readRegistrationsFile } from '../registrations-file.js';
 
 export interface BackendRegistration {
   readonly name: string;
@@ -64,14 +65,8 @@ export async function loadBackendConfig(env: NodeJS.ProcessEnv, problems: string
   type Entry = z.infer<typeof entry> & { privateKeyText?: string; where: string };
   const entries: Entry[] = [];
   if (env.BACKEND_CONFIG_FILE) {
-    try {
-      const raw = JSON.parse(readFileSync(env.BACKEND_CONFIG_FILE, 'utf8')) as unknown;
-      const parsed = z.object({ registrations: z.array(entry).min(1) }).safeParse(Array.isArray(raw) ? { registrations: raw } : raw);
-      if (!parsed.success) for (const i of parsed.error.issues) problems.push(`BACKEND_CONFIG_FILE (${env.BACKEND_CONFIG_FILE}): ${i.path.join('.')}: ${i.message}`);
-      else parsed.data.registrations.forEach((r, i) => entries.push({ ...r, where: `BACKEND_CONFIG_FILE registrations[${i}]` }));
-    } catch (err) {
-      problems.push(`BACKEND_CONFIG_FILE: cannot read ${JSON.stringify(env.BACKEND_CONFIG_FILE)}: ${(err as Error).message}`);
-    }
+    readRegistrationsFile('BACKEND_CONFIG_FILE', env.BACKEND_CONFIG_FILE, entry, problems)
+      .forEach((r, i) => entries.push({ ...r, where: `BACKEND_CONFIG_FILE registrations[${i}]` }));
   } else if (env.SMART_BACKEND_ISS || env.SMART_BACKEND_CLIENT_ID) {
     if (!env.SMART_BACKEND_ISS) problems.push('SMART_BACKEND_ISS: required with SMART_BACKEND_CLIENT_ID (the FHIR base URL for system tokens and exports)');
     if (!env.SMART_BACKEND_CLIENT_ID) problems.push('SMART_BACKEND_CLIENT_ID: required with SMART_BACKEND_ISS');

@@ -5,7 +5,7 @@
  */
 import type { RequestHandler } from 'express';
 import type * as jose from 'jose';
-import { publicOnly } from './keys.js';
+import { publicOnly } from '../keys.js';
 
 export function buildJwks(keys: readonly jose.JWK[]): { keys: jose.JWK[] } {
   const seen = new Set<string>();

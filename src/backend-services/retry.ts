@@ -9,7 +9,7 @@
  * Every wait is bounded by an overall deadline when one is given: a wait that would end past it fails at once
  * with DeadlineExceededError instead of sleeping first.
  */
-import { describeNetworkError } from '../smart/discovery.js';
+import { describeNetworkError, isNetworkError, isTimeout } from '../http/network-errors.js';
 
 export type RetryDecision =
   | { readonly kind: 'permanent' }
@@ -45,14 +45,7 @@ export function decideError(err: unknown, signal?: AbortSignal): RetryDecision {
   if (signal?.aborted) return PERMANENT;
   const decided = (err as Partial<DecidedError> | null)?.retry;
   if (decided && typeof decided === 'object' && 'kind' in decided) return decided;
-  const name = (err as Error | null)?.name;
-  if (name === 'TimeoutError') return { kind: 'transient', reason: 'timeout' };
-  // undici: `TypeError: fetch failed` with the socket error as its cause; a body cut short: `terminated`.
-  if (err instanceof TypeError && /fetch failed|terminated/i.test(err.message)) return { kind: 'transient', reason: describeNetworkError(err) };
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && /^(ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|EAI_AGAIN|ENOTFOUND|UND_ERR_\w+)$/.test(code)) {
-    return { kind: 'transient', reason: describeNetworkError(err) };
-  }
+  if (isTimeout(err) || isNetworkError(err)) return { kind: 'transient', reason: describeNetworkError(err) };
   return PERMANENT;
 }
 

@@ -1,8 +1,8 @@
 /**
  * SMART Backend Services tokens: client_credentials with a private_key_jwt assertion that follows SMART exactly
- * (see smart/client-auth.ts), scopes adapted to the server's v1/v2 syntax, the token endpoint from
- * `<fhir base>/.well-known/smart-configuration`. A cache keyed by server, client and scope reuses a token until
- * shortly before it expires, with one request in flight per key however many callers ask. Every failure carries
+ * (smart/client-auth.ts; the openid-client configuration is oauth-config.ts's, as for launches), scopes adapted
+ * to the server's v1/v2 syntax (never wider), the token endpoint from `<fhir base>/.well-known/smart-configuration`.
+ * A cache keyed by server, client and scope reuses a token until shortly before it expires, with one request in flight per key however many callers ask. Every failure carries
  * its retry decision (retry.ts): OAuth errors such as `invalid_client`, `invalid_grant`, `invalid_scope` and
  * `unauthorized_client` are permanent and explained (the likely causes travel with the error to the CLI and to a
  * failed job's JSON); network errors, timeouts and 5xx are transient; 429 is throttling. This client never
@@ -10,12 +10,14 @@
  */
 import * as client from 'openid-client';
 import { clip, type Logger } from '../log.js';
-import type { ClientKey } from '../config.js';
+import type { ClientKey } from '../keys.js';
 import type { DiscoveredServer, DiscoveryCache } from '../smart/discovery.js';
-import { smartPrivateKeyJwt } from '../smart/client-auth.js';
-import { adaptScopes, splitScopes } from '../smart/scopes.js';
+import { backendCredentials } from '../smart/client-auth.js';
+import { buildOAuthConfig } from '../smart/oauth-config.js';
+import { splitScopes } from '../oauth-scope.js';
+import { adaptScopes, droppedScopeLog } from '../smart/scopes.js';
 import { oauthErrorDetails } from '../smart/oauth-errors.js';
-import { describeNetworkError } from '../smart/discovery.js';
+import { describeNetworkError, isTimeout } from '../http/network-errors.js';
 import { isAppError } from '../http/errors.js';
 import { PERMANENT, decideStatus, type RetryDecision } from './retry.js';
 
@@ -52,7 +54,7 @@ export class BackendTokenError extends Error {
 function discoveryDecision(err: unknown): RetryDecision {
   if (!isAppError(err)) return { kind: 'transient', reason: describeNetworkError(err) };
   if (err.upstreamStatus !== undefined) return decideStatus(err.upstreamStatus) ?? PERMANENT;
-  return err.code === 'discovery_failed' ? { kind: 'transient', reason: err.status === 504 ? 'timeout' : describeNetworkError((err as { cause?: unknown }).cause) } : PERMANENT;
+  return err.code === 'discovery_failed' ? { kind: 'transient', reason: describeNetworkError((err as { cause?: unknown }).cause) } : PERMANENT;
 }
 
 export interface TokenClientOptions {
@@ -100,21 +102,30 @@ export class BackendTokenClient {
       throw new BackendTokenError(`Could not read ${c.iss}/.well-known/smart-configuration: ${(err as Error).message}`, 'discovery_failed', [], discoveryDecision(err));
     }
     const smart = server.configuration;
-    const scope = adaptScopes(splitScopes(c.scope), smart.capabilities).join(' ');
-    const metadata = { ...(smart as unknown as client.ServerMetadata), issuer: smart.issuer ?? server.iss };
-    const config = new client.Configuration(metadata, c.clientId, undefined, smartPrivateKeyJwt(c.key, smart.token_endpoint, c.jku ? { jku: c.jku } : {}));
-    config.timeout = Math.max(1, Math.ceil(this.opts.timeoutMs / 1000));
-    if (this.opts.allowInsecureHttp && smart.token_endpoint.startsWith('http:')) client.allowInsecureRequests(config);
+    const adapted = adaptScopes(splitScopes(c.scope), smart.capabilities);
+    for (const d of adapted.dropped) {
+      const { fields, message } = droppedScopeLog(d);
+      log.warn({ event: 'backend.token.scope_dropped', ...fields }, `backend token: ${message}`);
+    }
+    if (adapted.scopes.length === 0) {
+      throw new BackendTokenError(
+        `None of the configured scopes (${c.scope}) can be asked of ${c.iss} without asking for more: it only speaks SMART v1 scopes.`,
+        'scope_not_expressible', adapted.dropped.map((d) => `${d.scope}: ${d.reason}.`), PERMANENT,
+      );
+    }
+    const scope = adapted.scopes.join(' ');
     let date: string | null = null;
     let retryAfter: string | null = null;
     let status = 0;
-    config[client.customFetch] = async (url, init) => {
-      const res = await fetch(url, init as RequestInit);
-      date = res.headers.get('date');
-      retryAfter = res.headers.get('retry-after');
-      status = res.status;
-      return res;
-    };
+    const config = buildOAuthConfig(server, backendCredentials(c), {
+      timeoutMs: this.opts.timeoutMs,
+      allowInsecureHttp: this.opts.allowInsecureHttp,
+      observe: (o) => {
+        date = o.date;
+        retryAfter = o.retryAfter;
+        status = o.status;
+      },
+    });
     const started = Date.now();
     this.requestCount++;
     log.info({ event: 'backend.token.request', endpoint: smart.token_endpoint, grant_type: 'client_credentials', kid: c.key.kid, alg: c.key.alg, scope }, 'backend token: requesting a system token');
@@ -134,14 +145,14 @@ export class BackendTokenClient {
         // The server's error_description is among the causes ("The server says: …").
         throw new BackendTokenError(`The token endpoint refused the request: ${clip(details.error, 80)} (status ${details.status})`, details.error, causes, decideStatus(details.status, retryAfter) ?? PERMANENT);
       }
-      if (status && !(err as Error)?.name?.includes('Timeout')) {
+      if (status && !isTimeout(err)) {
         // An answer that is not an OAuth error (an HTML 503 from a proxy, a 200 without access_token, …).
         const decision = decideStatus(status, retryAfter);
         log.warn({ event: 'backend.token.response', status, outcome: decision ? 'unavailable' : 'invalid', reason: clip((err as Error)?.message, 200), duration_ms: Date.now() - started }, 'backend token: unusable answer from the token endpoint');
         if (decision) throw new BackendTokenError(`The token endpoint is unavailable (status ${status}).`, 'unavailable', [], decision);
         throw new BackendTokenError(`The token endpoint's answer (status ${status}) is not a usable token response: ${clip((err as Error)?.message, 200)}`, 'invalid_token_response', [], PERMANENT);
       }
-      const reason = (err as Error)?.name === 'TimeoutError' ? 'timeout' : describeNetworkError(err);
+      const reason = describeNetworkError(err);
       log.warn({ event: 'backend.token.response', outcome: 'unavailable', reason, duration_ms: Date.now() - started }, 'backend token: token endpoint unavailable');
       throw new BackendTokenError(`The token endpoint is unavailable (${reason}).`, 'unavailable', [], { kind: 'transient', reason });
     }

@@ -1,25 +1,15 @@
 /**
  * Access logs with pino-http: one line per request carrying its request id (every other line logged through
  * req.log carries it too). URLs are logged with secret-bearing query values redacted (the callback's code and
- * state, the launch code), never with headers.
+ * state, the launch code; log.ts's redactUrl), never with headers.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pinoHttp } from 'pino-http';
 import type { RequestHandler } from 'express';
-import type { Logger } from '../log.js';
+import { redactUrl, type Logger } from '../log.js';
 import { requestIdFor } from './request-context.js';
 
-const SECRET_PARAMS = new Set(['code', 'state', 'launch', 'session_state', 'code_verifier', 'access_token', 'id_token', 'refresh_token', 'client_secret', 'assertion']);
 const QUIET = /^\/(healthz|readyz|metrics|static\/|favicon\.ico)/;
-
-export function redactUrl(url: string | undefined): string {
-  if (!url) return '';
-  const q = url.indexOf('?');
-  if (q === -1) return url;
-  const params = new URLSearchParams(url.slice(q + 1));
-  for (const key of [...params.keys()]) if (SECRET_PARAMS.has(key.toLowerCase())) params.set(key, '[redacted]');
-  return `${url.slice(0, q)}?${params.toString()}`;
-}
 
 export function accessLog(logger: Logger): RequestHandler {
   return pinoHttp({

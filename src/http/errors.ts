@@ -3,7 +3,6 @@
  * HTML page for people or JSON for programs. `expose` is false for 5xx: their message never reaches a client.
  */
 export const ErrorCode = {
-  CONFIG_INVALID: 'config_invalid',
   BAD_REQUEST: 'bad_request',
   LAUNCH_PARAMS_MISSING: 'launch_params_missing',
   ISS_NOT_ALLOWED: 'iss_not_allowed',
@@ -31,7 +30,6 @@ export const ErrorCode = {
   NOT_FOUND: 'not_found',
   RATE_LIMITED: 'rate_limited',
   JOB_NOT_RUNNING: 'job_not_running',
-  COOKIE_BLOCKED_IN_FRAME: 'cookie_blocked_in_frame',
   METHOD_NOT_ALLOWED: 'method_not_allowed',
   PAYLOAD_TOO_LARGE: 'payload_too_large',
   REQUEST_BODY_NOT_ALLOWED: 'request_body_not_allowed',

@@ -28,7 +28,7 @@ import type { Logger } from '../log.js';
 import { saveSession } from '../session/session-ops.js';
 import type { TokenSet } from '../session/token-store.js';
 import type { LaunchContextInfo } from '../session/types.js';
-import { selectContext } from '../smart/contexts.js';
+import { selectContext } from '../session/contexts.js';
 import type { SmartDeps } from '../smart/deps.js';
 import type { TokenRefresher } from '../smart/token-refresher.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from './headers.js';

@@ -15,7 +15,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type * as jose from 'jose';
 import type { ClientMetadata } from 'oidc-provider';
-import { publicOnly } from '../backend-services/keys.js';
+import { publicOnly } from '../keys.js';
 
 export const KEYS_DIR_CLIENT_ID = 'sandbox-backend';
 const MAX_REGISTERED = 100;

@@ -5,7 +5,7 @@
  * as an operator would paste its JWKS in an EHR console.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { parsePrivateKey } from '../config.js';
+import { parsePrivateKey } from '../keys.js';
 import type { BackendRegistration } from '../backend-services/config.js';
 import type { Sandbox } from './index.js';
 

@@ -23,8 +23,6 @@ export interface LaunchTransaction {
   nonce?: string;
   scopes: string[];
   createdAt: number;
-  /** Where to send the user when the launch completes (a local path). */
-  returnTo?: string;
   /** Kept while a framed launch checks that its cookie comes back (see /launch/continue). */
   authorizationUrl?: string;
 }

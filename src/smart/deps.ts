@@ -5,7 +5,7 @@ import type { TokenStore } from '../session/token-store.js';
 import type { TransactionStore } from '../session/transaction-store.js';
 import type { DiscoveryCache } from './discovery.js';
 import type { Registry } from './registry.js';
-import type { CallbackDeduper, RecentCodes } from './replay-guards.js';
+import type { CallbackDeduper, RecentCodes } from '../routes/replay-guards.js';
 import type { Metrics } from '../observability/metrics.js';
 
 export interface SmartDeps {

@@ -8,6 +8,7 @@
 import { LRUCache } from 'lru-cache';
 import { AppError, ErrorCode } from '../http/errors.js';
 import type { Logger } from '../log.js';
+import { describeNetworkError, isTimeout } from '../http/network-errors.js';
 
 export interface SmartConfiguration {
   issuer?: string;
@@ -122,10 +123,6 @@ export class DiscoveryCache {
     this.window.count++;
   }
 
-  invalidate(iss: string): void {
-    this.entries.delete(iss);
-  }
-
   private async load(iss: string, log: Logger): Promise<DiscoveredServer> {
     const url = smartConfigurationUrl(iss);
     const started = this.now();
@@ -163,7 +160,7 @@ export class DiscoveryCache {
           signal: AbortSignal.timeout(this.opts.timeoutMs),
         });
       } catch (err) {
-        const timedOut = (err as Error).name === 'TimeoutError' || (err as Error).name === 'AbortError';
+        const timedOut = isTimeout(err);
         throw new AppError(
           ErrorCode.DISCOVERY_FAILED,
           timedOut ? 504 : 502,
@@ -279,20 +276,4 @@ export function validateSmartConfiguration(body: unknown, iss: string, allowInse
     });
   }
   return doc as SmartConfiguration;
-}
-
-export function describeNetworkError(err: unknown): string {
-  let code: string | undefined;
-  // fetch and openid-client wrap the socket error: look down the cause chain for its code
-  for (let e: unknown = err, i = 0; e && i < 5 && !code; e = (e as { cause?: unknown }).cause, i++) {
-    const c = (e as { code?: unknown }).code;
-    if (typeof c === 'string' && /^E[A-Z_]+$|CERT|SIGNED/.test(c)) code = c;
-  }
-  switch (code) {
-    case 'ECONNREFUSED': return 'connection refused';
-    case 'ENOTFOUND': case 'EAI_AGAIN': return 'host name not found';
-    case 'ECONNRESET': return 'connection reset';
-    case 'CERT_HAS_EXPIRED': case 'DEPTH_ZERO_SELF_SIGNED_CERT': case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE': case 'SELF_SIGNED_CERT_IN_CHAIN': return `TLS certificate problem (${code})`;
-    default: return code ? `network error (${code})` : 'network error';
-  }
 }

@@ -13,16 +13,14 @@ import type { TokenSet } from '../session/token-store.js';
 import type { LaunchContextInfo } from '../session/types.js';
 import type { SmartDeps } from './deps.js';
 import { buildOAuthConfig, type HttpObservation } from './oauth-config.js';
-import { clientAuthMethod } from './client-auth.js';
+import { clientAuthMethod, launchCredentials } from './client-auth.js';
 import { diagnoseTokenFailure } from './diagnosis.js';
-import { describeNetworkError } from './discovery.js';
+import { describeNetworkError, isTimeout } from '../http/network-errors.js';
 import { oauthErrorDetails } from './oauth-errors.js';
 
 export class TokenRefresher {
   /** In-flight refreshes by context id (a per-process cache of promises; entries live only while in flight). */
   private readonly inflight = new Map<string, Promise<TokenSet>>();
-  /** Number of refresh requests sent (metrics and tests). */
-  refreshCount = 0;
 
   constructor(private readonly deps: SmartDeps) {}
 
@@ -87,12 +85,11 @@ export class TokenRefresher {
     if (!registration) throw sessionExpired('The app configuration changed; launch again.');
     const server = await this.deps.discovery.get(ctx.iss, log);
     let observed: HttpObservation | undefined;
-    const oauth = buildOAuthConfig(server, registration, {
+    const oauth = buildOAuthConfig(server, launchCredentials(registration), {
       timeoutMs: this.deps.config.httpTimeoutMs, allowInsecureHttp: this.deps.config.allowInsecureHttp, observe: (o) => (observed = o),
     });
     const refreshToken = tokens.refreshToken!;
     const started = Date.now();
-    this.refreshCount++;
     log.info(
       { event: 'token.refresh.request', contextId: ctx.id, endpoint: server.configuration.token_endpoint, grant_type: 'refresh_token', client_auth: clientAuthMethod(registration), refresh_fp: fingerprint(refreshToken) },
       'refresh: requesting a new access token',
@@ -120,9 +117,8 @@ export class TokenRefresher {
         if (details.status >= 500) throw refreshUnavailable(`The EHR's token endpoint answered ${details.status}.`, err);
         throw new AppError(ErrorCode.TOKEN_EXCHANGE_FAILED, 502, `The EHR refused to refresh the access token (${clip(details.error, 60)}).`, { causes: diagnosis.causes, cause: err });
       }
-      const name = (err as Error)?.name;
-      const timedOut = name === 'TimeoutError' || name === 'AbortError';
-      const reason = timedOut ? 'timeout' : err instanceof client.ClientError && observed && observed.status >= 500 ? `status ${observed.status}` : describeNetworkError(err);
+      const timedOut = isTimeout(err);
+      const reason = !timedOut && err instanceof client.ClientError && observed && observed.status >= 500 ? `status ${observed.status}` : describeNetworkError(err);
       log.warn({ event: 'token.refresh.response', contextId: ctx.id, outcome: 'unavailable', reason, status: observed?.status ?? null, duration_ms: durationMs }, 'refresh: token endpoint unavailable; the refresh token is kept');
       throw refreshUnavailable(timedOut ? 'The EHR\'s token endpoint did not answer in time.' : `The EHR's token endpoint is unavailable (${reason}).`, err);
     }

@@ -11,7 +11,7 @@ import { authorize } from '../helpers/authorize.js';
 import { json } from '../helpers/json.js';
 import { Browser } from '../helpers/browser.js';
 import { startBff, type StartedBff } from '../helpers/bff.js';
-import { parsePrivateKey } from '../../src/config.js';
+import { parsePrivateKey } from '../../src/keys.js';
 
 const CSRF = { 'X-CSRF': '1' };
 const CLIENT_SECRET = 'sandbox-client-secret-that-must-never-be-logged-7f3a';
@@ -467,6 +467,33 @@ describe('logging', () => {
       expect(text.includes(s)).toBe(false);
       if (s.length > 40) expect(text.includes(s.slice(0, 24))).toBe(false);
     }
+  });
+  test('error codes are in the logs and authorization codes are not: a good launch, iss_not_allowed, a reused code (invalid_grant)', async () => {
+    const captured = { requests: tokenRequests.length, responses: tokenResponses.length };
+    const b = await bff({ SMART_CLIENT_ID: 'symmetric-app', SMART_CLIENT_SECRET: CLIENT_SECRET });
+    const browser = new Browser();
+    const { callbackUrl } = await ehrLaunch(b, browser);
+    const usedCode = new URL(callbackUrl).searchParams.get('code')!;
+    expect((await browser.get(`${b.url}/launch?iss=${encodeURIComponent('https://ehr.example.evil.com/r4')}&launch=abc`)).status).toBe(400);
+    const start = await browser.get(`${b.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient: sandbox.patients[0]!.id })}`);
+    const state = new URL(start.headers.get('location')!).searchParams.get('state')!;
+    expect((await browser.get(`${b.url}/callback?code=${encodeURIComponent(usedCode)}&state=${state}`)).status).toBe(401);
+
+    const text = b.logs.text();
+    expect(text).toContain('"code":"iss_not_allowed"');
+    expect(text).toContain('"code":"token_exchange_failed"');
+    expect(b.logs.find('error.response').map((e) => e.code)).toEqual(['iss_not_allowed', 'token_exchange_failed']);
+    expect(b.logs.find('token.response').map((e) => e.error)).toContain('invalid_grant');
+    // the callbacks' access-log lines keep their path and lose the code and state
+    const callbacks = b.logs.entries().filter((e) => String((e.req as { url?: string } | undefined)?.url).startsWith('/callback'));
+    expect(callbacks).toHaveLength(2);
+    for (const c of callbacks) expect((c.req as { url: string }).url).toMatch(/^\/callback\?code=%5Bredacted%5D&state=%5Bredacted%5D/);
+
+    const secrets = new Set<string>([CLIENT_SECRET, usedCode, state]);
+    for (const r of tokenRequests.slice(captured.requests)) for (const k of ['code', 'code_verifier', 'refresh_token']) if (typeof r[k] === 'string') secrets.add(r[k] as string);
+    for (const r of tokenResponses.slice(captured.responses)) for (const k of ['access_token', 'refresh_token', 'id_token']) if (typeof r[k] === 'string') secrets.add(r[k] as string);
+    expect(secrets.size).toBeGreaterThanOrEqual(7);
+    for (const s of secrets) expect(text.includes(s)).toBe(false);
   });
 });
 

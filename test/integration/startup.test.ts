@@ -8,7 +8,7 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generateSigningKey } from '../../src/backend-services/keys.js';
+import { generateSigningKey } from '../../src/keys.js';
 import { freePort } from '../helpers/net.js';
 import { startServerProcess } from '../helpers/server-process.js';
 
@@ -44,10 +44,11 @@ function run(env: Record<string, string>, waitFor?: RegExp, opts: RunOptions = {
 const logLines = (out: string, event: string) => out.split('\n').filter((l) => l.includes(`"event":"${event}"`)).map((l) => JSON.parse(l) as Record<string, unknown>);
 
 describe('startup', () => {
-  test('production with a bad configuration exits 1 and lists every problem with its variable', async () => {
-    const r = await run({ NODE_ENV: 'production', PUBLIC_URL: 'http://insecure.example', SESSION_SECRET: 'changeme', SMART_CLIENT_ID: 'x', PORT: '0' });
+  test('production with a bad configuration exits 1 and lists every problem with its variable, schema and semantic ones together', async () => {
+    const r = await run({ NODE_ENV: 'production', PUBLIC_URL: 'http://insecure.example', SESSION_SECRET: 'changeme', SMART_CLIENT_ID: 'x', PORT: 'abc' });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/cannot start/);
+    expect(r.stderr).toMatch(/PORT: not a number \(got "abc"\)/);
     expect(r.stderr).toMatch(/PUBLIC_URL: must be https in production/);
     expect(r.stderr).toMatch(/SESSION_SECRET: too weak/);
     expect(r.stderr).toMatch(/SMART_ISS: required/);
@@ -61,6 +62,39 @@ describe('startup', () => {
     expect(r.stdout).toMatch(/SESSION_SECRET is not set/);
     expect(r.stdout).toMatch(/"event":"server.stopped"/);
     expect(r.code).toBe(0);
+  });
+
+  test('an unknown NODE_ENV (prod) stops startup, with the production checks beside it', async () => {
+    const r = await run({ NODE_ENV: 'prod', PORT: '0', PUBLIC_URL: 'http://insecure.example' });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/NODE_ENV: must be production, development or test \(got "prod"\)/);
+    expect(r.stderr).toMatch(/PUBLIC_URL: must be https in production/);
+    expect(r.stdout).toBe('');
+  });
+
+  describe('one line for people on stderr; stdout stays one JSON object per line', () => {
+    const stdoutIsJson = (stdout: string) => {
+      const lines = stdout.split('\n').filter(Boolean);
+      expect(lines.length).toBeGreaterThan(3);
+      for (const l of lines) expect(() => JSON.parse(l)).not.toThrow();
+    };
+
+    test('development: where to open the sandbox', async () => {
+      const port = await freePort();
+      const r = await run({ PORT: String(port), PUBLIC_URL: `http://127.0.0.1:${port}`, NODE_ENV: 'development', HOST: '127.0.0.1' }, /sandbox\.ready/);
+      // (oidc-provider, under the sandbox, prints its own development warnings to stderr)
+      expect(r.stderr.split('\n').filter((l) => l.startsWith('smart-bff'))).toEqual([`smart-bff is running (port ${port}): open http://127.0.0.1:${port}/sandbox/ and press "Launch app" next to a patient.`]);
+      stdoutIsJson(r.stdout);
+    });
+
+    test('production: the launch and redirect URIs to register at the EHR', async () => {
+      const r = await run({ ...PRODUCTION, SINGLE_INSTANCE: '1' }, /server\.listening/);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/^smart-bff is running \(port \d+\) at https:\/\/app\.example\.com\. Register at the EHR: launch URI https:\/\/app\.example\.com\/launch, redirect URI https:\/\/app\.example\.com\/callback\.$/);
+      stdoutIsJson(r.stdout);
+      expect(logLines(r.stdout, 'server.listening')).toHaveLength(1);
+    });
   });
 
   test('production without REDIS_URL and without SINGLE_INSTANCE: an error-level line says launches fail at random across instances and what to set', async () => {

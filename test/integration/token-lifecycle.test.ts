@@ -6,7 +6,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import * as jose from 'jose';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { parsePrivateKey } from '../../src/config.js';
+import { parsePrivateKey } from '../../src/keys.js';
 import { switchableTokenEndpoint } from '../helpers/discovery.js';
 import { startFaultUpstream } from '../helpers/fault-upstream.js';
 import { MemoryTokenStore } from '../../src/session/token-store.js';
@@ -187,6 +187,29 @@ test('refresh answered 5xx → 503 and the refresh token is kept for the next tr
     // the EHR recovers: the kept refresh token works
     useFaulty(false);
     expect((await read(l)).status).toBe(200);
+  } finally {
+    await bff.close();
+    await fault.close();
+  }
+});
+
+test('refresh at a token endpoint that never answers → 503 within the timeout, logged as a timeout; the refresh token is kept', async () => {
+  const fault = await startFaultUpstream('/token');
+  fault.mode = { kind: 'hang' };
+  const { discovery, useFaulty } = switchableTokenEndpoint(fault.base);
+  const store = new MemoryTokenStore();
+  const bff = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', TOKEN_REFRESH_SKEW_SECONDS: '0', SMART_HTTP_TIMEOUT_MS: '1000' }, { tokenStore: store, discovery });
+  try {
+    const l = await launch(sandbox.patients[3]!.id, bff);
+    const before = (await store.get(l.context))!;
+    useFaulty(true);
+    await sleep(TTL * 1000 + 300);
+    const res = await read(l);
+    expect(res.status).toBe(503);
+    expect(JSON.stringify(await json(res))).toMatch(/did not answer in time/);
+    // openid-client wraps the timeout (ClientError OAUTH_TIMEOUT): still read as one
+    expect(bff.logs.find('token.refresh.response').at(-1)).toMatchObject({ outcome: 'unavailable', reason: 'timeout' });
+    expect((await store.get(l.context))!.refreshToken).toBe(before.refreshToken);
   } finally {
     await bff.close();
     await fault.close();

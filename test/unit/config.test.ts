@@ -2,22 +2,44 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, loadConfig, parsePrivateKey } from '../../src/config.js';
+import { loadConfig } from '../../src/config.js';
+import { configProblems, STRONG_SECRET } from '../helpers/config-problems.js';
+import { parsePrivateKey } from '../../src/keys.js';
 
-const STRONG = 'q8Yt3vN0pLw2Zr7XcB5mKd9HsJ4fGa1e-Ux6';
+const STRONG = STRONG_SECRET;
 const base = { PUBLIC_URL: 'https://app.example.com', SESSION_SECRET: STRONG, SMART_ISS: 'https://fhir.example.com/r4', SMART_CLIENT_ID: 'client-1' };
 
-async function problems(env: Record<string, string>): Promise<string[]> {
-  try {
-    await loadConfig(env);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
-}
+const problems = configProblems;
 
 describe('loadConfig', () => {
+  test('every problem at once: values the schema refuses and what the checks after it find, together', async () => {
+    const p = await problems({ ...base, NODE_ENV: 'production', PORT: 'abc', PUBLIC_URL: 'http://app.example.com', COOKIE_MODE: 'iframe', SESSION_SECRET: 'short' });
+    expect(p).toEqual([
+      'PORT: not a number (got "abc")',
+      'COOKIE_MODE: Invalid option: expected one of "default"|"embedded" (got "iframe")',
+      'PUBLIC_URL: must be https in production (NODE_ENV=production)',
+      expect.stringMatching(/^SESSION_SECRET: too weak/),
+    ]);
+  });
+
+  test('an unknown NODE_ENV (prod) is an error, not a silent development mode; the rest is checked as for production', async () => {
+    const p = await problems({ ...base, NODE_ENV: 'prod', PUBLIC_URL: 'http://app.example.com' });
+    expect(p).toEqual([
+      'NODE_ENV: must be production, development or test (got "prod"); the rest of the configuration was checked as for production',
+      'PUBLIC_URL: must be https in production (NODE_ENV=production)',
+    ]);
+    for (const bad of ['Production', 'dev', 'staging']) expect((await problems({ ...base, NODE_ENV: bad }))[0]).toMatch(/^NODE_ENV: must be production, development or test/);
+  });
+
+  test('NODE_ENV unset or empty is development (npm start on a fresh clone); test and development are accepted', async () => {
+    const dev = { SMART_ISS: base.SMART_ISS, SMART_CLIENT_ID: base.SMART_CLIENT_ID };
+    for (const env of [dev, { ...dev, NODE_ENV: '' }, { ...dev, NODE_ENV: 'development' }]) {
+      const c = await loadConfig(env);
+      expect(c).toMatchObject({ nodeEnv: 'development', isProduction: false, publicUrl: 'http://localhost:3000' });
+    }
+    expect(await loadConfig({ ...dev, NODE_ENV: 'test' })).toMatchObject({ nodeEnv: 'test', isProduction: false });
+  });
+
   test('a minimal production configuration', async () => {
     const c = await loadConfig({ ...base, NODE_ENV: 'production' });
     expect(c.redirectUri).toBe('https://app.example.com/callback');

@@ -3,23 +3,16 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config.js';
+import { configProblems, STRONG_SECRET } from '../helpers/config-problems.js';
 import { makeTestCertificates } from '../helpers/tls-certs.js';
 
-const STRONG = 'q8Yt3vN0pLw2Zr7XcB5mKd9HsJ4fGa1e-Ux6';
+const STRONG = STRONG_SECRET;
 const base = { NODE_ENV: 'production', PUBLIC_URL: 'https://app.example.com', SESSION_SECRET: STRONG, SMART_ISS: 'https://fhir.example.com/r4', SMART_CLIENT_ID: 'client-1' };
 const certs = makeTestCertificates();
 const dir = mkdtempSync(join(tmpdir(), 'smart-bff-redis-config-'));
 
-async function problems(env: Record<string, string>): Promise<string[]> {
-  try {
-    await loadConfig(env);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
-}
+const problems = configProblems;
 
 describe('Redis settings', () => {
   test('rediss:// verifies the certificate by default, with SNI on the URL host name and a 10 s connect timeout', async () => {

@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSandbox, type Sandbox } from '../../../src/sandbox/index.js';
-import { parsePrivateKey, type ClientKey } from '../../../src/config.js';
+import { parsePrivateKey, type ClientKey } from '../../../src/keys.js';
 import { DiscoveryCache } from '../../../src/smart/discovery.js';
 import { BackendTokenClient, BackendTokenError } from '../../../src/backend-services/token-client.js';
 import { BulkExporter, ExportError, type ExporterOptions, type ExportEvent, type ExportParameters } from '../../../src/backend-services/bulk-export.js';

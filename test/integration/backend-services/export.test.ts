@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startSandbox, type Sandbox } from '../../../src/sandbox/index.js';
-import { parsePrivateKey, type ClientKey } from '../../../src/config.js';
+import { parsePrivateKey, type ClientKey } from '../../../src/keys.js';
 import { DiscoveryCache } from '../../../src/smart/discovery.js';
 import { BackendTokenClient } from '../../../src/backend-services/token-client.js';
 import { BulkExporter, type ExportEvent } from '../../../src/backend-services/bulk-export.js';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as jose from 'jose';
 import { startSandbox, type Sandbox } from '../../../src/sandbox/index.js';
-import { parsePrivateKey, type ClientKey } from '../../../src/config.js';
+import { parsePrivateKey, type ClientKey } from '../../../src/keys.js';
 import { sampleResources } from '../../../src/sandbox/sample-data.js';
 import { json } from '../../helpers/json.js';
 

@@ -2,7 +2,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import * as jose from 'jose';
 import { startSandbox, type Sandbox } from '../../../src/sandbox/index.js';
-import { parsePrivateKey, type ClientKey } from '../../../src/config.js';
+import { parsePrivateKey, type ClientKey } from '../../../src/keys.js';
 import { DiscoveryCache } from '../../../src/smart/discovery.js';
 import { BackendTokenClient, BackendTokenError } from '../../../src/backend-services/token-client.js';
 import { captureLogs } from '../../helpers/log-capture.js';
@@ -76,16 +76,45 @@ test('an unregistered key: invalid_client, explained (kid not in the registered 
   expect(client.requestCount).toBe(1);
 });
 
-test('a v1-only server gets v1 system scopes', async () => {
-  const v1 = await startSandbox({
-    clients: [{ client_id: 'backend-app', token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [{ ...key.publicJwk }] }, grant_types: ['client_credentials'] }],
-    smartConfiguration: (doc) => ({ ...doc, capabilities: (doc.capabilities as string[]).filter((c) => c !== 'permission-v2') }),
+describe('a v1-only server', () => {
+  let v1: Sandbox & { url: string };
+  const v1Requests: Record<string, unknown>[] = [];
+  beforeAll(async () => {
+    v1 = await startSandbox({
+      clients: [{ client_id: 'backend-app', token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [{ ...key.publicJwk }] }, grant_types: ['client_credentials'] }],
+      smartConfiguration: (doc) => ({ ...doc, capabilities: (doc.capabilities as string[]).filter((c) => c !== 'permission-v2') }),
+    });
+    v1.events.on('token-request', (e: Record<string, unknown>) => v1Requests.push(e));
   });
-  try {
+  afterAll(() => v1?.close());
+
+  test('gets v1 system scopes', async () => {
     const { client } = tokenClient();
     const t = await client.getToken({ iss: v1.fhirBaseUrl, clientId: 'backend-app', key, scope: 'system/Patient.rs' });
     expect(t.scope).toBe('system/Patient.read');
-  } finally {
-    await v1.close();
-  }
+  });
+
+  test('is never asked for more than configured: scopes v1 cannot express exactly are narrowed or left out, each with a warning', async () => {
+    const { client, logs } = tokenClient();
+    const before = v1Requests.length;
+    const t = await client.getToken({ iss: v1.fhirBaseUrl, clientId: 'backend-app', key, scope: 'system/Patient.rs system/Observation.s system/Condition.rs?category=encounter-diagnosis system/Group.cruds system/Encounter.crs' });
+    expect(v1Requests.slice(before).map((r) => r.scope)).toEqual(['system/Patient.read system/Group.* system/Encounter.read']);
+    expect(t.scope.split(' ').sort()).toEqual(['system/Encounter.read', 'system/Group.*', 'system/Patient.read']);
+    expect(logs.find('backend.token.scope_dropped').map((w) => [w.scope, w.sent_instead])).toEqual([
+      ['system/Observation.s', null],
+      ['system/Condition.rs?category=encounter-diagnosis', null],
+      ['system/Encounter.crs', 'system/Encounter.read'],
+    ]);
+    expect(logs.text()).toMatch(/not only those matching \?category=encounter-diagnosis/);
+  });
+
+  test('when nothing configured can be asked for exactly: a permanent error naming each scope, and no token request', async () => {
+    const { client } = tokenClient();
+    const before = v1Requests.length;
+    const err = await client.getToken({ iss: v1.fhirBaseUrl, clientId: 'backend-app', key, scope: 'system/Observation.s system/Patient.r' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BackendTokenError);
+    expect(err).toMatchObject({ code: 'scope_not_expressible', retry: { kind: 'permanent' } });
+    expect((err as BackendTokenError).causes).toEqual([expect.stringMatching(/^system\/Observation\.s: /), expect.stringMatching(/^system\/Patient\.r: /)]);
+    expect(v1Requests.length).toBe(before);
+  });
 });

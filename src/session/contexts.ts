@@ -6,7 +6,7 @@
  */
 import type { Request } from 'express';
 import { AppError, ErrorCode } from '../http/errors.js';
-import type { LaunchContextInfo } from '../session/types.js';
+import type { LaunchContextInfo } from './types.js';
 
 export const CONTEXT_HEADER = 'x-smart-context';
 

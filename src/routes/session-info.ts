@@ -1,7 +1,7 @@
 /** `GET /api/session`: what the page may know about its launch. Never a token. */
 import type { Request, Response } from 'express';
-import type { SmartDeps } from './deps.js';
-import { selectContext } from './contexts.js';
+import type { SmartDeps } from '../smart/deps.js';
+import { selectContext } from '../session/contexts.js';
 
 export function sessionInfoHandler(deps: SmartDeps) {
   return async function sessionInfo(req: Request, res: Response): Promise<void> {

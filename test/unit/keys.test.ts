@@ -3,9 +3,8 @@ import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as jose from 'jose';
-import { generateSigningKey, publicOnly } from '../../../src/backend-services/keys.js';
-import { buildJwks } from '../../../src/backend-services/jwks.js';
-import { parsePrivateKey } from '../../../src/config.js';
+import { generateSigningKey, parsePrivateKey, publicOnly } from '../../src/keys.js';
+import { buildJwks } from '../../src/backend-services/jwks.js';
 
 const PRIVATE = ['d', 'p', 'q', 'dp', 'dq', 'qi'];
 

@@ -4,10 +4,11 @@
  */
 import * as client from 'openid-client';
 import type { Request, Response } from 'express';
-import type { SmartDeps } from './deps.js';
+import type { SmartDeps } from '../smart/deps.js';
 import { destroySession } from '../session/session-ops.js';
 import { sessionCookieName, sessionCookieOptions } from '../session/session-middleware.js';
-import { buildOAuthConfig } from './oauth-config.js';
+import { buildOAuthConfig } from '../smart/oauth-config.js';
+import { launchCredentials } from '../smart/client-auth.js';
 
 export function logoutHandler(deps: SmartDeps) {
   return async function logout(req: Request, res: Response): Promise<void> {
@@ -21,7 +22,7 @@ export function logoutHandler(deps: SmartDeps) {
       try {
         const server = await deps.discovery.get(ctx.iss, req.log);
         if (!server.configuration.revocation_endpoint) continue;
-        const oauth = buildOAuthConfig(server, registration, { timeoutMs: deps.config.httpTimeoutMs, allowInsecureHttp: deps.config.allowInsecureHttp });
+        const oauth = buildOAuthConfig(server, launchCredentials(registration), { timeoutMs: deps.config.httpTimeoutMs, allowInsecureHttp: deps.config.allowInsecureHttp });
         if (tokens.refreshToken) await client.tokenRevocation(oauth, tokens.refreshToken, { token_type_hint: 'refresh_token' });
         await client.tokenRevocation(oauth, tokens.accessToken, { token_type_hint: 'access_token' });
         revoked++;

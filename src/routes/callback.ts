@@ -14,15 +14,16 @@ import type { LaunchContextInfo, LaunchTransaction } from '../session/types.js';
 import { regenerateSession, saveSession } from '../session/session-ops.js';
 import { bindingHash, readLaunchBinding } from '../session/launch-cookie.js';
 import { stateKey } from '../session/transaction-store.js';
-import type { SmartDeps } from './deps.js';
+import type { SmartDeps } from '../smart/deps.js';
 import type { CallbackOutcome } from './replay-guards.js';
-import { buildOAuthConfig, hasIssuer, type HttpObservation } from './oauth-config.js';
-import { clientAuthMethod } from './client-auth.js';
-import { splitScopes } from './scopes.js';
-import { diagnoseTokenFailure } from './diagnosis.js';
-import { describeNetworkError } from './discovery.js';
-import { addContext } from './contexts.js';
-import { oauthErrorDetails } from './oauth-errors.js';
+import { buildOAuthConfig, hasIssuer, type HttpObservation } from '../smart/oauth-config.js';
+import { clientAuthMethod, launchCredentials } from '../smart/client-auth.js';
+import { splitScopes } from '../oauth-scope.js';
+import { missingScopes } from '../smart/scopes.js';
+import { diagnoseTokenFailure } from '../smart/diagnosis.js';
+import { describeNetworkError, isNetworkError, isTimeout } from '../http/network-errors.js';
+import { addContext } from '../session/contexts.js';
+import { oauthErrorDetails } from '../smart/oauth-errors.js';
 
 export function callbackHandler(deps: SmartDeps) {
   return async function callback(req: Request, res: Response): Promise<void> {
@@ -116,7 +117,7 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
   const server = await deps.discovery.get(tx.iss, log);
   const smart = server.configuration;
   let observed: HttpObservation | undefined;
-  const oauth = buildOAuthConfig(server, registration, {
+  const oauth = buildOAuthConfig(server, launchCredentials(registration), {
     timeoutMs: deps.config.httpTimeoutMs,
     allowInsecureHttp: deps.config.allowInsecureHttp,
     observe: (o) => (observed = o),
@@ -232,7 +233,7 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
   req.session.completed = completed;
   await saveSession(req);
 
-  const missing = tx.scopes.filter((s) => !granted.includes(s));
+  const missing = missingScopes(tx.scopes, granted);
   log.info(
     { event: 'launch.complete', contextId, patient: Boolean(patient), scopes_not_granted: missing.join(' ') || null, evicted_contexts: evicted.length, contexts: Object.keys(req.session.contexts ?? {}).length, session_sha: sha256Short(req.sessionID) },
     'launch: complete; the server holds the tokens',
@@ -249,15 +250,6 @@ async function adoptSession(req: Request, sessionId: string): Promise<void> {
   if (!data) return;
   req.sessionID = sessionId;
   req.sessionStore.createSession(req, data as never);
-}
-
-/** A timeout anywhere in the cause chain (openid-client wraps fetch errors). */
-export function isTimeout(err: unknown): boolean {
-  for (let e: unknown = err, i = 0; e && i < 5; e = (e as { cause?: unknown }).cause, i++) {
-    const name = (e as Error).name;
-    if (name === 'TimeoutError' || name === 'AbortError') return true;
-  }
-  return false;
 }
 
 function skewSeconds(date: string | null | undefined): number | null {
@@ -336,7 +328,7 @@ function translateTokenError(err: unknown, f: TokenErrorFacts): AppError {
     f.log.warn({ event: 'token.response', outcome: 'timeout', duration_ms: durationMs }, 'token: the token endpoint did not answer in time');
     return new AppError(ErrorCode.TOKEN_ENDPOINT_UNAVAILABLE, 504, 'The EHR\'s token endpoint did not answer in time.', { relaunch: true, hint: 'Try again in a moment.', cause: err });
   }
-  if ((err instanceof TypeError && /fetch failed/i.test(err.message)) || (err as { cause?: { cause?: { code?: string } } })?.cause?.cause?.code) {
+  if (isNetworkError(err)) {
     const reason = describeNetworkError(err);
     f.log.warn({ event: 'token.response', outcome: 'network_error', reason, duration_ms: durationMs }, 'token: the token endpoint could not be reached');
     return new AppError(ErrorCode.TOKEN_ENDPOINT_UNAVAILABLE, 502, `The EHR's token endpoint could not be reached (${reason}).`, { relaunch: true, hint: 'Try again in a moment.', cause: err });

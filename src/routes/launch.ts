@@ -15,10 +15,11 @@ import type { LaunchMode, LaunchTransaction } from '../session/types.js';
 import type { Registration } from '../config.js';
 import { bindingHash, launchBindingFor, readLaunchBinding, setLaunchCookie } from '../session/launch-cookie.js';
 import { EXPIRED_GRACE_SECONDS, stateKey } from '../session/transaction-store.js';
-import type { SmartDeps } from './deps.js';
-import { buildOAuthConfig, hasIssuer } from './oauth-config.js';
-import { adaptScopes, splitScopes, withLaunchScope } from './scopes.js';
-import { clientAuthMethod } from './client-auth.js';
+import type { SmartDeps } from '../smart/deps.js';
+import { buildOAuthConfig, hasIssuer } from '../smart/oauth-config.js';
+import { splitScopes } from '../oauth-scope.js';
+import { adaptScopes, droppedScopeLog, withLaunchScope } from '../smart/scopes.js';
+import { clientAuthMethod, launchCredentials } from '../smart/client-auth.js';
 
 export function ehrLaunchHandler(deps: SmartDeps) {
   return async function ehrLaunch(req: Request, res: Response): Promise<void> {
@@ -82,7 +83,13 @@ async function startAuthorization(
   const server = await deps.discovery.get(iss, log, { newIssuerLimited: wildcard });
   const smart = server.configuration;
   const baseScopes = splitScopes(mode === 'ehr' ? registration.scope : registration.standaloneScope);
-  let scopes = withLaunchScope(adaptScopes(baseScopes, smart.capabilities), mode);
+  const adapted = adaptScopes(baseScopes, smart.capabilities);
+  for (const d of adapted.dropped) {
+    // Never widened: a scope the server's syntax cannot express exactly is narrowed or left out, and said so.
+    const { fields, message } = droppedScopeLog(d);
+    log.warn({ event: 'launch.scope_dropped', ...fields }, `launch: ${message}`);
+  }
+  let scopes = withLaunchScope(adapted.scopes, mode);
   if (!hasIssuer(server) && scopes.includes('openid')) {
     // Without an issuer an id_token cannot be validated (SMART requires `issuer` with sso-openid-connect).
     log.warn({ event: 'launch.scope_dropped', scopes: 'openid fhirUser', reason: 'no_issuer' }, 'launch: the SMART configuration has no issuer, so openid and fhirUser are not requested (an ID token could not be validated)');
@@ -102,7 +109,7 @@ async function startAuthorization(
     ...(nonce ? { nonce } : {}),
   };
 
-  const oauth = buildOAuthConfig(server, registration, { timeoutMs: deps.config.httpTimeoutMs, allowInsecureHttp: deps.config.allowInsecureHttp });
+  const oauth = buildOAuthConfig(server, launchCredentials(registration), { timeoutMs: deps.config.httpTimeoutMs, allowInsecureHttp: deps.config.allowInsecureHttp });
   const params: Record<string, string> = {
     response_type: 'code',
     redirect_uri: transaction.redirectUri,
