@@ -90,7 +90,7 @@ export interface StorySummary {
 /** The events of a launch, and for each the fields read from it (besides the common ones). */
 const KNOWN_FIELDS: Record<string, readonly string[]> = {
   'launch.start': ['mode', 'iss'],
-  discovery: ['iss', 'url', 'durationMs', 'issuer', 'authorization_endpoint', 'token_endpoint', 'capabilities', 'code_challenge_methods', 'outcome', 'reason'],
+  discovery: ['iss', 'url', 'durationMs', 'issuer', 'authorization_endpoint', 'token_endpoint', 'capabilities', 'code_challenge_methods', 'outcome', 'reason', 'warning', 'advertised', 'ours', 'fix'],
   'discovery.rate_limited': ['iss', 'limit_per_minute'],
   'launch.scope_dropped': ['scopes', 'reason'],
   'authorize.redirect': ['endpoint', 'client_id', 'redirect_uri', 'scope', 'pkce_method', 'client_auth'],
@@ -360,6 +360,7 @@ function describe(r: LogRecord): { outcome: StepOutcome; summary: string } {
     case 'launch.start':
       return ok(`${r.mode === 'standalone' ? 'Standalone' : 'EHR'} launch requested${str(r.iss) ? ` for ${r.iss}` : ''}`);
     case 'discovery':
+      if (str(r.warning)) return warning(str(r.msg)?.replace(/^discovery: /, '') ?? `SMART configuration: ${r.warning}`);
       return str(r.outcome)
         ? failed(`SMART configuration not usable (${r.outcome}): ${str(r.reason) ?? 'no reason given'}`)
         : ok(`SMART configuration read from ${str(r.url) ?? str(r.iss) ?? 'the EHR'}`);
@@ -451,7 +452,7 @@ function diagnose(records: readonly LogRecord[], failing: LogRecord): StoryDiagn
       d.fix = `Check, in this order: the redirect URI registered at the EHR is exactly ${redirectUri ?? 'PUBLIC_URL + /callback'} (byte for byte: https, host, port, no trailing slash), and every instance runs with the same PUBLIC_URL; ` +
         'the code is redeemed once and within its lifetime (nothing in front of the app retries or replays the callback); the client id is the one for this environment; the server clock is right (NTP). Then launch again.';
     } else if (error === 'invalid_client') {
-      d.fix = `The EHR did not accept the client's credentials. Check the client id${clientId ? ` (${clientId})` : ''} for this environment and the client type registered at the EHR: ${clientAuth === 'none' ? 'we authenticated as a public client; a confidential registration needs SMART_CLIENT_SECRET or SMART_PRIVATE_KEY' : clientAuth === 'private_key_jwt' ? 'for private_key_jwt, the key id (kid) must be in the JWKS registered at the EHR (or served at the registered JWKS URL) and the algorithm must match' : `we sent a client secret (${clientAuth ?? 'client_secret_basic'}): check SMART_CLIENT_SECRET and SMART_CLIENT_AUTH_METHOD`}.`;
+      d.fix = `The EHR did not accept the client's credentials. Check the client id${clientId ? ` (${clientId})` : ''} for this environment and the client type registered at the EHR: ${clientAuth === 'none' ? 'we authenticated as a public client; a confidential registration needs SMART_CLIENT_SECRET or SMART_PRIVATE_KEY' : clientAuth === 'private_key_jwt' ? 'for private_key_jwt, the key id (kid) must be in the JWKS registered at the EHR (or served at the registered JWKS URL) and the algorithm must match' : `we sent a client secret (${clientAuth ?? 'client_secret_basic'}): check SMART_CLIENT_SECRET and SMART_CLIENT_AUTH_METHOD${clientAuth === 'client_secret_post' ? '' : ', and, when the likely causes say the id or secret holds characters the two encodings send differently, SMART_CLIENT_AUTH_ENCODING (form or raw)'}`}.`;
     } else if (error === 'invalid_scope') {
       d.fix = 'Compare SMART_SCOPE with the scopes registered for this client at the EHR (SMART v1 .read vs v2 .rs syntax).';
     } else {

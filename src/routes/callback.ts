@@ -17,7 +17,8 @@ import { stateKey } from '../session/transaction-store.js';
 import type { SmartDeps } from '../smart/deps.js';
 import type { CallbackOutcome } from './replay-guards.js';
 import { buildOAuthConfig, hasIssuer, type HttpObservation } from '../smart/oauth-config.js';
-import { clientAuthMethod, launchCredentials } from '../smart/client-auth.js';
+import { launchCredentials } from '../smart/client-auth.js';
+import { invalidClientCauses } from '../smart/compatibility.js';
 import { splitScopes } from '../oauth-scope.js';
 import { missingScopes } from '../smart/scopes.js';
 import { diagnoseTokenFailure } from '../smart/diagnosis.js';
@@ -116,8 +117,9 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
   if (!registration) throw new AppError(ErrorCode.STATE_UNKNOWN, 400, 'The app configuration changed during this launch.', { relaunch: true });
   const server = await deps.discovery.get(tx.iss, log);
   const smart = server.configuration;
+  const credentials = launchCredentials(registration);
   let observed: HttpObservation | undefined;
-  const oauth = buildOAuthConfig(server, launchCredentials(registration), {
+  const oauth = buildOAuthConfig(server, credentials, {
     timeoutMs: deps.config.httpTimeoutMs,
     allowInsecureHttp: deps.config.allowInsecureHttp,
     observe: (o) => (observed = o),
@@ -133,7 +135,7 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
   }
   currentUrl.search = params.toString();
 
-  const authMethod = clientAuthMethod(registration);
+  const authMethod = credentials.method;
   const pkceMatches = (await client.calculatePKCECodeChallenge(tx.codeVerifier)) === tx.codeChallenge;
   const firstSentAt = deps.recentCodes.markSent(code);
   log.info(
@@ -159,7 +161,7 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
     deps.metrics.tokenExchanges.inc({ result: oauthErrorDetails(err)?.error.slice(0, 40) ?? 'unavailable' });
     throw translateTokenError(err, {
       log, observed, started, tx, deps, authMethod, pkceMatches, codeSeenBefore: firstSentAt !== undefined,
-      advertisedAuthMethods: smart.token_endpoint_auth_methods_supported, capabilities: smart.capabilities, tokenEndpoint: smart.token_endpoint,
+      clientAuthCauses: invalidClientCauses(smart, credentials), capabilities: smart.capabilities, tokenEndpoint: smart.token_endpoint,
     });
   }
 
@@ -286,7 +288,7 @@ interface TokenErrorFacts {
   authMethod: string;
   pkceMatches: boolean;
   codeSeenBefore: boolean;
-  advertisedAuthMethods: readonly string[] | undefined;
+  clientAuthCauses: readonly string[];
   capabilities: readonly string[];
   tokenEndpoint: string;
 }
@@ -299,7 +301,7 @@ function translateTokenError(err: unknown, f: TokenErrorFacts): AppError {
       grantType: 'authorization_code', oauthError: details.error, errorDescription: details.errorDescription, errorUri: details.errorUri, status: details.status,
       redirectUriAtAuthorize: f.tx.redirectUri, redirectUriAtToken: f.deps.config.redirectUri, pkceMatches: f.pkceMatches,
       transactionAgeMs: Date.now() - f.tx.createdAt, codeSeenBefore: f.codeSeenBefore, serverDate: f.observed?.date ?? details.date,
-      clientAuthMethod: f.authMethod, advertisedAuthMethods: f.advertisedAuthMethods, requestedScopes: f.tx.scopes,
+      clientAuthMethod: f.authMethod, clientAuthCauses: f.clientAuthCauses, requestedScopes: f.tx.scopes,
       capabilities: f.capabilities, tokenEndpoint: f.tokenEndpoint,
     });
     f.log.warn(

@@ -82,6 +82,8 @@ async function startAuthorization(
 
   const server = await deps.discovery.get(iss, log, { newIssuerLimited: wildcard });
   const smart = server.configuration;
+  const credentials = launchCredentials(registration);
+  deps.discovery.checkClient(server, `launch:${registration.name}`, credentials, log);
   const baseScopes = splitScopes(mode === 'ehr' ? registration.scope : registration.standaloneScope);
   const adapted = adaptScopes(baseScopes, smart.capabilities);
   for (const d of adapted.dropped) {
@@ -109,7 +111,7 @@ async function startAuthorization(
     ...(nonce ? { nonce } : {}),
   };
 
-  const oauth = buildOAuthConfig(server, launchCredentials(registration), { timeoutMs: deps.config.httpTimeoutMs, allowInsecureHttp: deps.config.allowInsecureHttp });
+  const oauth = buildOAuthConfig(server, credentials, { timeoutMs: deps.config.httpTimeoutMs, allowInsecureHttp: deps.config.allowInsecureHttp });
   const params: Record<string, string> = {
     response_type: 'code',
     redirect_uri: transaction.redirectUri,

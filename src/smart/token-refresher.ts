@@ -13,7 +13,8 @@ import type { TokenSet } from '../session/token-store.js';
 import type { LaunchContextInfo } from '../session/types.js';
 import type { SmartDeps } from './deps.js';
 import { buildOAuthConfig, type HttpObservation } from './oauth-config.js';
-import { clientAuthMethod, launchCredentials } from './client-auth.js';
+import { launchCredentials } from './client-auth.js';
+import { invalidClientCauses } from './compatibility.js';
 import { diagnoseTokenFailure } from './diagnosis.js';
 import { describeNetworkError, isTimeout } from '../http/network-errors.js';
 import { oauthErrorDetails } from './oauth-errors.js';
@@ -84,14 +85,15 @@ export class TokenRefresher {
     const registration = this.deps.registry.byName(tokens.registration);
     if (!registration) throw sessionExpired('The app configuration changed; launch again.');
     const server = await this.deps.discovery.get(ctx.iss, log);
+    const credentials = launchCredentials(registration);
     let observed: HttpObservation | undefined;
-    const oauth = buildOAuthConfig(server, launchCredentials(registration), {
+    const oauth = buildOAuthConfig(server, credentials, {
       timeoutMs: this.deps.config.httpTimeoutMs, allowInsecureHttp: this.deps.config.allowInsecureHttp, observe: (o) => (observed = o),
     });
     const refreshToken = tokens.refreshToken!;
     const started = Date.now();
     log.info(
-      { event: 'token.refresh.request', contextId: ctx.id, endpoint: server.configuration.token_endpoint, grant_type: 'refresh_token', client_auth: clientAuthMethod(registration), refresh_fp: fingerprint(refreshToken) },
+      { event: 'token.refresh.request', contextId: ctx.id, endpoint: server.configuration.token_endpoint, grant_type: 'refresh_token', client_auth: credentials.method, refresh_fp: fingerprint(refreshToken) },
       'refresh: requesting a new access token',
     );
     let res: Awaited<ReturnType<typeof client.refreshTokenGrant>>;
@@ -104,7 +106,8 @@ export class TokenRefresher {
       if (details) {
         const diagnosis = diagnoseTokenFailure({
           grantType: 'refresh_token', oauthError: details.error, errorDescription: details.errorDescription, status: details.status,
-          errorUri: details.errorUri, serverDate: observed?.date ?? details.date, clientAuthMethod: clientAuthMethod(registration),
+          errorUri: details.errorUri, serverDate: observed?.date ?? details.date, clientAuthMethod: credentials.method,
+          clientAuthCauses: invalidClientCauses(server.configuration, credentials),
         });
         log.warn(
           { event: 'token.refresh.response', contextId: ctx.id, status: details.status, error: clip(details.error, 100), error_description: clip(details.errorDescription, 300) ?? null, vendor_code: diagnosis.vendorCode ?? null, duration_ms: durationMs, likely_causes: diagnosis.causes },
