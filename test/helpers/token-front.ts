@@ -41,6 +41,8 @@ export interface TokenFront {
   revocationEndpoint: string;
   jwksUri: string;
   requests: FrontRequest[];
+  /** The registered clients whose raw Basic credentials are compared (a test may change a secret, as an EHR rotates it). */
+  rawBasic: { clientId: string; secret: string }[] | undefined;
   /** Where requests go once accepted (the sandbox's own endpoints). */
   setUpstream(upstream: { token: string; revocation: string }): void;
   /** Changes the next re-issued id_tokens (undefined: sign them as they are). */
@@ -69,7 +71,7 @@ export async function startTokenFront(opts: TokenFrontOptions = {}): Promise<Tok
   const requests: FrontRequest[] = [];
 
   const front: TokenFront = {
-    url: '', tokenEndpoint: '', revocationEndpoint: '', jwksUri: '', requests,
+    url: '', tokenEndpoint: '', revocationEndpoint: '', jwksUri: '', requests, rawBasic: opts.rawBasic,
     setUpstream: (u) => { upstream = u; },
     tamper: undefined,
     inject: undefined,
@@ -107,14 +109,14 @@ export async function startTokenFront(opts: TokenFrontOptions = {}): Promise<Tok
     const headers: Record<string, string> = { 'content-type': req.headers['content-type'] ?? 'application/x-www-form-urlencoded', accept: 'application/json' };
     let basic: FrontRequest['basic'] = 'absent';
     const authorization = req.headers.authorization;
-    if (authorization && opts.rawBasic) {
+    if (authorization && front.rawBasic) {
       // As servers that do not form-decode: Base64, split at the first ':', compare the bytes.
       const m = /^Basic ([A-Za-z0-9+/=]+)$/.exec(authorization);
       const decoded = m ? Buffer.from(m[1]!, 'base64').toString('utf8') : '';
       const i = decoded.indexOf(':');
       const id = i === -1 ? undefined : decoded.slice(0, i);
       const secret = i === -1 ? undefined : decoded.slice(i + 1);
-      const client = opts.rawBasic.find((c) => c.clientId === id);
+      const client = front.rawBasic.find((c) => c.clientId === id);
       if (!client || client.secret !== secret) {
         const description = client ? 'Invalid client_secret in the basic auth header' : 'Invalid client_id in the basic auth header';
         record('refused', 401);

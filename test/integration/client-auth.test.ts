@@ -104,6 +104,25 @@ describe('#48 client_secret_basic against a token endpoint that compares raw cre
     expect(b.logs.find('token.refresh.response').at(-1)).toMatchObject({ status: 200 });
   });
 
+  test('#48 an invalid_client at refresh gets the same diagnosis (a secret rotated at the EHR, sent raw)', async () => {
+    const b = await bff(fronted, { SMART_CLIENT_ID: ODD_ID, SMART_CLIENT_SECRET: ODD_SECRET, SMART_CLIENT_AUTH_ENCODING: 'raw', TOKEN_REFRESH_SKEW_SECONDS: '3600' });
+    const { browser, context, patient } = await ehrLaunch(b, fronted);
+    const registered = front.rawBasic!.find((c) => c.clientId === ODD_ID)!;
+    registered.secret = 'rotated-at-the-ehr';
+    try {
+      const read = await browser.get(`${b.url}/fhir/Patient/${patient}`, { ...CSRF, 'X-SMART-Context': context! });
+      expect(read.status).toBe(502);
+      const line = b.logs.find('token.refresh.response').at(-1)!;
+      expect(line).toMatchObject({ status: 401, error: 'invalid_client' });
+      const causes = (line.likely_causes as string[]).join('\n');
+      expect(causes).toMatch(/We send them raw.*SMART_CLIENT_AUTH_ENCODING=form/);
+      expect(causes).toMatch(/We sent a client secret: check SMART_CLIENT_SECRET/);
+      expect(b.logs.text()).not.toContain(ODD_SECRET);
+    } finally {
+      registered.secret = ODD_SECRET;
+    }
+  });
+
   test('#48 POST /logout revokes through a revocation endpoint that also compares raw credentials', async () => {
     const b = await bff(fronted, { SMART_CLIENT_ID: UUID_ID, SMART_CLIENT_SECRET: UUID_SECRET });
     const issued = frontedTokens.length;
