@@ -359,7 +359,8 @@ describe('invalid_grant diagnosis', () => {
     // a new launch in the same browser, answered with the old code
     const start = await browser.get(`${b.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient: sandbox.patients[0]!.id })}`);
     const state = new URL(start.headers.get('location')!).searchParams.get('state')!;
-    const res = await browser.get(`${b.url}/callback?code=${encodeURIComponent(usedCode)}&state=${state}`);
+    const iss = new URL(callbackUrl).searchParams.get('iss')!; // RFC 9207: as the server sends it
+    const res = await browser.get(`${b.url}/callback?code=${encodeURIComponent(usedCode)}&state=${state}&iss=${encodeURIComponent(iss)}`);
     expect(res.status).toBe(401);
     const html = await res.text();
     expect(html).toMatch(/invalid_grant/);
@@ -477,7 +478,8 @@ describe('logging', () => {
     expect((await browser.get(`${b.url}/launch?iss=${encodeURIComponent('https://ehr.example.evil.com/r4')}&launch=abc`)).status).toBe(400);
     const start = await browser.get(`${b.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient: sandbox.patients[0]!.id })}`);
     const state = new URL(start.headers.get('location')!).searchParams.get('state')!;
-    expect((await browser.get(`${b.url}/callback?code=${encodeURIComponent(usedCode)}&state=${state}`)).status).toBe(401);
+    const iss = new URL(callbackUrl).searchParams.get('iss')!; // RFC 9207: as the server sends it
+    expect((await browser.get(`${b.url}/callback?code=${encodeURIComponent(usedCode)}&state=${state}&iss=${encodeURIComponent(iss)}`)).status).toBe(401);
 
     const text = b.logs.text();
     expect(text).toContain('"code":"iss_not_allowed"');
