@@ -41,11 +41,12 @@ const issued: string[] = [];
 const assertions: string[] = [];
 const SECRET = 'Zq8+w/e r%T-9s~ecret';
 
-function run(args: string[], env: Record<string, string> = {}) {
+function run(args: string[], env: Record<string, string> = {}, stdin?: string) {
   return new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
     const child = spawn(process.execPath, ['bin/smart-bff.js', ...args], {
-      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', SMART_BFF_FROM_SOURCE: '1', ...env },
+      cwd: ROOT, stdio: [stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', SMART_BFF_FROM_SOURCE: '1', ...env },
     });
+    if (stdin !== undefined) child.stdin!.end(stdin);
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));
@@ -58,8 +59,8 @@ function run(args: string[], env: Record<string, string> = {}) {
 }
 
 /** doctor --json: the report, and the exit code. */
-async function doctor(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; report: Report; err: string }> {
-  const r = await run(['doctor', '--json', ...args], env);
+async function doctor(args: string[], env: Record<string, string> = {}, stdin?: string): Promise<{ code: number | null; report: Report; err: string }> {
+  const r = await run(['doctor', '--json', ...args], env, stdin);
   let report: Report;
   try {
     report = JSON.parse(r.out) as Report;
@@ -195,6 +196,9 @@ describe('the server\'s environment', () => {
   test('--registration picks one; a configuration the server would refuse is exit 2 with every problem, nothing else checked', async () => {
     const one = await doctor(['--registration', 'default'], env);
     expect(one.report.registrations.map((g) => g.registration)).toEqual(['default']);
+    const none = await doctor(['--iss', 'https://ehr.example/r4'], env);
+    expect(none.code).toBe(2); // nothing checked fails a pipeline
+    expect(none.report.notes).toEqual(expect.arrayContaining([expect.stringMatching(/^No registration serves https:\/\/ehr\.example\/r4/)]));
     const refused = await doctor([], { NODE_ENV: 'production', PUBLIC_URL: 'http://app.example', SMART_ISS: 'https://ehr.example/r4' });
     expect(refused.code).toBe(2);
     expect(refused.report.registrations).toEqual([]);
@@ -344,6 +348,13 @@ describe('our keys, our clock, our client', () => {
     expect(notOk(report)).toEqual([expect.stringMatching(/^command line\/basic_encoding: warning: The client_secret_basic encoding may not be the one this server expects: the secret contains '%', '\+' and a space\./)]);
     expect(check(report, 'basic_encoding')!.fix).toBe('Try SMART_CLIENT_AUTH_ENCODING=raw, or SMART_CLIENT_AUTH_METHOD=client_secret_post.');
     expect(report.registrations[0]!.status).toBe('warning');
+    // From a pipe: the same secret (its line break is not part of it); a secret of ordinary characters cannot be
+    // encoded differently, and the line says so.
+    const piped = await doctor(launchArgs(['--secret-stdin', '--launch-mode', 'ehr']), {}, `${SECRET}\n`);
+    expect(check(piped.report, 'basic_encoding')!.message).toBe(check(report, 'basic_encoding')!.message);
+    const plain = await doctor(launchArgs(['--secret-stdin', '--launch-mode', 'ehr']), {}, 'plainSecret-123_abc.~\n');
+    expect(check(plain.report, 'basic_encoding')).toMatchObject({ status: 'ok', message: expect.stringMatching(/^The client id and secret are sent as the same bytes in both client_secret_basic encodings/) });
+    expect(plain.code).toBe(0);
   }, 60000);
 
   test('colour on a terminal only, and not with NO_COLOR or --no-color (the symbols and words read the same without it)', async () => {
@@ -384,6 +395,6 @@ test('no secret, token, client assertion or private key in any output (stdout an
   const all = outputs.join('\n');
   const privateKeyBody = readFileSync(keyFile, 'utf8').split('\n').filter((l) => l && !l.startsWith('-----'));
   const otherBody = readFileSync(otherKeyFile, 'utf8').split('\n').filter((l) => l && !l.startsWith('-----'));
-  for (const secret of [SECRET, encodeURIComponent(SECRET), ...issued, ...assertions, ...privateKeyBody, ...otherBody]) expect(all).not.toContain(secret);
+  for (const secret of [SECRET, 'plainSecret-123_abc.~', encodeURIComponent(SECRET), ...issued, ...assertions, ...privateKeyBody, ...otherBody]) expect(all).not.toContain(secret);
   expect(all).not.toContain('PRIVATE KEY');
 });
