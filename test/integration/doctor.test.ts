@@ -326,6 +326,21 @@ describe('our keys, our clock, our client', () => {
     expect(two.code).toBe(1);
   }, 60000);
 
+  test('the URIs to register: a PUBLIC_URL on another machine over http is ✗ (EHRs refuse it); --skip leaves checks out, and the token request is not made', async () => {
+    const http = await doctor(launchArgs(['--public-url', 'http://my-app.example']));
+    expect(http.code).toBe(2);
+    expect(check(http.report, 'register_uris')).toMatchObject({ status: 'error', message: expect.stringMatching(/^PUBLIC_URL is not https \(http:\/\/my-app\.example\)/) });
+    const https = await doctor(launchArgs(['--public-url', 'https://my-app.example/']));
+    expect(check(https.report, 'register_uris')).toEqual({ id: 'register_uris', status: 'ok', message: 'Register at the EHR, exactly: launch URI https://my-app.example/launch, redirect URI https://my-app.example/callback.' });
+    const before = assertions.length;
+    const skipped = await doctor(['--backend', '--iss', sandbox.fhirBaseUrl, '--client-id', 'sandbox-backend', '--key', otherKeyFile, '--skip', 'token_request', 'clock_skew']);
+    expect(skipped.code).toBe(0);
+    expect(Object.keys(statuses(skipped.report))).not.toEqual(expect.arrayContaining(['token_request']));
+    expect(Object.keys(statuses(skipped.report))).not.toEqual(expect.arrayContaining(['clock_skew']));
+    expect(skipped.report.notes).toContain('Not checked (--skip): token_request, clock_skew.');
+    expect(assertions.length).toBe(before);
+  }, 60000);
+
   test('a backend client the server refuses (invalid_client: a key it does not know): ✗ token request with the likely causes, exit 2', async () => {
     const { code, report } = await doctor(['--backend', '--iss', sandbox.fhirBaseUrl, '--client-id', 'sandbox-backend', '--key', otherKeyFile]);
     expect(code).toBe(2);
