@@ -49,8 +49,8 @@ function run(args: string[], env: Record<string, string> = {}, stdin?: string) {
     if (stdin !== undefined) child.stdin!.end(stdin);
     let out = '';
     let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
+    child.stdout!.on('data', (d) => (out += d));
+    child.stderr!.on('data', (d) => (err += d));
     child.on('exit', (code) => {
       outputs.push(out, err);
       resolve({ code, out, err });
