@@ -94,12 +94,13 @@ export class ContextEndings {
     const fps = { refresh_fp: fingerprint(tokens.refreshToken), access_fp: fingerprint(tokens.accessToken) };
     log.info({ event: 'context.ended', contextId, ...endingFields(ending), registration: tokens.registration, ...fps, revocation: 'requested' }, 'launch context ended; its tokens are dropped here and revoked at the EHR');
     const started = Date.now();
-    const result = await this.queue.run(() => revokeTokenSet(this.deps, tokens, { log, ...(opts.refreshTokenDead ? { refreshTokenDead: true } : {}) }), opts.urgent === true);
-    if (result === DROPPED) {
+    const ran = await this.queue.run(() => revokeTokenSet(this.deps, tokens, { log, ...(opts.refreshTokenDead ? { refreshTokenDead: true } : {}) }), opts.urgent === true);
+    if (!ran.ran) {
       log.warn({ event: 'token.revocation', contextId, ...endingFields(ending), ...fps, outcome: 'dropped', backlog: REVOCATION_BACKLOG }, 'revocation: too many endings waiting; these tokens were dropped here and will expire at the EHR unrevoked');
       this.deps.metrics.tokenRevocations.inc({ reason: ending.reason, result: 'dropped' });
       return { contextId, status: 'dropped' };
     }
+    const result = ran.value;
     const status = outcomeOf(result);
     this.deps.metrics.tokenRevocations.inc({ reason: ending.reason, result: status });
     const fields = {
@@ -127,25 +128,24 @@ function describe(o: TokenOutcome, fp: string | undefined): Record<string, unkno
   return { ...(fp ? { fp } : {}), ...o };
 }
 
-const DROPPED = Symbol('dropped');
-
 /** Runs tasks at most `concurrency` at a time, with at most `backlog` waiting; beyond that a task is not run. */
-class BoundedQueue {
+export class BoundedQueue {
   private running = 0;
   private readonly waiting: (() => void)[] = [];
 
   constructor(private readonly concurrency: number, private readonly backlog: number) {}
 
-  async run<T>(task: () => Promise<T>, urgent: boolean): Promise<T | typeof DROPPED> {
+  /** `urgent`: ahead of the others, and never refused. */
+  async run<T>(task: () => Promise<T>, urgent = false): Promise<{ ran: true; value: T } | { ran: false }> {
     if (this.running >= this.concurrency) {
-      if (this.waiting.length >= this.backlog && !urgent) return DROPPED;
+      if (this.waiting.length >= this.backlog && !urgent) return { ran: false };
       // woken with the slot of the task that finished: `running` already counts this one
       await new Promise<void>((resolve) => (urgent ? this.waiting.unshift(resolve) : this.waiting.push(resolve)));
     } else {
       this.running++;
     }
     try {
-      return await task();
+      return { ran: true, value: await task() };
     } finally {
       const next = this.waiting.shift();
       if (next) next();

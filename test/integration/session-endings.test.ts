@@ -305,6 +305,33 @@ test('#19 refresh answered invalid_grant: the still-live access token is revoked
   expect(revoked).toEqual([expect.objectContaining({ reason: 'refresh_invalid_grant', refresh: { fp: fingerprint(l.tokens.refreshToken), outcome: 'skipped' }, access: { fp: fingerprint(l.tokens.accessToken), outcome: 'revoked' } })]);
 });
 
+test('a context that ends while its token is being refreshed: the new tokens are revoked, never stored', async () => {
+  const stores = memoryStores(1800);
+  const b = await bff({ TOKEN_REFRESH_SKEW_SECONDS: '3600' }, stores);
+  const l = await launch(b, stores);
+  // the context ends (elsewhere: another tab's logout) after the EHR has issued new tokens, before the BFF stores them
+  const endIt = (e: Record<string, unknown>) => { if (e.grant_type === 'refresh_token') void stores.tokenStore.take(l.context); };
+  let issued: Record<string, unknown> | undefined;
+  const capture = (e: Record<string, unknown>) => { if (typeof e.refresh_token === 'string' && !issued) issued = e; };
+  sandbox.events.on('token-request', endIt);
+  sandbox.events.on('token-response', capture);
+  try {
+    const res = await proxied(b, l);
+    expect(res.status).toBe(401);
+    expect((await json(res)).issue[0].details.coding[0].code).toBe('session_expired');
+  } finally {
+    sandbox.events.off('token-request', endIt);
+    sandbox.events.off('token-response', capture);
+  }
+  const fresh = { accessToken: String(issued!.access_token), refreshToken: String(issued!.refresh_token) } as TokenSet;
+  expect(fresh.accessToken).not.toBe(l.tokens.accessToken);
+  await waitFor(() => revocations.of(fresh.accessToken).length === 1, 'the new access token revocation');
+  expectRevoked(fresh);
+  expect(await fhirStatus(fresh.accessToken)).toBe(401);
+  expect(await stores.holds(l.context)).toBe(false);
+  expect(b.logs.find('token.revocation')).toEqual([expect.objectContaining({ contextId: l.context, reason: 'ended_during_refresh', access: { fp: fingerprint(fresh.accessToken), outcome: 'revoked' } })]);
+});
+
 describe.each(kinds)('#23 logout (%s store)', (kind) => {
   test('#23 three contexts revoked in parallel under one deadline: the EHR hangs for one, the response comes anyway, the other two are revoked', async () => {
     const stores = await storesFor(kind, 1800);
@@ -345,11 +372,14 @@ test('the deadline is a few seconds, under the per-request timeout\'s default an
     const a = await redisStores(3);
     const other = await redisStores(3);
     const one = await bff({ SESSION_IDLE_MINUTES: IDLE_MINUTES }, a, { sweep: 100 });
-    await bff({ SESSION_IDLE_MINUTES: IDLE_MINUTES }, other, { sweep: 100 });
+    const two = await bff({ SESSION_IDLE_MINUTES: IDLE_MINUTES }, other, { sweep: 100 });
     const launched = [await launch(one, a), await launch(one, a, new Browser(), sandbox.patients[1]!.id)];
     for (const l of launched) await waitFor(() => revocations.of(l.tokens.accessToken).length > 0, 'the sweep');
     await sleep(1000); // a second sweep of each instance has run
     for (const l of launched) expectRevoked(l.tokens);
     for (const l of launched) expect(await a.holds(l.context)).toBe(false);
+    // each session's entry was taken by one instance: each context ended once, on one of them
+    const ended = [...one.logs.find('context.ended'), ...two.logs.find('context.ended')];
+    expect(ended.map((e) => e.contextId).sort()).toEqual(launched.map((l) => l.context).sort());
   });
 });
