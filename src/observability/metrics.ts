@@ -1,7 +1,8 @@
 /**
  * Prometheus metrics (prom-client), one registry per app instance: launches and their outcome by error code,
- * token exchanges and refreshes by result, revocations of ended launch contexts by reason and result, proxy requests by status with a latency histogram, upstream errors,
- * session store errors, and every error response by status and stable code. Served at /metrics only when METRICS_TOKEN is set, and only with that bearer token.
+ * token exchanges and refreshes by result, revocations of ended launch contexts by reason and result, proxy
+ * requests by status with a latency histogram, upstream errors, session store errors, and every error response
+ * by status and stable code. Served at /metrics only when METRICS_TOKEN is set, and only with that bearer token.
  */
 import { timingSafeEqual } from 'node:crypto';
 import client from 'prom-client';
