@@ -30,7 +30,7 @@
  *           with Redis the commands are sent in the same tick as the session's own EXPIRE, so they go in one write
  *   destroy → forget the entry (logout and regenerate end or carry over the contexts themselves)
  *
- * Token sets are stored for the session's remaining life plus a grace period (tokenTtlMs): long enough for the
+ * Token sets are stored for the session's remaining life plus a grace period (tokenTtlSeconds): long enough for the
  * sweep to take them (and revoke their tokens) after the session ends, short enough that none outlives its
  * session by more than that grace: at most sweepIntervalMs + SWEEP_MARGIN_MS + one minute.
  */
