@@ -17,6 +17,7 @@ export const ENV_GROUPS = {
   backend: 'Backend services and Bulk Data',
   operators: 'The operator console (/admin) and the launch trace',
   platform: 'Set by the platform',
+  cli: 'The smart-bff command',
   development: 'Development',
 } as const;
 export type EnvGroup = keyof typeof ENV_GROUPS;
@@ -115,6 +116,9 @@ export const envSchema = z.object({
   // --- Set by the platform
   DYNO: doc(z.string().optional(), { group: 'platform', example: 'web.1', description: 'Set by Heroku. Its presence makes TRUST_PROXY default to 1.' }),
   GAE_SERVICE: doc(z.string().optional(), { group: 'platform', example: 'default', description: 'Set by App Engine. Its presence makes TRUST_PROXY default to 1.' }),
+
+  // --- The smart-bff command
+  NO_COLOR: doc(z.string().optional(), { group: 'cli', example: '1', description: 'Any non-empty value: `smart-bff doctor` prints no colour on a terminal (https://no-color.org). It never colours output that is not a terminal, nor --json.' }),
 
   // --- Development
   SANDBOX: doc(z.enum(['auto', 'on', 'off']).default('auto'), { group: 'development', example: 'off', description: 'The built-in sandbox EHR at /sandbox: auto (on when no EHR is configured and not in production) | on | off. Never in production.' }),

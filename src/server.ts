@@ -7,16 +7,14 @@
  * stderr too.
  */
 import http from 'node:http';
-import { ConfigError, loadConfig, type Config, type Registration } from './config.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { createApp, type AppDeps } from './app.js';
 import { createRedisSessionStore, RedisTokenStore, RedisTransactionStore } from './session/redis-store.js';
 import { RedisConnection } from './session/redis-client.js';
-import { DEFAULT_SCOPE } from './config.js';
+import { SANDBOX_CLIENT_ID, sandboxBaseUrl, sandboxLaunchRegistration } from './sandbox/launch-registration.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
-
-export const SANDBOX_CLIENT_ID = 'smart-bff-dev';
 
 async function main(): Promise<void> {
   let config: Config;
@@ -36,15 +34,13 @@ async function main(): Promise<void> {
   if (config.sandbox) {
     const { createSandbox } = await import('./sandbox/index.js');
     const sb = await createSandbox({
-      baseUrl: `${config.publicUrl}/sandbox`,
+      baseUrl: sandboxBaseUrl(config),
       clients: [{ client_id: SANDBOX_CLIENT_ID, token_endpoint_auth_method: 'none', redirect_uris: [config.redirectUri], launch_uri: `${config.publicUrl}/launch` }],
       keysDir: config.sandboxKeysDir,
       logger: logger.child({ component: 'sandbox' }),
     });
     sandbox = sb;
-    const registration: Registration = Object.freeze({
-      name: 'sandbox', iss: Object.freeze([sb.fhirBaseUrl]), clientId: SANDBOX_CLIENT_ID, clientType: 'public', scope: DEFAULT_SCOPE, standaloneScope: DEFAULT_SCOPE,
-    });
+    const registration = sandboxLaunchRegistration(sb.fhirBaseUrl);
     config = Object.freeze({ ...config, registrations: Object.freeze([...config.registrations, registration]) });
     if (config.backend.registrations.length === 0) {
       // Backend services against the sandbox out of the box: a registration named `sandbox` (a key made in memory).

@@ -1,6 +1,6 @@
 /**
- * `smart-bff` command line: keys generate, token, export, and explain (the server's log as the story of each
- * launch: explain.ts). Configuration from flags or the environment
+ * `smart-bff` command line: keys generate, token, export, explain (the server's log as the story of each
+ * launch: explain.ts) and doctor (registrations checked before anyone launches: doctor.ts). Configuration from flags or the environment
  * (SMART_BACKEND_ISS, SMART_BACKEND_CLIENT_ID, SMART_BACKEND_KEY_FILE, SMART_BACKEND_SCOPE,
  * BULK_DATA_TRUSTED_ORIGINS). Failures print one description (export-errors.ts): the message, the likely causes
  * and what to do, and exit 1; permanent ones (invalid_client, …) at once, without retrying.
@@ -18,6 +18,7 @@ import { describeFailure } from '../backend-services/export-errors.js';
 import { Deadline, withRetries } from '../backend-services/retry.js';
 import { parseTrustedOrigins } from '../backend-services/token-origins.js';
 import { explainText, parseSince, readInput } from './explain.js';
+import { addDoctorCommand } from './doctor.js';
 
 /** `smart-bff token` waits out throttling (429) this long at most. */
 const TOKEN_DEADLINE_SECONDS = 120;
@@ -72,7 +73,7 @@ const retryLine = (e: { what: string; kind: string; waitMs: number; reason: stri
   ? `${e.what}: the server is busy (${e.reason}); waiting ${Math.round(e.waitMs / 100) / 10} s as it asks`
   : `retrying ${e.what} in ${Math.round(e.waitMs / 100) / 10} s (${e.reason})`;
 
-const program = new Command('smart-bff').description('SMART on FHIR backend-for-frontend: backend services tools, and the story of each launch from the server\'s log').showHelpAfterError();
+const program = new Command('smart-bff').description('SMART on FHIR backend-for-frontend: backend services tools, registrations checked before anyone launches (doctor), and the story of each launch from the server\'s log (explain)').showHelpAfterError();
 
 program
   .command('keys')
@@ -241,6 +242,8 @@ Examples:
     }
     process.stdout.write(explainText(text, { ...(o.launch ? { launch: o.launch } : {}), failed: o.failed, ...(o.since !== undefined ? { since: o.since } : {}), json: o.json }));
   });
+
+addDoctorCommand(program);
 
 function shellQuote(s: string): string {
   return /^[\w./@:+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;

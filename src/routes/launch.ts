@@ -16,11 +16,10 @@ import type { Registration } from '../config.js';
 import { bindingHash, launchBindingFor, readLaunchBinding, setLaunchCookie } from '../session/launch-cookie.js';
 import { EXPIRED_GRACE_SECONDS, stateKey } from '../session/transaction-store.js';
 import type { SmartDeps } from '../smart/deps.js';
-import { buildOAuthConfig, hasIssuer } from '../smart/oauth-config.js';
-import { splitScopes } from '../oauth-scope.js';
-import { adaptScopes, droppedScopeLog, withLaunchScope } from '../smart/scopes.js';
+import { buildOAuthConfig } from '../smart/oauth-config.js';
+import { droppedScopeLog } from '../smart/scopes.js';
+import { launchScopes } from '../smart/launch-scopes.js';
 import { clientAuthMethod, launchCredentials } from '../smart/client-auth.js';
-import { canVerifyIdTokens } from '../smart/id-token.js';
 
 export function ehrLaunchHandler(deps: SmartDeps) {
   return async function ehrLaunch(req: Request, res: Response): Promise<void> {
@@ -85,23 +84,21 @@ async function startAuthorization(
   const smart = server.configuration;
   const credentials = launchCredentials(registration);
   deps.discovery.checkClient(server, `launch:${registration.name}`, credentials, log);
-  const baseScopes = splitScopes(mode === 'ehr' ? registration.scope : registration.standaloneScope);
-  const adapted = adaptScopes(baseScopes, smart.capabilities);
-  for (const d of adapted.dropped) {
+  const planned = launchScopes(mode === 'ehr' ? registration.scope : registration.standaloneScope, mode, server);
+  for (const d of planned.dropped) {
     // Never widened: a scope the server's syntax cannot express exactly is narrowed or left out, and said so.
     const { fields, message } = droppedScopeLog(d);
     log.warn({ event: 'launch.scope_dropped', ...fields }, `launch: ${message}`);
   }
-  let scopes = withLaunchScope(adapted.scopes, mode);
-  if (scopes.includes('openid') && !canVerifyIdTokens(server)) {
+  const scopes = planned.scopes;
+  if (planned.openidDropped) {
     // An id_token is only asked for when it can be verified: its issuer and its signature (SMART requires
     // `issuer` and `jwks_uri` with sso-openid-connect).
-    const missing = hasIssuer(server) ? 'jwks_uri' : 'issuer';
+    const missing = planned.openidDropped;
     log.warn(
       { event: 'launch.scope_dropped', scopes: 'openid fhirUser', reason: `no_${missing}` },
       `launch: the SMART configuration has no ${missing}, so openid and fhirUser are not requested (an ID token could not be ${missing === 'issuer' ? 'validated' : 'verified: no keys to check its signature'})`,
     );
-    scopes = scopes.filter((s) => s !== 'openid' && s !== 'fhirUser');
   }
   const openid = scopes.includes('openid');
 

@@ -57,7 +57,35 @@ export interface DiscoveryGetOptions {
   newIssuerLimited?: boolean;
 }
 
-const URL_FIELDS = ['authorization_endpoint', 'token_endpoint', 'revocation_endpoint', 'introspection_endpoint', 'jwks_uri', 'management_endpoint', 'registration_endpoint'] as const;
+/** The URL fields of a SMART configuration: resolved against the FHIR base, and https unless http is allowed. */
+export const SMART_URL_FIELDS = ['authorization_endpoint', 'token_endpoint', 'revocation_endpoint', 'introspection_endpoint', 'jwks_uri', 'management_endpoint', 'registration_endpoint'] as const;
+
+/** One thing wrong with a SMART configuration, for people and for `smart-bff doctor`'s separate checks. */
+export interface DiscoveryProblem {
+  /** The field it is about. */
+  field: string;
+  /** missing or of the wrong type; a URL that is not https; a required value the list lacks (S256, a grant type, private_key_jwt). */
+  kind: 'missing' | 'invalid' | 'not_https' | 'unsupported';
+  text: string;
+}
+
+/**
+ * What `smart-bff doctor` learns from one discovery: the document even when it cannot be used (to check each
+ * requirement on its own line), each problem, the server's Date header, or the error that stopped the fetch.
+ */
+export interface DiscoveryExamination {
+  url: string;
+  /** The document with its URL fields resolved against the FHIR base, when the answer was a JSON object. */
+  document?: Record<string, unknown>;
+  problems: DiscoveryProblem[];
+  /** The validated configuration when there is no problem (cached as get() would). */
+  server?: DiscoveredServer;
+  /** The fetch failed (unreachable, an error status, not JSON, too large, a cross-origin redirect): what get() throws. */
+  error?: AppError;
+  /** The answer's Date header, and our clock when the answer arrived (clock skew). */
+  date: string | null;
+  receivedAt: number;
+}
 
 export function smartConfigurationUrl(iss: string): string {
   return `${iss.replace(/\/+$/, '')}/.well-known/smart-configuration`;
@@ -109,6 +137,35 @@ export class DiscoveryCache {
   }
 
   /**
+   * Fetches the SMART configuration with the same rules as get() (timeout, size cap, no cross-origin redirect)
+   * and reports every problem instead of throwing at the first: for `smart-bff doctor`. A valid configuration is
+   * cached, so a token request that follows uses this fetch.
+   */
+  async examine(iss: string, log: Logger): Promise<DiscoveryExamination> {
+    const url = smartConfigurationUrl(iss);
+    this.fetchCount++;
+    let fetched: { body: unknown; date: string | null };
+    try {
+      fetched = await this.fetchJson(url);
+    } catch (err) {
+      const error = err instanceof AppError ? err : new AppError(ErrorCode.DISCOVERY_FAILED, 502, `Could not read the EHR's SMART configuration at ${url}.`, { cause: err });
+      log.warn({ event: 'discovery', iss, url, outcome: error.code, reason: error.message }, 'discovery: failed');
+      return { url, problems: [], error, date: null, receivedAt: this.now() };
+    }
+    const receivedAt = this.now();
+    const { body, date } = fetched;
+    if (!body || typeof body !== 'object' || Array.isArray(body)) {
+      return { url, problems: [], error: new AppError(ErrorCode.DISCOVERY_INVALID, 502, 'The SMART configuration is not a JSON object.'), date, receivedAt };
+    }
+    const { document, problems } = smartConfigurationProblems(body as Record<string, unknown>, iss, this.opts.allowInsecureHttp, this.opts.purpose ?? 'launch');
+    if (problems.length) return { url, document, problems, date, receivedAt };
+    const server: DiscoveredServer = Object.freeze({ iss, configuration: Object.freeze(document as SmartConfiguration), fetchedAt: receivedAt });
+    if (this.opts.ttlSeconds > 0) this.entries.set(iss, { value: server, expiresAt: receivedAt + this.opts.ttlSeconds * 1000 });
+    this.known.set(iss, true);
+    return { url, document, problems, server, date, receivedAt };
+  }
+
+  /**
    * Warns, once per fetched configuration and client (not per launch), when the server does not advertise our
    * client authentication method or our key's signing algorithm (compatibility.ts): a `discovery` warning naming
    * the advertised list and ours. `client` names the registration when the logger does not already.
@@ -150,7 +207,7 @@ export class DiscoveryCache {
     const started = this.now();
     this.fetchCount++;
     try {
-      const body = await this.fetchJson(url);
+      const { body } = await this.fetchJson(url);
       const configuration = validateSmartConfiguration(body, iss, this.opts.allowInsecureHttp, this.opts.purpose ?? 'launch');
       const value: DiscoveredServer = Object.freeze({ iss, configuration: Object.freeze(configuration), fetchedAt: this.now() });
       if (this.opts.ttlSeconds > 0) this.entries.set(iss, { value, expiresAt: this.now() + this.opts.ttlSeconds * 1000 });
@@ -171,7 +228,7 @@ export class DiscoveryCache {
     }
   }
 
-  private async fetchJson(url: string): Promise<unknown> {
+  private async fetchJson(url: string): Promise<{ body: unknown; date: string | null }> {
     let current = new URL(url);
     for (let hop = 0; hop <= 3; hop++) {
       let res: Response;
@@ -214,7 +271,7 @@ export class DiscoveryCache {
       }
       const text = await readCapped(res, this.maxBytes);
       try {
-        return JSON.parse(text);
+        return { body: JSON.parse(text), date: res.headers.get('date') };
       } catch {
         throw new AppError(ErrorCode.DISCOVERY_INVALID, 502, `The SMART configuration at ${current.href} is not JSON.`);
       }
@@ -248,54 +305,63 @@ async function readCapped(res: Response, maxBytes: number): Promise<string> {
 
 /** Validates a SMART configuration document; resolves relative URLs against the FHIR base. */
 export function validateSmartConfiguration(body: unknown, iss: string, allowInsecureHttp: boolean, purpose: 'launch' | 'backend' = 'launch'): SmartConfiguration {
-  const problems: string[] = [];
   if (!body || typeof body !== 'object' || Array.isArray(body)) {
     throw new AppError(ErrorCode.DISCOVERY_INVALID, 502, 'The SMART configuration is not a JSON object.');
   }
-  const doc = { ...(body as Record<string, unknown>) };
+  const { document, problems } = smartConfigurationProblems(body as Record<string, unknown>, iss, allowInsecureHttp, purpose);
+  if (problems.length) {
+    throw new AppError(ErrorCode.DISCOVERY_INVALID, 502, `The EHR's SMART configuration cannot be used: ${problems.map((p) => p.text).join('; ')}.`, {
+      hint: 'This is a problem with the EHR configuration; share this page with its administrators.',
+    });
+  }
+  return document as SmartConfiguration;
+}
+
+/** Every problem of a SMART configuration for this purpose, and the document with its URLs resolved against the FHIR base. */
+export function smartConfigurationProblems(
+  body: Readonly<Record<string, unknown>>, iss: string, allowInsecureHttp: boolean, purpose: 'launch' | 'backend' = 'launch',
+): { document: Record<string, unknown>; problems: DiscoveryProblem[] } {
+  const problems: DiscoveryProblem[] = [];
+  const problem = (field: string, kind: DiscoveryProblem['kind'], text: string) => problems.push({ field, kind, text });
+  const doc = { ...body };
   const base = iss.endsWith('/') ? iss : `${iss}/`;
-  for (const field of URL_FIELDS) {
+  for (const field of SMART_URL_FIELDS) {
     const v = doc[field];
     if (v === undefined) continue;
     if (typeof v !== 'string') {
-      problems.push(`${field} is not a string`);
+      problem(field, 'invalid', `${field} is not a string`);
       continue;
     }
     let u: URL;
     try {
       u = new URL(v, base);
     } catch {
-      problems.push(`${field} is not a URL`);
+      problem(field, 'invalid', `${field} is not a URL`);
       continue;
     }
-    if (u.protocol !== 'https:' && !(allowInsecureHttp && u.protocol === 'http:')) problems.push(`${field} is not https (${u.href})`);
+    if (u.protocol !== 'https:' && !(allowInsecureHttp && u.protocol === 'http:')) problem(field, 'not_https', `${field} is not https (${u.href})`);
     doc[field] = u.href;
   }
   if (purpose === 'backend') {
-    if (typeof doc.token_endpoint !== 'string') problems.push('token_endpoint is missing');
+    if (typeof doc.token_endpoint !== 'string') problem('token_endpoint', 'missing', 'token_endpoint is missing');
     const grants = doc.grant_types_supported;
-    if (Array.isArray(grants) && !grants.includes('client_credentials')) problems.push('grant_types_supported does not include client_credentials (no SMART Backend Services)');
+    if (Array.isArray(grants) && !grants.includes('client_credentials')) problem('grant_types_supported', 'unsupported', 'grant_types_supported does not include client_credentials (no SMART Backend Services)');
     const auth = doc.token_endpoint_auth_methods_supported;
-    if (Array.isArray(auth) && !auth.includes('private_key_jwt')) problems.push('token_endpoint_auth_methods_supported does not include private_key_jwt');
+    if (Array.isArray(auth) && !auth.includes('private_key_jwt')) problem('token_endpoint_auth_methods_supported', 'unsupported', 'token_endpoint_auth_methods_supported does not include private_key_jwt');
     doc.capabilities = Array.isArray(doc.capabilities) ? doc.capabilities : [];
   } else {
     for (const field of ['authorization_endpoint', 'token_endpoint'] as const) {
-      if (typeof doc[field] !== 'string') problems.push(`${field} is missing`);
+      if (typeof doc[field] !== 'string') problem(field, 'missing', `${field} is missing`);
     }
     for (const field of ['capabilities', 'grant_types_supported', 'code_challenge_methods_supported'] as const) {
       const v = doc[field];
-      if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) problems.push(`${field} is missing or not a list of strings`);
+      if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) problem(field, 'missing', `${field} is missing or not a list of strings`);
     }
     const methods = doc.code_challenge_methods_supported;
-    if (Array.isArray(methods) && !methods.includes('S256')) problems.push('code_challenge_methods_supported does not include S256 (PKCE S256 is required; plain is never used)');
+    if (Array.isArray(methods) && !methods.includes('S256')) problem('code_challenge_methods_supported', 'unsupported', 'code_challenge_methods_supported does not include S256 (PKCE S256 is required; plain is never used)');
     const grants = doc.grant_types_supported;
-    if (Array.isArray(grants) && !grants.includes('authorization_code')) problems.push('grant_types_supported does not include authorization_code');
+    if (Array.isArray(grants) && !grants.includes('authorization_code')) problem('grant_types_supported', 'unsupported', 'grant_types_supported does not include authorization_code');
   }
-  if (doc.issuer !== undefined && typeof doc.issuer !== 'string') problems.push('issuer is not a string');
-  if (problems.length) {
-    throw new AppError(ErrorCode.DISCOVERY_INVALID, 502, `The EHR's SMART configuration cannot be used: ${problems.join('; ')}.`, {
-      hint: 'This is a problem with the EHR configuration; share this page with its administrators.',
-    });
-  }
-  return doc as SmartConfiguration;
+  if (doc.issuer !== undefined && typeof doc.issuer !== 'string') problem('issuer', 'invalid', 'issuer is not a string');
+  return { document: doc, problems };
 }
