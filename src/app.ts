@@ -65,6 +65,9 @@ export interface App extends Express {
   locals: Express['locals'] & { smart: SmartDeps; sessionEndings: SessionEndings; refresher: TokenRefresher; proxyAgents: ProxyAgents; exportJobs?: ExportJobs; admin?: AdminConsole };
 }
 
+/** The routes of a launch (served below): their log records feed the launch trace. */
+const LAUNCH_ROUTES = ['/launch', '/launch/continue', '/login', '/callback'];
+
 const VIEWS_DIR = fileURLToPath(new URL('../views', import.meta.url));
 const PUBLIC_DIR = fileURLToPath(new URL('../public', import.meta.url));
 
@@ -197,13 +200,16 @@ export function createApp(deps: AppDeps): App {
   const admin = app.locals.admin;
   if (admin) {
     app.use('/admin', admin.router);
-    app.use(['/launch', '/login', '/callback'], admin.traceLaunchRoutes); // their log records also go to the launch trace
+    // The launch routes' log records also go to the launch trace: exactly these routes (matched as the router
+    // matches them below), never a 404 under their prefixes.
+    app.get(LAUNCH_ROUTES, admin.traceLaunchRoutes);
   }
   // The route table. Starting a launch needs no session (pending launches live apart, bound to the browser by
-  // the launch cookie), so these run before the session is loaded and never create one.
+  // the launch cookie), so these run before the session is loaded and never create one. Every launch route counts
+  // against the one per-address LAUNCH_RATE_LIMIT.
   const limitLaunches = launchRateLimit(config.launchRateLimitPerMinute, deps.redis?.client);
   app.get('/launch', launchFrameable, limitLaunches, ehrLaunchHandler(smart));
-  app.get('/launch/continue', launchFrameable, launchContinueHandler(smart));
+  app.get('/launch/continue', launchFrameable, limitLaunches, launchContinueHandler(smart));
   app.get('/login', limitLaunches, standaloneLoginHandler(smart));
   // The anti-forgery header, checked before any session is loaded.
   app.use('/api', requireCsrfHeader);
