@@ -11,6 +11,7 @@ import express, { type Router } from 'express';
 import { startExport } from '../backend-services/http-api.js';
 import type { ExportJobs, JobRecord } from '../backend-services/export-jobs.js';
 import type { ExportState } from '../backend-services/export-state.js';
+import { showFailure } from '../backend-services/export-errors.js';
 import { AppError, ErrorCode } from '../http/errors.js';
 import type { OperatorAuth } from './operator-auth.js';
 
@@ -32,7 +33,7 @@ export function jobView(job: JobRecord, state: ExportState | undefined) {
     filesTotal: job.filesTotal ?? state?.files.length ?? 0,
     resources: job.resources ?? 0,
     bytes: job.bytes ?? 0,
-    error: job.error ? { code: job.error.code, message: job.error.message, causes: job.error.causes, hint: job.error.hint ?? null } : null,
+    error: job.error ? (({ code, message, causes, hint }) => ({ code, message, causes, hint: hint ?? null }))(showFailure(job.error)) : null,
     summary: job.summary ? { files: job.summary.files, resourcesByType: job.summary.resourcesByType, errors: job.summary.errors, bytes: job.summary.bytes, seconds: job.summary.seconds } : null,
     files: (state?.files ?? []).filter((f) => f.done).map((f) => ({
       name: f.path, type: f.type, kind: f.kind, resources: f.resources, bytes: f.bytes, url: `/admin/exports/${job.id}/files/${f.path}`,

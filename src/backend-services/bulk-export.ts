@@ -24,6 +24,7 @@ import { ExportError, ExportErrorCode } from './export-errors.js';
 import { ExportStateFile, requestDifferences, type ExportParameters, type ExportState, type FileState, type Manifest, type ManifestEntry } from './export-state.js';
 import { Deadline, DeadlineExceededError, PERMANENT, decideStatus, parseRetryAfter, sleep, withRetries, type RetryDecision, type RetryEvent } from './retry.js';
 import { TokenOrigins } from './token-origins.js';
+import { displayUrl, scrubQueryValues } from './display-url.js';
 
 export type { ExportParameters, ExportState, FileState, Manifest, ManifestEntry };
 export { ExportError, ExportErrorCode };
@@ -314,8 +315,8 @@ export class BulkExporter {
       const attemptSignal = AbortSignal.any([signal, attempt.signal]);
       const res = await this.fetchFile(file.url, withToken, attemptSignal);
       if (res.status !== 200 || !res.body) {
-        const text = await outcomeText(res);
-        throw new ExportError(ExportErrorCode.DOWNLOAD_FAILED, `Downloading ${file.path} (${file.url}) answered ${res.status}${text ? `: ${text}` : ''}`, {
+        const text = scrubQueryValues(await outcomeText(res), file.url);
+        throw new ExportError(ExportErrorCode.DOWNLOAD_FAILED, `Downloading ${file.path} (${displayUrl(file.url)}) answered ${res.status}${text ? `: ${text}` : ''}`, {
           status: res.status, retry: responseDecision(res) ?? PERMANENT,
         });
       }
@@ -370,7 +371,7 @@ export class BulkExporter {
       // cut on a line boundary looks like that), then reported: the server's data and its manifest disagree.
       const retry: RetryDecision = !isCount || countMismatch() === 1 ? { kind: 'transient', reason: 'verification failed' } : PERMANENT;
       this.o.logger.warn({ event: 'bulk.verify_failed', file: file.path, problem }, `bulk export: ${file.path} failed verification`);
-      throw new ExportError(ExportErrorCode.VERIFICATION_FAILED, `${file.path} (${file.url}) failed verification: ${problem.replace(/^count: /, '')}.`, {
+      throw new ExportError(ExportErrorCode.VERIFICATION_FAILED, `${file.path} (${displayUrl(file.url)}) failed verification: ${problem.replace(/^count: /, '')}.`, {
         retry,
         hint: 'The files verified so far are kept and the job is still on the server: run the same export again to download the rest.',
       });
@@ -392,18 +393,18 @@ export class BulkExporter {
       if (res.status >= 300 && res.status < 400 && location) {
         await res.body?.cancel();
         current = new URL(location, current);
-        if (current.protocol !== 'https:' && current.protocol !== 'http:') throw new ExportError(ExportErrorCode.DOWNLOAD_FAILED, `Downloading ${url} redirects to a non-http URL.`);
+        if (current.protocol !== 'https:' && current.protocol !== 'http:') throw new ExportError(ExportErrorCode.DOWNLOAD_FAILED, `Downloading ${displayUrl(url)} redirects to a non-http URL.`);
         continue;
       }
       return res;
     }
-    throw new ExportError(ExportErrorCode.TOO_MANY_REDIRECTS, `Too many redirects downloading ${url}`);
+    throw new ExportError(ExportErrorCode.TOO_MANY_REDIRECTS, `Too many redirects downloading ${displayUrl(url)}`);
   }
 
   /** A request with the bearer token, only to an origin allowed to get it; a 401 renews the token once and tries again. */
   private async authorized(url: string, what: string, init: RequestInit & { headers?: Record<string, string> }, signal: AbortSignal): Promise<Response> {
     if (!this.origins.allows(url)) {
-      throw new ExportError(ExportErrorCode.UNTRUSTED_ORIGIN, this.origins.refusal(url, `${what} (${url})`));
+      throw new ExportError(ExportErrorCode.UNTRUSTED_ORIGIN, this.origins.refusal(url, `${what} (${displayUrl(url)})`));
     }
     const send = async (renew: boolean) => {
       const token = await this.o.token(renew);

@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { AppError, ErrorCode } from '../http/errors.js';
 import type { ExportJobs, JobRecord } from './export-jobs.js';
 import { DEFAULT_EXPORT_TIMEOUT_SECONDS } from './bulk-export.js';
+import { showFailure } from './export-errors.js';
 
 const body = z.object({
   registration: z.string().min(1).default('default'),
@@ -74,6 +75,7 @@ export function createBulkDataRouter(o: { adminToken: string; jobs: ExportJobs }
     const { job, state } = found;
     res.json({
       ...job,
+      ...(job.error ? { error: showFailure(job.error) } : {}),
       files: (state?.files ?? []).map((f) => ({ type: f.type, kind: f.kind, name: f.path, done: f.done, bytes: f.bytes, resources: f.resources, url: `/api/bulk-data/exports/${job.id}/files/${f.path}` })),
     });
   });

@@ -28,7 +28,8 @@ beforeAll(async () => {
   bulk = await startBulkServer(sandbox.provider, `${sandbox.fhirBaseUrl}/.well-known/smart-configuration`);
 });
 beforeEach(() => {
-  Object.assign(bulk.knobs, { pollsBeforeDone: 0, retryAfterSeconds: 1, throttlePolls: 0, requiresAccessToken: true, filesOnStorage: false });
+  Object.assign(bulk.knobs, { pollsBeforeDone: 0, retryAfterSeconds: 1, throttlePolls: 0, requiresAccessToken: true, filesOnStorage: false, presigned: false });
+  bulk.knobs.refuseSignature.clear();
 });
 afterAll(async () => {
   for (const a of apps) await a.app.locals.exportJobs?.stopAll();
@@ -185,3 +186,33 @@ test('BULK_DATA_TRUSTED_ORIGINS: validated at startup; a manifest naming another
   expect(ok.summary.files).toBe(4);
   expect(bulk.storageRequests.slice(storageBefore).filter((r) => /Condition-1/.test(r.path)).map((r) => r.tokenValid)).toEqual([true]);
 }, 30000);
+
+test('M2 presigned file URLs: downloaded with their full query, but shown (job JSON, console, log) as origin and path only', async () => {
+  Object.assign(bulk.knobs, { presigned: true, requiresAccessToken: false });
+  const a = await app();
+  const signatures = ['Patient-1.ndjson', 'Observation-1.ndjson', 'Observation-2.ndjson', 'Condition-1.ndjson'].map((n) => bulk.signature(n));
+  const before = bulk.storageRequests.length;
+  const ok = await json(await api(a, '/exports', { method: 'POST', body: JSON.stringify({}) }));
+  const done = await waitFor(a, ok.id, 'complete');
+  expect(done.summary.resourcesByType).toMatchObject({ Patient: 5, Observation: 1007, Condition: 3 });
+  // the downloads used the whole presigned URL (the storage checks the signature)
+  expect(bulk.storageRequests.slice(before).map((r) => new URL(r.path, 'http://x').searchParams.get('X-Amz-Signature')).sort()).toEqual([...signatures].sort());
+
+  bulk.knobs.refuseSignature.add('Observation-1.ndjson');
+  const bad = await json(await api(a, '/exports', { method: 'POST', body: JSON.stringify({}) }));
+  const failed = await waitFor(a, bad.id, 'failed');
+  expect(failed.error.code).toBe('download_failed');
+  expect(failed.error.message).toContain(`(${bulk.storageBase}/Observation-1.ndjson?(query hidden: len:`);
+  expect(failed.error.message).toMatch(/answered 403: <Error><Code>SignatureDoesNotMatch<\/Code><SignatureProvided>\(hidden\)<\/SignatureProvided>/);
+
+  const signIn = await fetch(`${a.url}/admin/api/sign-in`, { method: 'POST', headers: { 'x-csrf': '1', 'content-type': 'application/json' }, body: JSON.stringify({ token: ADMIN }) });
+  const cookie = signIn.headers.getSetCookie()[0]!.split(';')[0]!;
+  const consoleJobs = await (await fetch(`${a.url}/admin/api/exports`, { headers: { cookie } })).text();
+  expect(consoleJobs).toContain('Observation-1.ndjson?(query hidden');
+  const shown = [JSON.stringify(failed), JSON.stringify(done), consoleJobs, a.logs.text()];
+  for (const text of shown) {
+    for (const sig of signatures) expect(text).not.toContain(sig);
+    expect(text).not.toContain('X-Amz-Signature');
+    expect(text).not.toContain('X-Amz-Credential');
+  }
+});
