@@ -39,6 +39,7 @@ import { fhirRoute } from './proxy/fhir-route.js';
 import { buildJwks, jwksHandler } from './backend-services/jwks.js';
 import { BackendTokenClient } from './backend-services/token-client.js';
 import { ExportJobs } from './backend-services/export-jobs.js';
+import { RedisJobLeases } from './backend-services/job-lease.js';
 import { createBulkDataRouter } from './backend-services/http-api.js';
 import { createAdminConsole, type AdminConsole } from './admin/console.js';
 
@@ -162,7 +163,11 @@ export function createApp(deps: AppDeps): App {
   if (config.backend.adminToken) {
     const backendDiscovery = new DiscoveryCache({ purpose: 'backend', ttlSeconds: config.discoveryTtlSeconds, timeoutMs: config.httpTimeoutMs, allowInsecureHttp: config.allowInsecureHttp, maxEntries: config.discoveryCacheMax });
     const tokens = new BackendTokenClient({ discovery: backendDiscovery, logger, timeoutMs: config.httpTimeoutMs, allowInsecureHttp: config.allowInsecureHttp });
-    const jobs = new ExportJobs({ dir: config.backend.bulkDataDir, registrations: config.backend.registrations, tokens, logger: logger.child({ component: 'bulk-data' }) });
+    const jobs = new ExportJobs({
+      dir: config.backend.bulkDataDir, registrations: config.backend.registrations, tokens, logger: logger.child({ component: 'bulk-data' }),
+      // several instances: one drives each job, under a lease in Redis
+      ...(deps.redis ? { leases: new RedisJobLeases(deps.redis.client, config.backend.jobLeaseSeconds * 1000) } : {}),
+    });
     app.locals.exportJobs = jobs;
     // The operator console (/admin: the launch trace, exports), mounted with the pages below.
     app.locals.admin = createAdminConsole({ config, logger, adminToken: config.backend.adminToken, jobs, ...(deps.redis ? { redis: deps.redis.client } : {}) });

@@ -63,6 +63,7 @@ export function addExportsConsole(router: Router, o: { auth: OperatorAuth; jobs:
   router.delete('/api/exports/:id', o.auth.antiForgery, o.auth.requireApi, async (req, res) => {
     const result = await o.jobs.cancel(req.params.id as string);
     if (!result) throw new AppError(ErrorCode.NOT_FOUND, 404, 'No such export job.');
+    if (result.pending) return void res.status(202).json({ id: result.job.id, status: 'cancelling' });
     if (!result.cancelled) throw new AppError(ErrorCode.JOB_NOT_RUNNING, 409, `The export job is already ${result.job.status}; there is nothing to cancel.`);
     req.log.info({ event: 'admin.export_cancelled', jobId: result.job.id }, 'operator console: export cancelled');
     res.json({ id: result.job.id, status: result.job.status });

@@ -44,6 +44,8 @@ export interface BackendConfig {
   readonly trustedOrigins: readonly string[];
   /** Where bulkDataDir comes from: BULK_DATA_DIR, ./bulk-data in the working directory, or the OS temp directory. */
   readonly bulkDataDirSource: 'BULK_DATA_DIR' | 'cwd' | 'tmp';
+  /** BULK_DATA_LEASE_SECONDS: how long an instance's hold on an export job lasts unrenewed (with Redis). */
+  readonly jobLeaseSeconds: number;
 }
 
 const entry = z.object({
@@ -142,7 +144,18 @@ export async function loadBackendConfig(env: NodeJS.ProcessEnv, problems: string
     adminToken,
     ...chooseBulkDataDir(env.BULK_DATA_DIR),
     trustedOrigins: Object.freeze(trusted.origins),
+    jobLeaseSeconds: leaseSeconds(env.BULK_DATA_LEASE_SECONDS, problems),
   });
+}
+
+function leaseSeconds(value: string | undefined, problems: string[]): number {
+  if (value === undefined || value.trim() === '') return 30;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 1 || n > 3600) {
+    problems.push(`BULK_DATA_LEASE_SECONDS: expected a number of seconds from 1 to 3600, got ${JSON.stringify(value)}`);
+    return 30;
+  }
+  return n;
 }
 
 /**

@@ -91,6 +91,11 @@ export function createBulkDataRouter(o: { adminToken: string; jobs: ExportJobs }
     const result = await o.jobs.cancel(req.params.id);
     if (!result) throw new AppError(ErrorCode.NOT_FOUND, 404, 'No such export job.');
     const { job, cancelled } = result;
+    if (result.pending) {
+      // driven by another instance, which was asked to cancel it and has not yet: it will at its next lease renewal
+      res.status(202).json({ id: job.id, status: 'cancelling' });
+      return;
+    }
     if (!cancelled) {
       throw new AppError(ErrorCode.JOB_NOT_RUNNING, 409, `The export job is already ${job.status}; there is nothing to cancel.`, {
         hint: 'GET the job for its status and files.',
