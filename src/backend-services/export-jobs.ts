@@ -199,22 +199,31 @@ export class ExportJobs {
     let n = 0;
     for (const id of await readdir(this.o.dir).catch(() => [] as string[])) {
       if (!JOB_ID.test(id) || this.running.has(id)) continue;
-      const found = await this.get(id);
-      if (found?.job.status !== 'running' || !(await this.leases.acquire(id))) continue;
-      if (await this.leases.cancelRequested(id).catch(() => false)) {
-        await this.cancelStopped(id).finally(() => this.leases.release(id).catch(() => undefined));
-        continue;
+      try {
+        if (await this.resumeOne(id)) n++;
+      } catch (err) {
+        // one job that cannot be resumed (its lease unreachable, its record unwritable) never stops the others
+        this.o.logger.warn({ event: 'bulk.job.resume_failed', jobId: id, reason: describeFailure(err).message }, 'bulk export job: could not be resumed; the others go on');
       }
-      const current = await this.get(id); // read again under the lease: it may have finished meanwhile
-      if (current?.job.status !== 'running') {
-        await this.leases.release(id).catch(() => undefined);
-        continue;
-      }
-      this.o.logger.info({ event: 'bulk.job.resume', jobId: id }, 'bulk export job: resuming (after a restart, or taken over from an instance whose lease lapsed)');
-      this.start(current.job);
-      n++;
     }
     return n;
+  }
+
+  private async resumeOne(id: string): Promise<boolean> {
+    const found = await this.get(id);
+    if (found?.job.status !== 'running' || !(await this.leases.acquire(id))) return false;
+    if (await this.leases.cancelRequested(id).catch(() => false)) {
+      await this.cancelStopped(id).finally(() => this.leases.release(id).catch(() => undefined));
+      return false;
+    }
+    const current = await this.get(id); // read again under the lease: it may have finished meanwhile
+    if (current?.job.status !== 'running') {
+      await this.leases.release(id).catch(() => undefined);
+      return false;
+    }
+    this.o.logger.info({ event: 'bulk.job.resume', jobId: id }, 'bulk export job: resuming (after a restart, or taken over from an instance whose lease lapsed)');
+    this.start(current.job);
+    return true;
   }
 
   /**
@@ -268,7 +277,17 @@ export class ExportJobs {
         void writer.progress({ filesDone: e.filesDone, filesTotal: e.filesTotal, resources: e.resources, bytes: e.bytes, updatedAt: new Date(now).toISOString() });
       }
     };
-    const exporter = this.exporterFor(job, registration, abort.signal, log, onEvent);
+    let exporter: BulkExporter;
+    try {
+      exporter = this.exporterFor(job, registration, abort.signal, log, onEvent);
+    } catch (err) {
+      // this job only: the others run on
+      const error = { code: 'job_start_failed', message: `The export job could not start: ${describeFailure(err).message}`, causes: [] };
+      log.warn({ event: 'bulk.job.failed', code: error.code, reason: error.message }, 'bulk export job failed');
+      void writer.finish({ status: 'failed', error, progress: null, updatedAt: new Date().toISOString() })
+        .finally(() => this.leases.release(job.id).catch(() => undefined));
+      return;
+    }
     const renewal = this.leases.shared ? this.keepLease(job.id, writer, abort, log) : undefined;
     const done = exporter.run(job.parameters).then(
       async (summary) => { await writer.finish({ status: 'complete', summary, progress: null, updatedAt: new Date().toISOString() }); },

@@ -1,6 +1,6 @@
 /** The JWKS endpoint and the operators' Bulk Data API of the real app, against the sandbox and the bulk fixture. */
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSandbox, type Sandbox } from '../../../src/sandbox/index.js';
@@ -9,6 +9,10 @@ import { parsePrivateKey, type ClientKey } from '../../../src/keys.js';
 import { startBff, type StartedBff } from '../../helpers/bff.js';
 import { json } from '../../helpers/json.js';
 import { startBulkServer, type BulkServer } from '../../fixtures/bulk-server.js';
+import { captureLogs } from '../../helpers/log-capture.js';
+import { DiscoveryCache } from '../../../src/smart/discovery.js';
+import { BackendTokenClient } from '../../../src/backend-services/token-client.js';
+import { ExportJobs } from '../../../src/backend-services/export-jobs.js';
 
 const ADMIN = 'admin-token-0123456789-abcdefghij';
 const PEM = generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
@@ -216,3 +220,39 @@ test('M2 presigned file URLs: downloaded with their full query, but shown (job J
     expect(text).not.toContain('X-Amz-Credential');
   }
 });
+
+test('L1 one job that cannot start never stops the others: recorded failed with a code, at creation and when resuming', async () => {
+  const a = await app();
+  const good = a.config.backend.registrations[0]!;
+  const broken = { ...good, name: 'broken', iss: 'fhir.example.org/r4' }; // as a registration added past the startup checks could be
+  const logs = captureLogs();
+  const discovery = new DiscoveryCache({ purpose: 'backend', ttlSeconds: 3600, timeoutMs: 5000, allowInsecureHttp: true });
+  const tokens = new BackendTokenClient({ discovery, logger: logs.logger, timeoutMs: 5000, allowInsecureHttp: true });
+  const dir = mkdtempSync(join(tmpdir(), 'bulk-perjob-'));
+  const jobs = new ExportJobs({ dir, registrations: [good, broken], tokens, logger: logs.logger });
+  const bad = await jobs.create(broken, { level: 'system' });
+  const ok = await jobs.create(good, { level: 'system', types: ['Patient'] });
+  const settle = async (j: ExportJobs, id: string) => {
+    for (let i = 0; i < 100; i++) {
+      const f = await j.get(id);
+      if (f && f.job.status !== 'running') return f.job;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`${id} still running`);
+  };
+  expect((await settle(jobs, bad.id)).error).toMatchObject({ code: 'job_start_failed', message: expect.stringMatching(/could not start/) });
+  expect((await settle(jobs, ok.id)).status).toBe('complete');
+
+  // after a restart: both recorded as running; the broken one fails, the other resumes and completes
+  const now = new Date().toISOString();
+  const running = (id: string, registration: string) => writeFileSync(join(dir, id, 'job.json'), JSON.stringify({ id, registration, parameters: { level: 'system', types: ['Patient'] }, status: 'running', createdAt: now, updatedAt: now }));
+  for (const [id, reg] of [['BBBBBBBBBBBBBBBB', 'broken'], ['GGGGGGGGGGGGGGGG', 'default'], ['bbbbbbbbbbbbbbbb', 'broken']] as const) {
+    mkdirSync(join(dir, id), { recursive: true });
+    running(id, reg);
+  }
+  const restarted = new ExportJobs({ dir, registrations: [good, broken], tokens, logger: logs.logger });
+  expect(await restarted.resumeUnfinished()).toBe(3);
+  expect((await settle(restarted, 'GGGGGGGGGGGGGGGG')).status).toBe('complete');
+  for (const id of ['BBBBBBBBBBBBBBBB', 'bbbbbbbbbbbbbbbb']) expect((await settle(restarted, id)).error?.code).toBe('job_start_failed');
+  await restarted.stopAll();
+}, 60000);
