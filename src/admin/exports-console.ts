@@ -6,12 +6,12 @@
  * (`startExport`): a registration is named from the server's configuration; private keys never travel through a
  * browser.
  */
-import { createReadStream } from 'node:fs';
 import express, { type Router } from 'express';
 import { startExport } from '../backend-services/http-api.js';
 import type { ExportJobs, JobRecord } from '../backend-services/export-jobs.js';
 import type { ExportState } from '../backend-services/export-state.js';
 import { showFailure } from '../backend-services/export-errors.js';
+import { sendExportFile } from '../backend-services/send-file.js';
 import { AppError, ErrorCode } from '../http/errors.js';
 import type { OperatorAuth } from './operator-auth.js';
 
@@ -72,15 +72,7 @@ export function addExportsConsole(router: Router, o: { auth: OperatorAuth; jobs:
   router.get('/exports/:id/files/:name', o.auth.requirePage, async (req, res) => {
     const file = await o.jobs.file(req.params.id as string, req.params.name as string);
     if (!file) throw new AppError(ErrorCode.NOT_FOUND, 404, 'No such file (yet).');
-    res.set({
-      'content-type': 'application/fhir+ndjson',
-      'content-length': String(file.size),
-      // the name is an exporter's own (letters, digits, - and _ then .ndjson): nothing to escape
-      'content-disposition': `attachment; filename="${req.params.name as string}"`,
-      'x-content-type-options': 'nosniff',
-    });
-    const stream = createReadStream(file.path);
-    stream.on('error', () => res.destroy());
-    stream.pipe(res);
+    // the name is an exporter's own (letters, digits, - and _ then .ndjson): nothing to escape
+    await sendExportFile(req, res, file, { 'content-disposition': `attachment; filename="${req.params.name as string}"` });
   });
 }

@@ -6,13 +6,13 @@
  * (404) when it is not set.
  */
 import { timingSafeEqual } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import express, { type Router } from 'express';
 import { z } from 'zod';
 import { AppError, ErrorCode } from '../http/errors.js';
 import type { ExportJobs, JobRecord } from './export-jobs.js';
 import { DEFAULT_EXPORT_TIMEOUT_SECONDS } from './bulk-export.js';
 import { showFailure } from './export-errors.js';
+import { sendExportFile } from './send-file.js';
 
 const body = z.object({
   registration: z.string().min(1).default('default'),
@@ -83,8 +83,7 @@ export function createBulkDataRouter(o: { adminToken: string; jobs: ExportJobs }
   router.get('/exports/:id/files/:name', async (req, res) => {
     const file = await o.jobs.file(req.params.id, req.params.name);
     if (!file) throw new AppError(ErrorCode.NOT_FOUND, 404, 'No such file (yet).');
-    res.set({ 'content-type': 'application/fhir+ndjson', 'content-length': String(file.size), 'cache-control': 'no-store' });
-    createReadStream(file.path).pipe(res);
+    await sendExportFile(req, res, file, {});
   });
 
   router.delete('/exports/:id', async (req, res) => {

@@ -1,6 +1,6 @@
 /** The JWKS endpoint and the operators' Bulk Data API of the real app, against the sandbox and the bulk fixture. */
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSandbox, type Sandbox } from '../../../src/sandbox/index.js';
@@ -256,3 +256,32 @@ test('L1 one job that cannot start never stops the others: recorded failed with 
   for (const id of ['BBBBBBBBBBBBBBBB', 'bbbbbbbbbbbbbbbb']) expect((await settle(restarted, id)).error?.code).toBe('job_start_failed');
   await restarted.stopAll();
 }, 60000);
+
+test('L3 a file gone between its listing and its opening is a clean 404 (both download routes), and the server goes on', async () => {
+  const a = await app();
+  const { id } = await json(await api(a, '/exports', { method: 'POST', body: JSON.stringify({ types: ['Patient'] }) }));
+  await waitFor(a, id, 'complete');
+  const jobs = a.app.locals.exportJobs!;
+  const original = jobs.file.bind(jobs);
+  // the race made certain: the file is removed right after it was found
+  jobs.file = async (jobId: string, name: string) => {
+    const found = await original(jobId, name);
+    if (found) rmSync(found.path);
+    return found;
+  };
+  const res = await api(a, `/exports/${id}/files/Patient-1.ndjson`);
+  expect(res.status).toBe(404);
+  expect(res.headers.get('content-type')).toMatch(/json/);
+  expect((await json(res)).error).toBe('not_found');
+  // the console's download too (its file is gone now for good: removed by the first request)
+  writeFileSync(jobs.filePath(id, 'Patient-1.ndjson'), bulk.files['Patient-1.ndjson']!);
+  const signIn = await fetch(`${a.url}/admin/api/sign-in`, { method: 'POST', headers: { 'x-csrf': '1', 'content-type': 'application/json' }, body: JSON.stringify({ token: ADMIN }) });
+  const cookie = signIn.headers.getSetCookie()[0]!.split(';')[0]!;
+  const page = await fetch(`${a.url}/admin/exports/${id}/files/Patient-1.ndjson`, { headers: { cookie, accept: 'application/json' } });
+  expect(page.status).toBe(404);
+  expect(page.headers.get('content-disposition')).toBeNull();
+  await page.text();
+  expect(a.logs.find('bulk.file_stream_failed').map((e) => e.code)).toEqual(['ENOENT', 'ENOENT']);
+  jobs.file = original;
+  expect((await api(a, `/exports/${id}`)).status).toBe(200);
+});
