@@ -10,6 +10,7 @@ export const ExportErrorCode = {
   EXPORT_FAILED: 'export_failed',
   MANIFEST_INVALID: 'manifest_invalid',
   UNTRUSTED_ORIGIN: 'untrusted_origin',
+  FILE_URL_REFUSED: 'file_url_refused',
   DOWNLOAD_FAILED: 'download_failed',
   VERIFICATION_FAILED: 'verification_failed',
   TOO_MANY_REDIRECTS: 'too_many_redirects',
