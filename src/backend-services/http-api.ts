@@ -5,7 +5,7 @@
  * and deletes it on the FHIR server; a finished job answers 409 and stays as it is). Bearer `ADMIN_TOKEN`; off
  * (404) when it is not set.
  */
-import { timingSafeEqual } from 'node:crypto';
+import { bearerMatches } from '../http/secret-compare.js';
 import express, { type Router } from 'express';
 import { z } from 'zod';
 import { AppError, ErrorCode } from '../http/errors.js';
@@ -54,10 +54,8 @@ export async function startExport(jobs: ExportJobs, input: unknown): Promise<Job
 
 export function createBulkDataRouter(o: { adminToken: string; jobs: ExportJobs }): Router {
   const router = express.Router({ caseSensitive: true });
-  const expected = Buffer.from(`Bearer ${o.adminToken}`);
   router.use((req, _res, next) => {
-    const given = Buffer.from(req.get('authorization') ?? '');
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    if (!bearerMatches(req.get('authorization'), o.adminToken)) {
       return next(new AppError(ErrorCode.NOT_AUTHENTICATED, 401, 'This API needs Authorization: Bearer <ADMIN_TOKEN>.'));
     }
     next();

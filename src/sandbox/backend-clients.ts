@@ -9,22 +9,22 @@
  *
  * Nobody takes over another's client: `sandbox-backend` and the interactive clients cannot be registered at all,
  * and a registered client's keys are replaced only with the registration token handed out (once) when it was
- * registered (as RFC 7592's registration_access_token; only a hash is kept). The server's own registration keeps
+ * registered (as RFC 7592's registration_access_token; only a hash is kept, compared in constant time). The server's own registration keeps
  * its token to itself, so its keys can never be replaced from the page.
  *
  * Only public keys are ever held or served: a pasted JWKS with private members is refused; a keys-directory
  * file that has them contributes its public part only. Keys must fit SMART: RS384 (RSA ≥ 2048) or ES384 (P-384).
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { sameSecret } from '../http/secret-compare.js';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type * as jose from 'jose';
 import type { ClientMetadata } from 'oidc-provider';
-import { publicOnly } from '../keys.js';
+import { PRIVATE_MEMBERS, publicOnly } from '../keys.js';
 
 export const KEYS_DIR_CLIENT_ID = 'sandbox-backend';
 const MAX_REGISTERED = 100;
-const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 
 export class JwksProblem extends Error {
   constructor(readonly problems: string[]) {
@@ -68,8 +68,6 @@ export function validatePublicJwks(input: unknown, opts: { allowPrivateMembers?:
   return { keys: out };
 }
 
-const tokenHash = (token: string) => createHash('sha256').update(token).digest();
-
 export interface BackendClientSummary {
   clientId: string;
   source: 'keys-directory' | 'registered';
@@ -77,9 +75,11 @@ export interface BackendClientSummary {
   registeredAt?: string;
 }
 
+const tokenHash = (token: string) => createHash('sha256').update(token).digest('base64url');
+
 export class BackendClients {
   /** Registered clients, in memory: a bounded map (the oldest goes beyond MAX_REGISTERED). */
-  private readonly registered = new Map<string, { keys: jose.JWK[]; registeredAt: string; tokenHash: Buffer }>();
+  private readonly registered = new Map<string, { keys: jose.JWK[]; registeredAt: string; tokenHash: string }>();
 
   constructor(private readonly o: { keysDir: string | undefined; isTaken: (clientId: string) => boolean }) {}
 
@@ -118,7 +118,7 @@ export class BackendClients {
     if (existing) {
       const given = input.registrationToken?.trim();
       if (!given) throw new JwksProblem([`client id ${clientId} is registered already: choose another id, or, to replace its keys, give the registration token you received when you registered it`]);
-      if (!timingSafeEqual(tokenHash(given), existing.tokenHash)) throw new JwksProblem([`the registration token does not match client id ${clientId}: its keys are unchanged`]);
+      if (!sameSecret(tokenHash(given), existing.tokenHash)) throw new JwksProblem([`the registration token does not match client id ${clientId}: its keys are unchanged`]);
       this.registered.delete(clientId);
       this.registered.set(clientId, { ...existing, keys, registeredAt: new Date().toISOString() });
       return { clientId, registrationToken: given, replaced: true };
