@@ -14,6 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log.js';
 import type { BackendRegistration } from './config.js';
 import { BulkExporter, DEFAULT_EXPORT_TIMEOUT_SECONDS, type ExportEvent, type ExportParameters, type ExportState, type ExportSummary } from './bulk-export.js';
@@ -70,6 +71,9 @@ export class ExportJobs {
   private readonly running = new Map<string, Running>();
   private readonly leases: JobLeases;
   private sweeper: NodeJS.Timeout | undefined;
+  /** A cache, bounded: finished jobs (final records never change), so that listing does not read them again. */
+  private readonly finished = new LRUCache<string, { job: JobRecord; state: ExportState | undefined }>({ max: 1000 });
+  private reads = 0;
 
   constructor(private readonly o: { dir: string; registrations: readonly BackendRegistration[]; tokens: BackendTokenClient; logger: Logger; leases?: JobLeases }) {
     this.leases = o.leases ?? new LocalJobLeases();
@@ -105,12 +109,17 @@ export class ExportJobs {
   async get(id: string): Promise<{ job: JobRecord; state: ExportState | undefined } | undefined> {
     if (!JOB_ID.test(id)) return undefined;
     try {
-      const job = this.running.get(id)?.writer.current ?? JSON.parse(await readFile(join(this.jobDir(id), 'job.json'), 'utf8')) as JobRecord;
+      const job = this.running.get(id)?.writer.current ?? await this.readRecord(id);
       const state = await readFile(join(this.jobDir(id), 'files', '.export-state.json'), 'utf8').then((t) => JSON.parse(t) as ExportState, () => undefined);
       return { job, state };
     } catch {
       return undefined;
     }
+  }
+
+  private async readRecord(id: string): Promise<JobRecord> {
+    this.reads++;
+    return JSON.parse(await readFile(join(this.jobDir(id), 'job.json'), 'utf8')) as JobRecord;
   }
 
   filePath(id: string, name: string): string {
@@ -125,11 +134,28 @@ export class ExportJobs {
     return info?.isFile() ? { path, size: info.size } : undefined;
   }
 
-  /** The most recent jobs (newest first), at most `limit`: each job's record and its exporter's state. */
+  /**
+   * The most recent jobs (newest first), at most `limit`: each job's record and its exporter's state. The console
+   * polls this every few seconds, so it reads no more than it must: one directory listing, then only what may have
+   * changed. A finished job never changes (its record is final, see write), so it is read once and kept in a
+   * bounded cache (`finished`); jobs still running (here or on another instance) are read again each time, and
+   * jobs this process drives come from memory.
+   */
   async list(limit = 50): Promise<{ job: JobRecord; state: ExportState | undefined }[]> {
     const ids = (await readdir(this.o.dir).catch(() => [] as string[])).filter((id) => JOB_ID.test(id));
-    const found = (await Promise.all(ids.map((id) => this.get(id)))).filter((f): f is NonNullable<typeof f> => f !== undefined);
+    const found = (await Promise.all(ids.map((id) => this.finished.get(id) ?? this.read(id)))).filter((f): f is NonNullable<typeof f> => f !== undefined);
     return found.sort((a, b) => b.job.createdAt.localeCompare(a.job.createdAt)).slice(0, limit);
+  }
+
+  /** How many times a job's record was read from disk (for the operators' metrics and tests of the cache). */
+  get recordReads(): number {
+    return this.reads;
+  }
+
+  private async read(id: string): Promise<{ job: JobRecord; state: ExportState | undefined } | undefined> {
+    const found = await this.get(id);
+    if (found && found.job.status !== 'running' && !this.running.has(id)) this.finished.set(id, found);
+    return found;
   }
 
   /**

@@ -285,3 +285,54 @@ test('L3 a file gone between its listing and its opening is a clean 404 (both do
   jobs.file = original;
   expect((await api(a, `/exports/${id}`)).status).toBe(200);
 });
+
+describe('ExportJobs: cancel against a concurrent writer, and listing without reading every job', () => {
+  const jobsOn = (dir: string) => {
+    const logs = captureLogs();
+    const discovery = new DiscoveryCache({ purpose: 'backend', ttlSeconds: 3600, timeoutMs: 5000, allowInsecureHttp: true });
+    const tokens = new BackendTokenClient({ discovery, logger: logs.logger, timeoutMs: 5000, allowInsecureHttp: true });
+    return { jobs: new ExportJobs({ dir, registrations: apps[0]!.config.backend.registrations, tokens, logger: logs.logger }), logs };
+  };
+
+  test('a cancel written while another process still drives the job is final: the driver\'s later writes never revive it', async () => {
+    if (!apps.length) await app();
+    Object.assign(bulk.knobs, { pollsBeforeDone: 3, retryAfterSeconds: 1 });
+    const dir = mkdtempSync(join(tmpdir(), 'bulk-race-'));
+    const x = jobsOn(dir); // drives the job
+    const y = jobsOn(dir); // another process on the same directory, without Redis: it cancels
+    const job = await x.jobs.create(apps[0]!.config.backend.registrations[0]!, { level: 'system', types: ['Patient'] });
+    for (let i = 0; i < 100 && !bulk.requests.some((r) => r.method === 'GET' && r.path.startsWith('/fhir/jobs/')); i++) await new Promise((r) => setTimeout(r, 20));
+    const cancelled = await y.jobs.cancel(job.id);
+    expect(cancelled).toMatchObject({ cancelled: true, job: { status: 'cancelled' } });
+    // x goes on (its next poll finds the job deleted on the server and fails): its final write is dropped
+    for (let i = 0; i < 100 && x.jobs.driving.length; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(x.jobs.driving).toEqual([]);
+    expect(x.logs.find('bulk.job.write_dropped').map((e) => e.on_disk)).toContain('cancelled');
+    expect((await y.jobs.get(job.id))!.job.status).toBe('cancelled');
+    expect((await jobsOn(dir).jobs.get(job.id))!.job.status).toBe('cancelled');
+  }, 60000);
+
+  test('listing reads a finished job once (a bounded cache of final records), a running one each time', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bulk-list-'));
+    const at = (i: number) => new Date(Date.UTC(2026, 0, 1, 0, i)).toISOString();
+    for (let i = 0; i < 30; i++) {
+      const id = `done${String(i).padStart(12, '0')}`;
+      mkdirSync(join(dir, id));
+      writeFileSync(join(dir, id, 'job.json'), JSON.stringify({ id, registration: 'default', parameters: { level: 'system' }, status: i % 3 ? 'complete' : 'failed', createdAt: at(i), updatedAt: at(i) }));
+    }
+    const runningId = 'runningjob000000';
+    mkdirSync(join(dir, runningId));
+    const running = (progress: string) => writeFileSync(join(dir, runningId, 'job.json'), JSON.stringify({ id: runningId, registration: 'default', parameters: { level: 'system' }, status: 'running', progress, createdAt: at(40), updatedAt: at(40) }));
+    running('10% done');
+    const { jobs } = jobsOn(dir);
+    const first = await jobs.list(50);
+    expect(first).toHaveLength(31);
+    const afterFirst = jobs.recordReads;
+    expect(afterFirst).toBe(31);
+    running('55% done'); // written by the instance that drives it
+    const second = await jobs.list(50);
+    expect(jobs.recordReads - afterFirst).toBe(1);
+    expect(second[0]!.job.progress).toBe('55% done');
+    expect(second.map((j) => j.job.id)).toEqual(first.map((j) => j.job.id));
+  });
+});
