@@ -39,6 +39,7 @@ import { fhirRoute } from './proxy/fhir-route.js';
 import { buildJwks, jwksHandler } from './backend-services/jwks.js';
 import { BackendTokenClient } from './backend-services/token-client.js';
 import { ExportJobs } from './backend-services/export-jobs.js';
+import { RedisJobLeases } from './backend-services/job-lease.js';
 import { createBulkDataRouter } from './backend-services/http-api.js';
 import { createAdminConsole, type AdminConsole } from './admin/console.js';
 
@@ -64,6 +65,9 @@ export interface AppDeps {
 export interface App extends Express {
   locals: Express['locals'] & { smart: SmartDeps; sessionEndings: SessionEndings; refresher: TokenRefresher; proxyAgents: ProxyAgents; exportJobs?: ExportJobs; admin?: AdminConsole };
 }
+
+/** The routes of a launch (served below): their log records feed the launch trace. */
+const LAUNCH_ROUTES = ['/launch', '/launch/continue', '/login', '/callback'];
 
 const VIEWS_DIR = fileURLToPath(new URL('../views', import.meta.url));
 const PUBLIC_DIR = fileURLToPath(new URL('../public', import.meta.url));
@@ -159,7 +163,11 @@ export function createApp(deps: AppDeps): App {
   if (config.backend.adminToken) {
     const backendDiscovery = new DiscoveryCache({ purpose: 'backend', ttlSeconds: config.discoveryTtlSeconds, timeoutMs: config.httpTimeoutMs, allowInsecureHttp: config.allowInsecureHttp, maxEntries: config.discoveryCacheMax });
     const tokens = new BackendTokenClient({ discovery: backendDiscovery, logger, timeoutMs: config.httpTimeoutMs, allowInsecureHttp: config.allowInsecureHttp });
-    const jobs = new ExportJobs({ dir: config.backend.bulkDataDir, registrations: config.backend.registrations, tokens, logger: logger.child({ component: 'bulk-data' }) });
+    const jobs = new ExportJobs({
+      dir: config.backend.bulkDataDir, registrations: config.backend.registrations, tokens, logger: logger.child({ component: 'bulk-data' }),
+      // several instances: one drives each job, under a lease in Redis
+      ...(deps.redis ? { leases: new RedisJobLeases(deps.redis.client, config.backend.jobLeaseSeconds * 1000) } : {}),
+    });
     app.locals.exportJobs = jobs;
     // The operator console (/admin: the launch trace, exports), mounted with the pages below.
     app.locals.admin = createAdminConsole({ config, logger, adminToken: config.backend.adminToken, jobs, ...(deps.redis ? { redis: deps.redis.client } : {}) });
@@ -197,13 +205,16 @@ export function createApp(deps: AppDeps): App {
   const admin = app.locals.admin;
   if (admin) {
     app.use('/admin', admin.router);
-    app.use(['/launch', '/login', '/callback'], admin.traceLaunchRoutes); // their log records also go to the launch trace
+    // The launch routes' log records also go to the launch trace: exactly these routes (matched as the router
+    // matches them below), never a 404 under their prefixes.
+    app.get(LAUNCH_ROUTES, admin.traceLaunchRoutes);
   }
   // The route table. Starting a launch needs no session (pending launches live apart, bound to the browser by
-  // the launch cookie), so these run before the session is loaded and never create one.
+  // the launch cookie), so these run before the session is loaded and never create one. Every launch route counts
+  // against the one per-address LAUNCH_RATE_LIMIT.
   const limitLaunches = launchRateLimit(config.launchRateLimitPerMinute, deps.redis?.client);
   app.get('/launch', launchFrameable, limitLaunches, ehrLaunchHandler(smart));
-  app.get('/launch/continue', launchFrameable, launchContinueHandler(smart));
+  app.get('/launch/continue', launchFrameable, limitLaunches, launchContinueHandler(smart));
   app.get('/login', limitLaunches, standaloneLoginHandler(smart));
   // The anti-forgery header, checked before any session is loaded.
   app.use('/api', requireCsrfHeader);

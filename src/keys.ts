@@ -86,13 +86,14 @@ export async function generateSigningKey(alg: SigningAlg, outDir: string): Promi
   return { alg, kid: key.kid, privateKeyPath, jwksPath, publicJwk: publicOnly(key.publicJwk) };
 }
 
-const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
+/** The JWK members that hold private key material (RSA, EC, and a symmetric key's `k`): the one list. */
+export const PRIVATE_MEMBERS: readonly string[] = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 
 /** Only public members, whatever was given: a private JWK can never leak through here. */
 export function publicOnly(jwk: jose.JWK): jose.JWK {
   const out: Record<string, unknown> = {};
   const allowed = new Set(['kty', 'kid', 'alg', 'use', 'key_ops', 'n', 'e', 'crv', 'x', 'y', 'x5c', 'x5t', 'x5t#S256', 'x5u']);
-  for (const [k, v] of Object.entries(jwk)) if (allowed.has(k) && !(PRIVATE_MEMBERS as readonly string[]).includes(k)) out[k] = v;
+  for (const [k, v] of Object.entries(jwk)) if (allowed.has(k) && !PRIVATE_MEMBERS.includes(k)) out[k] = v;
   if (out.key_ops) out.key_ops = ['verify'];
   return out as jose.JWK;
 }

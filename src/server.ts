@@ -89,7 +89,7 @@ async function main(): Promise<void> {
   server.listen(config.port, config.host, () => {
     const port = (server.address() as import('node:net').AddressInfo).port;
     logger.info({ event: 'server.listening', port, publicUrl: config.publicUrl, registrations: config.registrations.map((r) => r.name) }, `listening on port ${port}`);
-    void app.locals.exportJobs?.resumeUnfinished().catch((err: Error) => logger.error({ event: 'bulk.resume_failed', reason: err.message }, 'bulk export jobs: resume failed'));
+    void app.locals.exportJobs?.watch().catch((err: Error) => logger.error({ event: 'bulk.resume_failed', reason: err.message }, 'bulk export jobs: resume failed'));
     if (sandbox) {
       logger.info({ event: 'sandbox.ready' }, `Sandbox EHR ready: open ${config.publicUrl}/sandbox/ and press "Launch app" next to a patient`);
     }

@@ -42,7 +42,6 @@ export function createAdminConsole(o: { config: Config; logger: Logger; adminTok
   const trace = new LaunchTrace({
     logger: o.logger,
     store: o.redis ? new RedisTraceStore(o.redis, config.launchTraceSize) : new MemoryTraceStore(config.launchTraceSize),
-    max: config.launchTraceSize,
   });
   const sessions = o.redis ? new RedisOperatorSessions(o.redis, config.adminSessionIdleSeconds) : new MemoryOperatorSessions(config.adminSessionIdleSeconds);
   const auth = operatorAuth({ config, adminToken: o.adminToken, sessions, ...(o.redis ? { redis: o.redis } : {}) });

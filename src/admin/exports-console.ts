@@ -6,11 +6,12 @@
  * (`startExport`): a registration is named from the server's configuration; private keys never travel through a
  * browser.
  */
-import { createReadStream } from 'node:fs';
 import express, { type Router } from 'express';
 import { startExport } from '../backend-services/http-api.js';
 import type { ExportJobs, JobRecord } from '../backend-services/export-jobs.js';
 import type { ExportState } from '../backend-services/export-state.js';
+import { showFailure } from '../backend-services/export-errors.js';
+import { sendExportFile } from '../backend-services/send-file.js';
 import { AppError, ErrorCode } from '../http/errors.js';
 import type { OperatorAuth } from './operator-auth.js';
 
@@ -32,7 +33,7 @@ export function jobView(job: JobRecord, state: ExportState | undefined) {
     filesTotal: job.filesTotal ?? state?.files.length ?? 0,
     resources: job.resources ?? 0,
     bytes: job.bytes ?? 0,
-    error: job.error ? { code: job.error.code, message: job.error.message, causes: job.error.causes, hint: job.error.hint ?? null } : null,
+    error: job.error ? (({ code, message, causes, hint }) => ({ code, message, causes, hint: hint ?? null }))(showFailure(job.error)) : null,
     summary: job.summary ? { files: job.summary.files, resourcesByType: job.summary.resourcesByType, errors: job.summary.errors, bytes: job.summary.bytes, seconds: job.summary.seconds } : null,
     files: (state?.files ?? []).filter((f) => f.done).map((f) => ({
       name: f.path, type: f.type, kind: f.kind, resources: f.resources, bytes: f.bytes, url: `/admin/exports/${job.id}/files/${f.path}`,
@@ -62,6 +63,7 @@ export function addExportsConsole(router: Router, o: { auth: OperatorAuth; jobs:
   router.delete('/api/exports/:id', o.auth.antiForgery, o.auth.requireApi, async (req, res) => {
     const result = await o.jobs.cancel(req.params.id as string);
     if (!result) throw new AppError(ErrorCode.NOT_FOUND, 404, 'No such export job.');
+    if (result.pending) return void res.status(202).json({ id: result.job.id, status: 'cancelling' });
     if (!result.cancelled) throw new AppError(ErrorCode.JOB_NOT_RUNNING, 409, `The export job is already ${result.job.status}; there is nothing to cancel.`);
     req.log.info({ event: 'admin.export_cancelled', jobId: result.job.id }, 'operator console: export cancelled');
     res.json({ id: result.job.id, status: result.job.status });
@@ -70,15 +72,7 @@ export function addExportsConsole(router: Router, o: { auth: OperatorAuth; jobs:
   router.get('/exports/:id/files/:name', o.auth.requirePage, async (req, res) => {
     const file = await o.jobs.file(req.params.id as string, req.params.name as string);
     if (!file) throw new AppError(ErrorCode.NOT_FOUND, 404, 'No such file (yet).');
-    res.set({
-      'content-type': 'application/fhir+ndjson',
-      'content-length': String(file.size),
-      // the name is an exporter's own (letters, digits, - and _ then .ndjson): nothing to escape
-      'content-disposition': `attachment; filename="${req.params.name as string}"`,
-      'x-content-type-options': 'nosniff',
-    });
-    const stream = createReadStream(file.path);
-    stream.on('error', () => res.destroy());
-    stream.pipe(res);
+    // the name is an exporter's own (letters, digits, - and _ then .ndjson): nothing to escape
+    await sendExportFile(req, res, file, { 'content-disposition': `attachment; filename="${req.params.name as string}"` });
   });
 }

@@ -8,7 +8,7 @@ import type { Router } from 'express';
 import { AppError, ErrorCode } from '../http/errors.js';
 import type { LaunchTrace } from '../launch-trace/collector.js';
 import { formatMs, summarize } from '../launch-trace/story.js';
-import { isTraceKey } from '../launch-trace/trace-store.js';
+import { isTraceKey, refusedTraceSize } from '../launch-trace/trace-store.js';
 import type { OperatorAuth } from './operator-auth.js';
 
 export const OUTCOME_LABELS = { failed: 'Failed', pending: 'No callback yet', complete: 'Complete' } as const;
@@ -22,7 +22,7 @@ export function addLaunchPages(router: Router, o: { auth: OperatorAuth; trace: L
     const matching = failed ? all.filter((s) => s.outcome === 'failed') : all;
     res.render('admin/launches', {
       title: 'Launches', section: 'launches', stories: matching.slice(0, PAGE_LIMIT), hidden: Math.max(0, matching.length - PAGE_LIMIT),
-      failed, summary: summarize(all), traceSize: o.traceSize, labels: OUTCOME_LABELS, formatMs,
+      failed, summary: summarize(all), traceSize: o.traceSize, refusedSize: refusedTraceSize(o.traceSize), labels: OUTCOME_LABELS, formatMs,
     });
   });
 

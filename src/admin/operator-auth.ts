@@ -13,7 +13,8 @@
  *
  * Pages without a valid session redirect to the sign-in page; JSON endpoints answer 401 JSON.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { readCookie } from '../http/cookies.js';
+import { sameSecret } from '../http/secret-compare.js';
 import express, { type Request, type RequestHandler, type Response } from 'express';
 import { rateLimit } from 'express-rate-limit';
 import { RedisStore, type RedisReply } from 'rate-limit-redis';
@@ -39,14 +40,6 @@ function cookieOptions(config: CookieConfig) {
   return { httpOnly: true, secure: config.publicUrl.startsWith('https:'), sameSite: 'strict' as const, path: '/' };
 }
 
-function readCookie(req: Request, name: string): string | undefined {
-  for (const part of (req.headers.cookie ?? '').split(';')) {
-    const eq = part.indexOf('=');
-    if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
-  }
-  return undefined;
-}
-
 /** Where to go after signing in: a page of the console, never elsewhere. */
 export function safeNext(value: unknown): string {
   if (typeof value !== 'string' || !value.startsWith('/admin') || value.length > 300) return DEFAULT_NEXT;
@@ -55,13 +48,6 @@ export function safeNext(value: unknown): string {
     return DEFAULT_NEXT;
   }
   return value;
-}
-
-function sameToken(given: string, expected: string): boolean {
-  // Hashes first: equal lengths, so the comparison takes the same time whatever was typed.
-  const a = createHash('sha256').update(given).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b);
 }
 
 declare module 'express-serve-static-core' {
@@ -136,7 +122,7 @@ export function operatorAuth(o: { config: Config; adminToken: string; sessions: 
 
   const check: RequestHandler = async (req, res) => {
     const given = (req.body as { token?: unknown } | undefined)?.token;
-    if (typeof given !== 'string' || given.length > 1024 || !sameToken(given, o.adminToken)) {
+    if (typeof given !== 'string' || given.length > 1024 || !sameSecret(given, o.adminToken)) {
       req.log.warn({ event: 'admin.sign_in', outcome: 'refused', ip: req.ip }, 'operator console: sign-in refused (wrong token)');
       throw new AppError(ErrorCode.NOT_AUTHENTICATED, 401, 'That is not the operator token (ADMIN_TOKEN).');
     }

@@ -6,7 +6,8 @@
  *
  * In memory (one instance; a bounded LRU of MAX_SESSIONS, the least recently used dropped first), or in Redis (every
  * instance), one key per session expiring with its idle timeout. Store failures are StoreErrors (503), never a
- * silent sign-out or a silent pass.
+ * silent sign-out or a silent pass. A touch only updates a session that still exists (Redis SET … XX): a request
+ * that read the session just before a sign-out, or just before its key expired, never brings it back.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
@@ -40,6 +41,8 @@ abstract class BaseStore implements OperatorSessionStore {
 
   protected abstract read(key: string): Promise<OperatorSession | undefined>;
   protected abstract write(key: string, session: OperatorSession): Promise<void>;
+  /** Writes the session only if it still exists; false when it ended meanwhile (signed out, expired). */
+  protected abstract update(key: string, session: OperatorSession): Promise<boolean>;
   protected abstract remove(key: string): Promise<void>;
 
   async create(): Promise<string> {
@@ -60,8 +63,7 @@ abstract class BaseStore implements OperatorSessionStore {
       return undefined;
     }
     const touched = { ...session, lastSeenAt: t };
-    await this.write(key, touched);
-    return touched;
+    return (await this.update(key, touched)) ? touched : undefined;
   }
 
   async destroy(id: string): Promise<void> {
@@ -78,6 +80,12 @@ export class MemoryOperatorSessions extends BaseStore {
 
   protected async write(key: string, session: OperatorSession) {
     this.sessions.set(key, session);
+  }
+
+  protected async update(key: string, session: OperatorSession) {
+    if (!this.sessions.has(key)) return false;
+    this.sessions.set(key, session);
+    return true;
   }
 
   protected async remove(key: string) {
@@ -104,6 +112,12 @@ export class RedisOperatorSessions extends BaseStore {
   protected async write(key: string, session: OperatorSession) {
     await this.client.set(PREFIX + key, JSON.stringify(session), { EX: Math.max(1, Math.ceil(this.idleSeconds)) })
       .catch((err: unknown) => { throw new StoreError('admin.set', err); });
+  }
+
+  protected async update(key: string, session: OperatorSession) {
+    const ok = await this.client.set(PREFIX + key, JSON.stringify(session), { XX: true, EX: Math.max(1, Math.ceil(this.idleSeconds)) })
+      .catch((err: unknown) => { throw new StoreError('admin.set', err); });
+    return ok === 'OK';
   }
 
   protected async remove(key: string) {

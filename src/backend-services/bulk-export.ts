@@ -24,6 +24,8 @@ import { ExportError, ExportErrorCode } from './export-errors.js';
 import { ExportStateFile, requestDifferences, type ExportParameters, type ExportState, type FileState, type Manifest, type ManifestEntry } from './export-state.js';
 import { Deadline, DeadlineExceededError, PERMANENT, decideStatus, parseRetryAfter, sleep, withRetries, type RetryDecision, type RetryEvent } from './retry.js';
 import { TokenOrigins } from './token-origins.js';
+import { displayUrl, scrubQueryValues } from './display-url.js';
+import { FileUrlGuard } from './file-url-guard.js';
 
 export type { ExportParameters, ExportState, FileState, Manifest, ManifestEntry };
 export { ExportError, ExportErrorCode };
@@ -64,6 +66,8 @@ export interface ExporterOptions {
   clientId?: string;
   /** Origins besides the FHIR server's that may receive the token (a file host of the FHIR server). */
   trustedOrigins?: readonly string[];
+  /** How file URLs' host names are resolved for the address check (file-url-guard.ts); the system resolver by default. */
+  lookup?: (hostname: string) => Promise<string[]>;
   /** Overall deadline in seconds from now (default six hours). */
   timeoutSeconds?: number;
   /** An absolute deadline (epoch ms), for jobs that outlive a restart; wins over timeoutSeconds. */
@@ -86,6 +90,8 @@ export interface ExporterOptions {
   onEvent?: (e: ExportEvent) => void;
 }
 
+const FILE_URL_HINT = 'Nothing more was downloaded and the job is still on the server: if the origin is the FHIR server\'s own file host, trust it and run the same export again.';
+
 export function kickoffUrl(base: string, p: ExportParameters): URL {
   const root = base.replace(/\/+$/, '');
   const path = p.level === 'system' ? '$export' : p.level === 'patient' ? 'Patient/$export' : `Group/${encodeURIComponent(p.groupId ?? '')}/$export`;
@@ -103,6 +109,7 @@ export class BulkExporter {
   private state: ExportState | undefined;
   private readonly file: ExportStateFile;
   private readonly origins: TokenOrigins;
+  private readonly guard: FileUrlGuard;
   private readonly concurrency: number;
   private readonly requestTimeoutMs: number;
   private deadline: Deadline | undefined;
@@ -112,6 +119,7 @@ export class BulkExporter {
     this.requestTimeoutMs = o.requestTimeoutMs ?? 60_000;
     this.file = new ExportStateFile(o.outDir);
     this.origins = new TokenOrigins(o.fhirBaseUrl, o.trustedOrigins ?? []);
+    this.guard = new FileUrlGuard(o.fhirBaseUrl, o.trustedOrigins ?? [], o.lookup);
   }
 
   get statusUrl(): string | undefined {
@@ -257,6 +265,8 @@ export class BulkExporter {
         throw new ExportError(ExportErrorCode.MANIFEST_INVALID, `The manifest's ${kind}[${i}].url is not a URL.`);
       }
       if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ExportError(ExportErrorCode.MANIFEST_INVALID, `The manifest's ${kind}[${i}].url is not an http(s) URL.`);
+      const unsafe = this.guard.problem(url);
+      if (unsafe) throw this.refused(url, `The manifest's ${kind}[${i}].url`, unsafe);
       return { type: e.type, url: url.href, ...(typeof e.count === 'number' && Number.isInteger(e.count) && e.count >= 0 ? { count: e.count } : {}) };
     });
     const manifest: Manifest = {
@@ -314,8 +324,8 @@ export class BulkExporter {
       const attemptSignal = AbortSignal.any([signal, attempt.signal]);
       const res = await this.fetchFile(file.url, withToken, attemptSignal);
       if (res.status !== 200 || !res.body) {
-        const text = await outcomeText(res);
-        throw new ExportError(ExportErrorCode.DOWNLOAD_FAILED, `Downloading ${file.path} (${file.url}) answered ${res.status}${text ? `: ${text}` : ''}`, {
+        const text = scrubQueryValues(await outcomeText(res), file.url);
+        throw new ExportError(ExportErrorCode.DOWNLOAD_FAILED, `Downloading ${file.path} (${displayUrl(file.url)}) answered ${res.status}${text ? `: ${text}` : ''}`, {
           status: res.status, retry: responseDecision(res) ?? PERMANENT,
         });
       }
@@ -370,7 +380,7 @@ export class BulkExporter {
       // cut on a line boundary looks like that), then reported: the server's data and its manifest disagree.
       const retry: RetryDecision = !isCount || countMismatch() === 1 ? { kind: 'transient', reason: 'verification failed' } : PERMANENT;
       this.o.logger.warn({ event: 'bulk.verify_failed', file: file.path, problem }, `bulk export: ${file.path} failed verification`);
-      throw new ExportError(ExportErrorCode.VERIFICATION_FAILED, `${file.path} (${file.url}) failed verification: ${problem.replace(/^count: /, '')}.`, {
+      throw new ExportError(ExportErrorCode.VERIFICATION_FAILED, `${file.path} (${displayUrl(file.url)}) failed verification: ${problem.replace(/^count: /, '')}.`, {
         retry,
         hint: 'The files verified so far are kept and the job is still on the server: run the same export again to download the rest.',
       });
@@ -385,6 +395,11 @@ export class BulkExporter {
     let current = new URL(url);
     const origin = current.origin;
     for (let hop = 0; hop < 5; hop++) {
+      const refusal = await this.guard.check(current, hop === 0 ? 'A file URL' : `The redirect of ${displayUrl(url)}`);
+      if (refusal) {
+        this.o.logger.warn({ event: 'bulk.file_url_refused', origin: current.origin, hop }, 'bulk export: a file URL on a non-public address or plain http was refused');
+        throw new ExportError(ExportErrorCode.FILE_URL_REFUSED, refusal, { hint: FILE_URL_HINT });
+      }
       const res = withToken && current.origin === origin
         ? await this.authorized(current.href, 'A file URL', { headers: { accept: 'application/fhir+ndjson' } }, signal)
         : await this.http(current.href, { headers: { accept: 'application/fhir+ndjson' } }, signal);
@@ -392,18 +407,23 @@ export class BulkExporter {
       if (res.status >= 300 && res.status < 400 && location) {
         await res.body?.cancel();
         current = new URL(location, current);
-        if (current.protocol !== 'https:' && current.protocol !== 'http:') throw new ExportError(ExportErrorCode.DOWNLOAD_FAILED, `Downloading ${url} redirects to a non-http URL.`);
+        if (current.protocol !== 'https:' && current.protocol !== 'http:') throw new ExportError(ExportErrorCode.DOWNLOAD_FAILED, `Downloading ${displayUrl(url)} redirects to a non-http URL.`);
         continue;
       }
       return res;
     }
-    throw new ExportError(ExportErrorCode.TOO_MANY_REDIRECTS, `Too many redirects downloading ${url}`);
+    throw new ExportError(ExportErrorCode.TOO_MANY_REDIRECTS, `Too many redirects downloading ${displayUrl(url)}`);
+  }
+
+  private refused(url: URL, what: string, why: string): ExportError {
+    this.o.logger.warn({ event: 'bulk.file_url_refused', origin: url.origin }, 'bulk export: a file URL on a non-public address or plain http was refused');
+    return new ExportError(ExportErrorCode.FILE_URL_REFUSED, this.guard.refusal(url, what, why), { hint: FILE_URL_HINT });
   }
 
   /** A request with the bearer token, only to an origin allowed to get it; a 401 renews the token once and tries again. */
   private async authorized(url: string, what: string, init: RequestInit & { headers?: Record<string, string> }, signal: AbortSignal): Promise<Response> {
     if (!this.origins.allows(url)) {
-      throw new ExportError(ExportErrorCode.UNTRUSTED_ORIGIN, this.origins.refusal(url, `${what} (${url})`));
+      throw new ExportError(ExportErrorCode.UNTRUSTED_ORIGIN, this.origins.refusal(url, `${what} (${displayUrl(url)})`));
     }
     const send = async (renew: boolean) => {
       const token = await this.o.token(renew);

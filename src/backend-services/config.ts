@@ -44,17 +44,19 @@ export interface BackendConfig {
   readonly trustedOrigins: readonly string[];
   /** Where bulkDataDir comes from: BULK_DATA_DIR, ./bulk-data in the working directory, or the OS temp directory. */
   readonly bulkDataDirSource: 'BULK_DATA_DIR' | 'cwd' | 'tmp';
+  /** BULK_DATA_LEASE_SECONDS: how long an instance's hold on an export job lasts unrenewed (with Redis). */
+  readonly jobLeaseSeconds: number;
 }
 
 const entry = z.object({
   name: z.string().min(1),
-  iss: z.string().url(),
+  iss: z.string().min(1),
   clientId: z.string().min(1),
   privateKeyFile: z.string().min(1).optional(),
   privateKeyEnv: z.string().min(1).optional(),
   keyId: z.string().min(1).optional(),
   scope: z.string().min(1).optional(),
-  jku: z.string().url().optional(),
+  jku: z.string().min(1).optional(),
   trustedOrigins: z.array(z.string().min(1)).optional(),
 });
 
@@ -85,10 +87,12 @@ export async function loadBackendConfig(env: NodeJS.ProcessEnv, problems: string
 
   const registrations: BackendRegistration[] = [];
   for (const e of entries) {
-    if (e.iss.startsWith('http:') && (opts.isProduction || !opts.allowInsecureHttp)) {
-      problems.push(`${e.where}: ${e.iss} is not https`);
-      continue;
-    }
+    // Every problem of an entry is reported (its URLs, its key), and an entry with any is left out.
+    const urlProblems = [
+      backendUrlProblem(e.where === 'SMART_BACKEND_*' ? 'SMART_BACKEND_ISS' : `${e.where}.iss`, e.iss, { ...opts, base: true }),
+      e.jku === undefined ? undefined : backendUrlProblem(e.where === 'SMART_BACKEND_*' ? 'SMART_BACKEND_JKU' : `${e.where}.jku`, e.jku, opts),
+    ].filter((p): p is string => p !== undefined);
+    problems.push(...urlProblems);
     let text = e.privateKeyText;
     const source = e.privateKeyFile ? `${e.where} key file ${e.privateKeyFile}` : e.privateKeyEnv ?? e.where;
     if (e.privateKeyFile) {
@@ -105,7 +109,7 @@ export async function loadBackendConfig(env: NodeJS.ProcessEnv, problems: string
     const own = parseTrustedOrigins(e.trustedOrigins ?? [], insecureOk);
     for (const p of own.problems) problems.push(`${e.where}.trustedOrigins: ${p}`);
     const trustedOrigins = Object.freeze([...new Set([...trusted.origins, ...own.origins])]);
-    if (!text) continue;
+    if (!text || urlProblems.length) continue;
     try {
       const key = await parsePrivateKey(text, e.keyId);
       registrations.push(Object.freeze({ name: e.name, iss: e.iss, clientId: e.clientId, key, scope: e.scope ?? 'system/*.rs', ...(e.jku ? { jku: e.jku } : {}), trustedOrigins }));
@@ -142,7 +146,44 @@ export async function loadBackendConfig(env: NodeJS.ProcessEnv, problems: string
     adminToken,
     ...chooseBulkDataDir(env.BULK_DATA_DIR),
     trustedOrigins: Object.freeze(trusted.origins),
+    jobLeaseSeconds: leaseSeconds(env.BULK_DATA_LEASE_SECONDS, problems),
   });
+}
+
+function leaseSeconds(value: string | undefined, problems: string[]): number {
+  if (value === undefined || value.trim() === '') return 30;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 1 || n > 3600) {
+    problems.push(`BULK_DATA_LEASE_SECONDS: expected a number of seconds from 1 to 3600, got ${JSON.stringify(value)}`);
+    return 30;
+  }
+  return n;
+}
+
+const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])$/i;
+
+/**
+ * A backend-services URL setting (SMART_BACKEND_ISS, SMART_BACKEND_JKU, their BACKEND_CONFIG_FILE fields), checked
+ * at startup: an absolute http(s) URL without credentials or fragment (a FHIR base URL without a query either),
+ * https, or http outside production for a loopback host (a local FHIR server) or with ALLOW_INSECURE_HTTP=1.
+ */
+export function backendUrlProblem(name: string, value: string, opts: { isProduction: boolean; allowInsecureHttp: boolean; base?: boolean }): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(value.trim());
+  } catch {
+    return `${name}: not a URL: ${JSON.stringify(value)} (expected an absolute URL such as https://fhir.example.org/r4)`;
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') return `${name}: not an http(s) URL: ${JSON.stringify(value)}`;
+  if (u.username || u.password) return `${name}: a URL with credentials in it is refused (${u.origin}${u.pathname})`;
+  if (u.hash || (opts.base && u.search)) return `${name}: ${opts.base ? 'a FHIR base URL has no query or fragment' : 'a URL with a fragment'}: ${JSON.stringify(value)}`;
+  if (u.protocol === 'http:') {
+    if (opts.isProduction) return `${name}: ${value} is not https (http is never accepted in production)`;
+    if (!LOOPBACK.test(u.hostname) && !opts.allowInsecureHttp) {
+      return `${name}: ${value} is not https (http is accepted in development for a loopback host, or with ALLOW_INSECURE_HTTP=1)`;
+    }
+  }
+  return undefined;
 }
 
 /**

@@ -3,12 +3,14 @@
  * prints and the operators' API stores in a failed job: code, message, the likely causes, what to do next.
  */
 import { PERMANENT, DeadlineExceededError, type RetryDecision } from './retry.js';
+import { hideUrlQueries } from './display-url.js';
 
 export const ExportErrorCode = {
   KICKOFF_FAILED: 'kickoff_failed',
   EXPORT_FAILED: 'export_failed',
   MANIFEST_INVALID: 'manifest_invalid',
   UNTRUSTED_ORIGIN: 'untrusted_origin',
+  FILE_URL_REFUSED: 'file_url_refused',
   DOWNLOAD_FAILED: 'download_failed',
   VERIFICATION_FAILED: 'verification_failed',
   TOO_MANY_REDIRECTS: 'too_many_redirects',
@@ -46,12 +48,20 @@ export interface FailureDescription {
   hint?: string;
 }
 
-/** What went wrong, for a person (CLI) or a program (a failed job's JSON). Never a stack trace. */
+/**
+ * What went wrong, for a person (CLI) or a program (a failed job's JSON, its log line). Never a stack trace, and
+ * never a URL's query (a presigned file URL's signature: display-url.ts), whichever error wrote it.
+ */
 export function describeFailure(err: unknown): FailureDescription {
   const e = err as { code?: unknown; message?: unknown; causes?: unknown; hint?: unknown } | null;
-  if (err instanceof DeadlineExceededError) return { code: ExportErrorCode.TIMEOUT, message: err.message, causes: [] };
+  if (err instanceof DeadlineExceededError) return { code: ExportErrorCode.TIMEOUT, message: hideUrlQueries(err.message), causes: [] };
   const code = typeof e?.code === 'string' && e.code ? e.code : 'error';
-  const causes = Array.isArray(e?.causes) ? (e.causes as unknown[]).map(String) : [];
-  const hint = typeof e?.hint === 'string' ? e.hint : undefined;
-  return { code, message: typeof e?.message === 'string' ? e.message : String(err), causes, ...(hint ? { hint } : {}) };
+  const causes = Array.isArray(e?.causes) ? (e.causes as unknown[]).map((c) => hideUrlQueries(String(c))) : [];
+  const hint = typeof e?.hint === 'string' ? hideUrlQueries(e.hint) : undefined;
+  return { code, message: hideUrlQueries(typeof e?.message === 'string' ? e.message : String(err)), causes, ...(hint ? { hint } : {}) };
+}
+
+/** A failure recorded earlier (a job.json written by an older version), as it may be shown now. */
+export function showFailure(f: FailureDescription): FailureDescription {
+  return { ...f, message: hideUrlQueries(f.message), causes: f.causes.map(hideUrlQueries), ...(f.hint ? { hint: hideUrlQueries(f.hint) } : {}) };
 }

@@ -6,6 +6,7 @@
  */
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { normalizeOutputFormat } from './ndjson.js';
 
 export interface ExportParameters {
   level: 'system' | 'patient' | 'group';
@@ -99,11 +100,7 @@ export function isOwnFileName(name: string): boolean {
   return /^[A-Za-z0-9_-]+\.ndjson$/.test(name);
 }
 
-const NDJSON = new Set(['application/fhir+ndjson', 'application/ndjson', 'ndjson']);
-export function normalizeOutputFormat(f: string | undefined): string {
-  const v = (f ?? '').trim().toLowerCase();
-  return !v || NDJSON.has(v) ? 'application/fhir+ndjson' : v;
-}
+export { normalizeOutputFormat };
 
 const list = (v: readonly string[] | undefined) => [...new Set(v ?? [])].sort().join(',');
 const instant = (v: string | undefined) => (v && !Number.isNaN(Date.parse(v)) ? new Date(Date.parse(v)).toISOString() : v ?? '');

@@ -5,13 +5,14 @@
  * and deletes it on the FHIR server; a finished job answers 409 and stays as it is). Bearer `ADMIN_TOKEN`; off
  * (404) when it is not set.
  */
-import { timingSafeEqual } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { bearerMatches } from '../http/secret-compare.js';
 import express, { type Router } from 'express';
 import { z } from 'zod';
 import { AppError, ErrorCode } from '../http/errors.js';
 import type { ExportJobs, JobRecord } from './export-jobs.js';
 import { DEFAULT_EXPORT_TIMEOUT_SECONDS } from './bulk-export.js';
+import { showFailure } from './export-errors.js';
+import { sendExportFile } from './send-file.js';
 
 const body = z.object({
   registration: z.string().min(1).default('default'),
@@ -53,10 +54,8 @@ export async function startExport(jobs: ExportJobs, input: unknown): Promise<Job
 
 export function createBulkDataRouter(o: { adminToken: string; jobs: ExportJobs }): Router {
   const router = express.Router({ caseSensitive: true });
-  const expected = Buffer.from(`Bearer ${o.adminToken}`);
   router.use((req, _res, next) => {
-    const given = Buffer.from(req.get('authorization') ?? '');
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    if (!bearerMatches(req.get('authorization'), o.adminToken)) {
       return next(new AppError(ErrorCode.NOT_AUTHENTICATED, 401, 'This API needs Authorization: Bearer <ADMIN_TOKEN>.'));
     }
     next();
@@ -74,6 +73,7 @@ export function createBulkDataRouter(o: { adminToken: string; jobs: ExportJobs }
     const { job, state } = found;
     res.json({
       ...job,
+      ...(job.error ? { error: showFailure(job.error) } : {}),
       files: (state?.files ?? []).map((f) => ({ type: f.type, kind: f.kind, name: f.path, done: f.done, bytes: f.bytes, resources: f.resources, url: `/api/bulk-data/exports/${job.id}/files/${f.path}` })),
     });
   });
@@ -81,14 +81,18 @@ export function createBulkDataRouter(o: { adminToken: string; jobs: ExportJobs }
   router.get('/exports/:id/files/:name', async (req, res) => {
     const file = await o.jobs.file(req.params.id, req.params.name);
     if (!file) throw new AppError(ErrorCode.NOT_FOUND, 404, 'No such file (yet).');
-    res.set({ 'content-type': 'application/fhir+ndjson', 'content-length': String(file.size), 'cache-control': 'no-store' });
-    createReadStream(file.path).pipe(res);
+    await sendExportFile(req, res, file, {});
   });
 
   router.delete('/exports/:id', async (req, res) => {
     const result = await o.jobs.cancel(req.params.id);
     if (!result) throw new AppError(ErrorCode.NOT_FOUND, 404, 'No such export job.');
     const { job, cancelled } = result;
+    if (result.pending) {
+      // driven by another instance, which was asked to cancel it and has not yet: it will at its next lease renewal
+      res.status(202).json({ id: job.id, status: 'cancelling' });
+      return;
+    }
     if (!cancelled) {
       throw new AppError(ErrorCode.JOB_NOT_RUNNING, 409, `The export job is already ${job.status}; there is nothing to cancel.`, {
         hint: 'GET the job for its status and files.',

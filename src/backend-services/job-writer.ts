@@ -37,6 +37,11 @@ export class JobWriter<T extends object> {
     return true;
   }
 
+  /** Closes the record without writing anything more (the job is now another instance's to write). */
+  abandon(): void {
+    this.closed = true;
+  }
+
   /** Resolves when every write asked so far has landed. */
   settled(): Promise<void> {
     return this.chain;

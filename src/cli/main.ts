@@ -17,6 +17,7 @@ import { BulkExporter, DEFAULT_EXPORT_TIMEOUT_SECONDS, type ExportEvent, type Ex
 import { describeFailure } from '../backend-services/export-errors.js';
 import { Deadline, withRetries } from '../backend-services/retry.js';
 import { parseTrustedOrigins } from '../backend-services/token-origins.js';
+import { displayUrl } from '../backend-services/display-url.js';
 import { explainText, parseSince, readInput } from './explain.js';
 import { addDoctorCommand } from './doctor.js';
 
@@ -162,7 +163,7 @@ backendOptions(program.command('export').description('run a FHIR Bulk Data expor
     const say = (s: string) => { if (!tty) process.stderr.write(`${s}\n`); };
     const onEvent = (e: ExportEvent) => {
       switch (e.phase) {
-        case 'kickoff': say(`export started: ${e.statusUrl}`); break;
+        case 'kickoff': say(`export started: ${displayUrl(e.statusUrl)}`); break;
         case 'resumed': process.stderr.write(`resuming the unfinished export in ${o.out} (${e.filesDone}/${e.filesTotal} files done)\n`); break;
         case 'polling':
           if (tty) { if (!barStarted) { bar.start(100, 0, { phase: 'server ', detail: '' }); barStarted = true; } bar.update(Number(/(\d+)\s*%/.exec(e.progress ?? '')?.[1] ?? 0), { detail: e.progress ?? 'in progress' }); }

@@ -1,6 +1,6 @@
 /**
- * Rate limits for the launch endpoints (/launch, /login, /callback), per client IP (behind the router that
- * `trust proxy` names), shared through Redis when it is configured so that several instances count together.
+ * Rate limits for the launch endpoints (/launch, /launch/continue, /login, /callback: one budget), per client IP
+ * (behind the router that `trust proxy` names), shared through Redis when it is configured so that several instances count together.
  *
  * rate-limit-redis loads its Lua scripts once, when the limiter is created, and keeps the promise: with Redis
  * down at boot that promise stays rejected and the limit would be off for the life of the process. A script

@@ -2,7 +2,7 @@
  * The launch trace: keeps the log records of recent launches, from the very records the server writes, so that the
  * trace page and `smart-bff explain` tell the same story.
  *
- * The launch routes (/launch, /launch/continue, /login, /callback) log through a tapped logger (log.ts
+ * The launch routes (exactly /launch, /launch/continue, /login, /callback) log through a tapped logger (log.ts
  * `tappedLogger`): each record is written to stdout as before (at LOG_LEVEL) and also handed, as its JSON line, to
  * `write` here at info and above, whatever LOG_LEVEL says — so the trace has the launch steps even under
  * LOG_LEVEL=warn, while stdout keeps only what LOG_LEVEL asks for. Every other route, the FHIR proxy first of all,
@@ -24,7 +24,7 @@ export class LaunchTrace {
 
   readonly store: TraceStore;
 
-  constructor(private readonly o: { logger: Logger; store: TraceStore; max: number }) {
+  constructor(private readonly o: { logger: Logger; store: TraceStore }) {
     this.store = o.store;
     const tap: DestinationStream = { write: (line: string) => this.write(line) };
     this.logger = tappedLogger(o.logger, tap);
@@ -56,7 +56,7 @@ export class LaunchTrace {
 
   /** Recent launches, failed first (story.ts sortStories). */
   async stories(filter: StoryFilter = {}): Promise<LaunchStory[]> {
-    const launches = await this.store.recent(this.o.max);
+    const launches = await this.store.recent();
     return sortStories(launches.map((l) => buildStory(l.key, l.records)).filter((s) => matches(s, filter)));
   }
 

@@ -12,7 +12,7 @@
  * `requestId` (`callback.received` comes before the pending launch is found; `error.response` is written by the
  * one error handler): they join the launch whose records share that requestId. A request on a launch route that
  * fails before any launch exists (an iss not on the allow-list, a callback whose state matches nothing, a
- * cookie that did not come back, a rate limit) is a story of its own, named by its requestId.
+ * cookie that did not come back, a rate limit) is a story of its own, named by its requestId. A 404 is no story.
  */
 import { LRUCache } from 'lru-cache';
 
@@ -200,6 +200,10 @@ export class LaunchGrouper {
     const known = this.owner.get(requestId);
     if (known) return [{ key: known, records: [record] }];
     if (endsWithoutLaunch(record)) return this.assign(requestKey(requestId), requestId, record);
+    if (isNotFound(record)) {
+      this.waiting.delete(requestId);
+      return [];
+    }
     const waiting = this.waiting.get(requestId) ?? [];
     if (waiting.length < 20) waiting.push(record);
     this.waiting.set(requestId, waiting);
@@ -219,8 +223,13 @@ function endsWithoutLaunch(r: LogRecord): boolean {
   const event = r.event as string;
   if (!LAUNCHLESS_FAILURES.has(event)) return false;
   if (event === 'callback.state') return r.found === false;
-  if (event === 'error.response') return typeof r.path === 'string' && LAUNCH_PATH.test(r.path);
+  if (event === 'error.response') return typeof r.path === 'string' && LAUNCH_PATH.test(r.path) && !isNotFound(r);
   return true;
+}
+
+/** A 404 under a launch route's prefix (`/launch/x`) is no launch, and no story: anyone can send them by the thousand. */
+function isNotFound(r: LogRecord): boolean {
+  return r.event === 'error.response' && r.status === 404;
 }
 
 /**
@@ -229,6 +238,11 @@ function endsWithoutLaunch(r: LogRecord): boolean {
  */
 export function requestKey(requestId: string): string {
   return `r.${requestId}`;
+}
+
+/** Whether a story key names a request refused before a launch existed (requestKey), not a launch. */
+export function isRequestKey(key: string): boolean {
+  return key.startsWith('r.');
 }
 
 /** Groups a whole log (any order: sorted by time first, a newest-first export reversed). */

@@ -1,19 +1,23 @@
 /**
  * Where the trace page keeps recent launches: the (projected) log records of each, by story key (launch-trace/
- * story.ts). Bounded either way:
+ * story.ts). Bounded either way, in two rings: real launches (a launchId) up to LAUNCH_TRACE_SIZE, and requests
+ * refused before a launch existed (`r.<requestId>`: an iss not on the allow-list, an unknown state, a cookie that
+ * did not come back, a rate limit) up to a quarter of that (refusedTraceSize). Anyone can send the second kind,
+ * as many as the rate limit lets through, so they have a ring of their own: a flood of them only pushes out
+ * other refusals, never a real launch.
  *
- * - in memory (one instance): a ring of the last LAUNCH_TRACE_SIZE launches (an LRU: the launch written to
- *   least recently goes first), each with at most RECORDS_PER_LAUNCH records. A bounded cache, and says so.
- * - in Redis (every instance sees every launch, whichever instance served its /launch and its /callback): a
- *   capped index (a sorted set by start time, trimmed to LAUNCH_TRACE_SIZE; the launches trimmed off are deleted
- *   with it) and one list per launch (at most RECORDS_PER_LAUNCH records), every key expiring TRACE_TTL_SECONDS
+ * - in memory (one instance): two LRUs (the story written to least recently goes first), each story with at most
+ *   RECORDS_PER_LAUNCH records. A bounded cache, and says so.
+ * - in Redis (every instance sees every launch, whichever instance served its /launch and its /callback): two
+ *   capped indexes (sorted sets by start time, trimmed to their bound; the stories trimmed off are deleted with
+ *   them) and one list per story (at most RECORDS_PER_LAUNCH records), every key expiring TRACE_TTL_SECONDS
  *   after its last write.
  *
  * Writes come from the log tap and never fail a request: a Redis that is down loses trace records, nothing else.
  */
 import { LRUCache } from 'lru-cache';
 import type { RedisClient } from '../session/redis-client.js';
-import { recordTime, type LogRecord } from './story.js';
+import { isRequestKey, recordTime, type LogRecord } from './story.js';
 
 export const RECORDS_PER_LAUNCH = 40;
 export const TRACE_TTL_SECONDS = 24 * 3600;
@@ -27,9 +31,14 @@ export interface TracedLaunch {
 
 export interface TraceStore {
   append(key: string, records: readonly LogRecord[]): Promise<void>;
-  /** The most recent launches (newest first), at most `limit`. */
-  recent(limit: number): Promise<TracedLaunch[]>;
+  /** Every story kept (newest first in each ring): at most the bound of launches, and of refusals. */
+  recent(): Promise<TracedLaunch[]>;
   get(key: string): Promise<TracedLaunch | undefined>;
+}
+
+/** How many requests refused before a launch existed are kept, apart from the LAUNCH_TRACE_SIZE launches. */
+export function refusedTraceSize(launchTraceSize: number): number {
+  return Math.max(1, Math.ceil(launchTraceSize / 4));
 }
 
 /** A story key as the page and the stores accept it (a launchId, or r.<requestId>). */
@@ -39,37 +48,47 @@ export function isTraceKey(key: string): boolean {
 
 export class MemoryTraceStore implements TraceStore {
   private readonly launches: LRUCache<string, { started: number; records: LogRecord[] }>;
+  private readonly refused: LRUCache<string, { started: number; records: LogRecord[] }>;
 
   constructor(max: number) {
     this.launches = new LRUCache({ max });
+    this.refused = new LRUCache({ max: refusedTraceSize(max) });
   }
 
   async append(key: string, records: readonly LogRecord[]): Promise<void> {
-    const entry = this.launches.get(key) ?? { started: earliest(records), records: [] };
+    const ring = this.ring(key);
+    const entry = ring.get(key) ?? { started: earliest(records), records: [] };
     for (const r of records) if (entry.records.length < RECORDS_PER_LAUNCH) entry.records.push(r);
-    this.launches.set(key, entry);
+    ring.set(key, entry);
   }
 
-  async recent(limit: number): Promise<TracedLaunch[]> {
-    return [...this.launches.entries()]
+  async recent(): Promise<TracedLaunch[]> {
+    return [this.launches, this.refused].flatMap((ring) => [...ring.entries()]
       .sort(([, a], [, b]) => b.started - a.started)
-      .slice(0, limit)
-      .map(([key, e]) => ({ key, records: [...e.records] }));
+      .map(([key, e]) => ({ key, records: [...e.records] })));
   }
 
   async get(key: string): Promise<TracedLaunch | undefined> {
-    const e = this.launches.get(key);
+    const e = this.ring(key).get(key);
     return e ? { key, records: [...e.records] } : undefined;
+  }
+
+  private ring(key: string) {
+    return isRequestKey(key) ? this.refused : this.launches;
   }
 }
 
 export class RedisTraceStore implements TraceStore {
-  constructor(private readonly client: RedisClient, private readonly max: number) {}
+  private readonly rings: { index: string; max: number }[];
+
+  constructor(private readonly client: RedisClient, max: number) {
+    this.rings = [{ index: `${PREFIX}index`, max }, { index: `${PREFIX}refused-index`, max: refusedTraceSize(max) }];
+  }
 
   async append(key: string, records: readonly LogRecord[]): Promise<void> {
     if (!isTraceKey(key) || records.length === 0) return;
     const list = `${PREFIX}launch:${key}`;
-    const index = `${PREFIX}index`;
+    const { index, max } = this.rings[isRequestKey(key) ? 1 : 0]!;
     const replies = await this.client.multi()
       .zAdd(index, { score: earliest(records), value: key }, { condition: 'NX' })
       .rPush(list, records.map((r) => JSON.stringify(r)))
@@ -79,15 +98,18 @@ export class RedisTraceStore implements TraceStore {
       .zCard(index)
       .exec();
     const length = Number(replies[5]);
-    if (length > this.max) {
-      // Oldest first out; their records go with them (another instance may trim at the same time: both are fine).
-      const dropped = await this.client.zPopMinCount(index, length - this.max);
-      if (dropped.length) await this.client.del(dropped.map((d) => `${PREFIX}launch:${d.value}`));
+    if (length > max) {
+      // Oldest first out, their records with them. By name, not by count: another instance (or this one, for the
+      // next request) may trim at the same time, and each removes the same members, where popping a count each
+      // would remove too many (and empty the ring under a flood).
+      const dropped = await this.client.zRange(index, 0, -(max + 1));
+      if (dropped.length) await this.client.multi().zRem(index, dropped).del(dropped.map((d) => `${PREFIX}launch:${d}`)).exec();
     }
   }
 
-  async recent(limit: number): Promise<TracedLaunch[]> {
-    const keys = (await this.client.zRange(`${PREFIX}index`, 0, Math.max(0, limit - 1), { REV: true })).filter(isTraceKey);
+  async recent(): Promise<TracedLaunch[]> {
+    const keys: string[] = [];
+    for (const { index, max } of this.rings) keys.push(...(await this.client.zRange(index, 0, max - 1, { REV: true })).filter(isTraceKey));
     if (keys.length === 0) return [];
     const multi = this.client.multi();
     for (const k of keys) multi.lRange(`${PREFIX}launch:${k}`, 0, -1);

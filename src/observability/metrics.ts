@@ -4,7 +4,7 @@
  * requests by status with a latency histogram, upstream errors, session store errors, and every error response
  * by status and stable code. Served at /metrics only when METRICS_TOKEN is set, and only with that bearer token.
  */
-import { timingSafeEqual } from 'node:crypto';
+import { bearerMatches } from '../http/secret-compare.js';
 import client from 'prom-client';
 import type { RequestHandler } from 'express';
 
@@ -30,10 +30,8 @@ export class Metrics {
 }
 
 export function metricsHandler(metrics: Metrics, token: string): RequestHandler {
-  const expected = Buffer.from(`Bearer ${token}`);
   return async (req, res) => {
-    const given = Buffer.from(req.get('authorization') ?? '');
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    if (!bearerMatches(req.get('authorization'), token)) {
       res.status(401).set('www-authenticate', 'Bearer realm="metrics"').json({ error: 'unauthorized', message: 'Metrics need Authorization: Bearer <METRICS_TOKEN>.' });
       return;
     }

@@ -7,19 +7,24 @@
  *   registered        a JWKS pasted on the sandbox's page (or POSTed as JSON), or registered in-process by the
  *                     server for its own `sandbox` backend registration; kept in memory, at most 100
  *
+ * Nobody takes over another's client: `sandbox-backend` and the interactive clients cannot be registered at all,
+ * and a registered client's keys are replaced only with the registration token handed out (once) when it was
+ * registered (as RFC 7592's registration_access_token; only a hash is kept, compared in constant time). The server's own registration keeps
+ * its token to itself, so its keys can never be replaced from the page.
+ *
  * Only public keys are ever held or served: a pasted JWKS with private members is refused; a keys-directory
  * file that has them contributes its public part only. Keys must fit SMART: RS384 (RSA ≥ 2048) or ES384 (P-384).
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { sameSecret } from '../http/secret-compare.js';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type * as jose from 'jose';
 import type { ClientMetadata } from 'oidc-provider';
-import { publicOnly } from '../keys.js';
+import { PRIVATE_MEMBERS, publicOnly } from '../keys.js';
 
 export const KEYS_DIR_CLIENT_ID = 'sandbox-backend';
 const MAX_REGISTERED = 100;
-const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 
 export class JwksProblem extends Error {
   constructor(readonly problems: string[]) {
@@ -70,9 +75,11 @@ export interface BackendClientSummary {
   registeredAt?: string;
 }
 
+const tokenHash = (token: string) => createHash('sha256').update(token).digest('base64url');
+
 export class BackendClients {
   /** Registered clients, in memory: a bounded map (the oldest goes beyond MAX_REGISTERED). */
-  private readonly registered = new Map<string, { keys: jose.JWK[]; registeredAt: string }>();
+  private readonly registered = new Map<string, { keys: jose.JWK[]; registeredAt: string; tokenHash: string }>();
 
   constructor(private readonly o: { keysDir: string | undefined; isTaken: (clientId: string) => boolean }) {}
 
@@ -98,16 +105,28 @@ export class BackendClients {
     return { keys, problems };
   }
 
-  /** Registers a client with a public JWKS; a client id is made up when none is given. */
-  register(input: { clientId?: string | undefined; jwks: unknown }): { clientId: string } {
+  /**
+   * Registers a client with a public JWKS; a client id is made up when none is given. The registration token it
+   * returns is the only way to replace the client's keys later (`registrationToken`); it is not kept, only its hash.
+   */
+  register(input: { clientId?: string | undefined; jwks: unknown; registrationToken?: string | undefined }): { clientId: string; registrationToken: string; replaced: boolean } {
     const { keys } = validatePublicJwks(input.jwks);
     const clientId = input.clientId?.trim() || `backend-${randomBytes(6).toString('hex')}`;
     if (!/^[A-Za-z0-9._-]{3,64}$/.test(clientId)) throw new JwksProblem(['client id: 3 to 64 letters, digits, ".", "_" or "-"']);
     if (clientId === KEYS_DIR_CLIENT_ID || this.o.isTaken(clientId)) throw new JwksProblem([`client id ${clientId} is taken`]);
-    this.registered.delete(clientId);
-    this.registered.set(clientId, { keys, registeredAt: new Date().toISOString() });
+    const existing = this.registered.get(clientId);
+    if (existing) {
+      const given = input.registrationToken?.trim();
+      if (!given) throw new JwksProblem([`client id ${clientId} is registered already: choose another id, or, to replace its keys, give the registration token you received when you registered it`]);
+      if (!sameSecret(tokenHash(given), existing.tokenHash)) throw new JwksProblem([`the registration token does not match client id ${clientId}: its keys are unchanged`]);
+      this.registered.delete(clientId);
+      this.registered.set(clientId, { ...existing, keys, registeredAt: new Date().toISOString() });
+      return { clientId, registrationToken: given, replaced: true };
+    }
+    const registrationToken = randomBytes(24).toString('base64url');
+    this.registered.set(clientId, { keys, registeredAt: new Date().toISOString(), tokenHash: tokenHash(registrationToken) });
     while (this.registered.size > MAX_REGISTERED) this.registered.delete(this.registered.keys().next().value!);
-    return { clientId };
+    return { clientId, registrationToken, replaced: false };
   }
 
   /** oidc-provider client metadata, built at request time (so a key generated a second ago is known). */

@@ -22,6 +22,7 @@ import type Provider from 'oidc-provider';
 import type { FhirEngine } from './fhir-data.js';
 import { SANDBOX_RESOURCE_TYPES } from './sample-data.js';
 import { grantingLevels } from './scope-check.js';
+import { NDJSON_FORMATS } from '../backend-services/ndjson.js';
 
 export interface BulkExportOptions {
   /** How long a job runs before its files are ready (default 2500 ms: a few status polls). Tests use less. */
@@ -44,7 +45,6 @@ interface Job {
   output: ExportFile[];
 }
 
-const NDJSON_FORMATS = new Set(['application/fhir+ndjson', 'application/ndjson', 'ndjson']);
 const JOB_TTL_MS = 3600_000;
 const SPECIAL_SEARCH_PARAMS = new Set(['_id', '_lastUpdated', '_tag', '_profile', '_security', '_source']);
 const FHIR_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;

@@ -148,7 +148,7 @@ export async function createSandbox(opts: SandboxOptions): Promise<Sandbox> {
     ...(opts.bulkExport ? { bulkExport: opts.bulkExport } : {}),
     onRequest: (e) => events.emit('fhir-request', e),
   }));
-  const backendPage = async (extra: { registered?: string; problems?: string[]; jwksText?: string; clientIdText?: string } = {}) => renderBackendServices({
+  const backendPage = async (extra: { registered?: { clientId: string; registrationToken: string; replaced: boolean }; problems?: string[]; jwksText?: string; clientIdText?: string } = {}) => renderBackendServices({
     basePath, fhirBaseUrl, tokenEndpoint: `${issuer}/token`, keysDirClientId: KEYS_DIR_CLIENT_ID, keysDir: opts.keysDir, groupId: SAMPLE_GROUP_ID,
     keysDirectory: await backendClients.keysDirectory(), clients: await backendClients.list(), ...extra,
   });
@@ -173,12 +173,18 @@ export async function createSandbox(opts: SandboxOptions): Promise<Sandbox> {
           throw new JwksProblem(['the JWKS is not JSON']);
         }
       }
-      const { clientId } = backendClients.register({ clientId: clientIdText || undefined, jwks });
-      opts.logger?.info({ event: 'sandbox.backend_client.registered', clientId }, 'sandbox: backend client registered');
+      const registrationToken = typeof body.registration_token === 'string' ? body.registration_token : undefined;
+      const registered = backendClients.register({ clientId: clientIdText || undefined, jwks, registrationToken });
+      const { clientId } = registered;
+      opts.logger?.info({ event: 'sandbox.backend_client.registered', clientId, replaced: registered.replaced }, 'sandbox: backend client registered');
+      const status = registered.replaced ? 200 : 201;
       if (asJson) {
-        res.status(201).json({ client_id: clientId, token_endpoint: `${issuer}/token`, fhir_base_url: fhirBaseUrl, token_endpoint_auth_method: 'private_key_jwt', grant_types: ['client_credentials'], scope: 'system/*.rs (or any system/ scope)' });
+        res.status(status).set('cache-control', 'no-store').json({
+          client_id: clientId, registration_token: registered.registrationToken, token_endpoint: `${issuer}/token`, fhir_base_url: fhirBaseUrl,
+          token_endpoint_auth_method: 'private_key_jwt', grant_types: ['client_credentials'], scope: 'system/*.rs (or any system/ scope)',
+        });
       } else {
-        res.status(201).set('cache-control', 'no-store').type('html').send(await backendPage({ registered: clientId }));
+        res.status(status).set('cache-control', 'no-store').type('html').send(await backendPage({ registered }));
       }
     } catch (err) {
       if (!(err instanceof JwksProblem)) throw err;

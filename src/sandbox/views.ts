@@ -61,11 +61,13 @@ export function renderBackendServices(o: {
   basePath: string; fhirBaseUrl: string; tokenEndpoint: string; keysDirClientId: string; keysDir: string | undefined; groupId: string;
   keysDirectory: { keys: { kid?: string; alg?: string }[]; problems: string[] };
   clients: { clientId: string; source: string; keys: { kid: string; alg: string }[]; registeredAt?: string }[];
-  registered?: string; problems?: string[]; jwksText?: string; clientIdText?: string;
+  registered?: { clientId: string; registrationToken: string; replaced: boolean }; problems?: string[]; jwksText?: string; clientIdText?: string;
 }): string {
-  const notice = o.registered
-    ? `<section class="card ok"><h2>Registered <code>${esc(o.registered)}</code></h2><p>Sign assertions with the private key of the JWKS you registered:</p>
-<pre>${esc(backendCommands(o.fhirBaseUrl, o.registered, '<your private key file>', o.groupId))}</pre>
+  const r = o.registered;
+  const notice = r
+    ? `<section class="card ok"><h2>${r.replaced ? 'Keys replaced for' : 'Registered'} <code>${esc(r.clientId)}</code></h2><p>Sign assertions with the private key of the JWKS you registered:</p>
+<pre>${esc(backendCommands(o.fhirBaseUrl, r.clientId, '<your private key file>', o.groupId))}</pre>
+${r.replaced ? '' : `<p>Registration token (keep it: it is shown only now, and it is the only way to replace this client's keys later): <code id="registration-token">${esc(r.registrationToken)}</code></p>`}
 <p class="muted">Registrations live in memory: they are gone when the server restarts.</p></section>`
     : o.problems?.length ? `<section class="card problem"><h2>Not registered</h2><ul>${o.problems.map((p) => `<li>${esc(p)}</li>`).join('')}</ul></section>` : '';
   const rows = o.clients.map((c) => `<tr><td><code>${esc(c.clientId)}</code></td><td>${c.source === 'keys-directory' ? `public keys in <code>${esc(shownDir(o.keysDir ?? ''))}</code>` : `registered ${esc(c.registeredAt ?? '')}`}</td>
@@ -79,10 +81,11 @@ export function renderBackendServices(o: {
 ${o.keysDir ? `<p><code>${esc(o.keysDirClientId)}</code> reads the files <code>*.jwks.json</code> in <code>${esc(shownDir(o.keysDir))}</code> (what <code>npx smart-bff keys generate --out ${esc(shownDir(o.keysDir))}</code> writes) at every token request; <a href="${esc(o.basePath)}/backend-services/jwks.json">its JWKS now</a>. Private keys are never read.</p>` : ''}
 </section>
 <section class="card"><h2>Register a backend client</h2>
-<p>Paste the <strong>public</strong> JWK Set of your key (the <code>.jwks.json</code> file), as you would in an EHR's developer console. Programs can POST <code>{"client_id","jwks"}</code> as JSON to the same address.</p>
+<p>Paste the <strong>public</strong> JWK Set of your key (the <code>.jwks.json</code> file), as you would in an EHR's developer console. Programs can POST <code>{"client_id","jwks"}</code> as JSON to the same address. A client id already registered is refused, unless the request carries the registration token handed out when it was registered (<code>registration_token</code>): nobody replaces the keys of someone else's client, nor those of <code>${esc(o.keysDirClientId)}</code> or the server's own.</p>
 <form method="post" action="${esc(o.basePath)}/backend-services/clients">
 <label>Client id (optional; one is made up when empty) <input type="text" name="client_id" value="${esc(o.clientIdText ?? '')}" pattern="[A-Za-z0-9._\-]{3,64}"></label>
 <label>JWK Set <textarea name="jwks" rows="10" required placeholder='{"keys":[{"kty":"EC","crv":"P-384","kid":"…","x":"…","y":"…"}]}'>${esc(o.jwksText ?? '')}</textarea></label>
+<label>Registration token (only to replace the keys of a client you registered: the token you were given then) <input type="password" name="registration_token" autocomplete="off"></label>
 <p><button type="submit">Register</button></p></form></section>`);
 }
 

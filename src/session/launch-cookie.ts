@@ -12,6 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Request, Response } from 'express';
 import { cookieSecure, sessionCookieOptions, type SessionCookieConfig } from './session-middleware.js';
+import { readCookie } from '../http/cookies.js';
 
 const BINDING = /^[A-Za-z0-9_-]{43}$/;
 
@@ -21,16 +22,8 @@ export function launchCookieName(config: SessionCookieConfig): string {
 
 /** The browser's binding id from its launch cookie, when it sent a well-formed one. */
 export function readLaunchBinding(req: Pick<IncomingMessage, 'headers'>, config: SessionCookieConfig): string | undefined {
-  const header = req.headers.cookie;
-  if (!header) return undefined;
-  const name = launchCookieName(config);
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq === -1 || part.slice(0, eq).trim() !== name) continue;
-    const value = part.slice(eq + 1).trim();
-    if (BINDING.test(value)) return value;
-  }
-  return undefined;
+  const value = readCookie(req, launchCookieName(config));
+  return value !== undefined && BINDING.test(value) ? value : undefined;
 }
 
 /** The browser's binding id: the one its launch cookie carries, or a new one. */

@@ -11,6 +11,7 @@ import { captureLogs, type CapturedLogs } from './log-capture.js';
 import type { DiscoveryCache } from '../../src/smart/discovery.js';
 import type { TokenStore } from '../../src/session/token-store.js';
 import type { TransactionStore } from '../../src/session/transaction-store.js';
+import type { RedisConnection } from '../../src/session/redis-client.js';
 
 export const TEST_SESSION_SECRET = 'test-session-secret-0123456789-abcdefghijklmnop';
 
@@ -25,7 +26,7 @@ export interface StartedBff {
 
 export async function startBff(
   env: Record<string, string>,
-  opts: { sessionStore?: Store; tokenStore?: TokenStore; transactionStore?: TransactionStore; discovery?: DiscoveryCache; host?: string; logs?: CapturedLogs; sessionSweepIntervalMs?: number | false } = {},
+  opts: { sessionStore?: Store; tokenStore?: TokenStore; transactionStore?: TransactionStore; discovery?: DiscoveryCache; host?: string; logs?: CapturedLogs; sessionSweepIntervalMs?: number | false; redis?: RedisConnection } = {},
 ): Promise<StartedBff> {
   const server = http.createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -43,6 +44,7 @@ export async function startBff(
     ...(opts.tokenStore ? { tokenStore: opts.tokenStore } : {}),
     ...(opts.transactionStore ? { transactionStore: opts.transactionStore } : {}),
     ...(opts.discovery ? { discovery: opts.discovery } : {}),
+    ...(opts.redis ? { redis: opts.redis } : {}),
     ...(opts.sessionSweepIntervalMs !== undefined ? { sessionSweepIntervalMs: opts.sessionSweepIntervalMs } : {}),
   });
   server.on('request', app);

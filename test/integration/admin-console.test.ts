@@ -406,7 +406,59 @@ describe('the launch trace under LOG_LEVEL=warn, and bounded', () => {
       expect(all).toHaveLength(3);
       const newest = [...all].sort((a, b) => b.startedAt.localeCompare(a.startedAt)).slice(0, 2).map((s) => s.id);
       expect(launches.map((s: { id: string }) => s.id).sort()).toEqual(newest.sort());
-      expect((await c.app.locals.admin!.trace.store.recent(100)).map((l) => l.key).sort()).toEqual(newest.sort()); // what memory holds
+      expect((await c.app.locals.admin!.trace.store.recent()).map((l) => l.key).sort()).toEqual(newest.sort()); // what memory holds
+    } finally {
+      await c.close();
+    }
+  }, 60000);
+
+  test('a flood of requests refused before any launch existed never pushes a launch out: they have a ring of their own (a quarter of LAUNCH_TRACE_SIZE)', async () => {
+    const c = await startConsole({ LAUNCH_TRACE_SIZE: '4' });
+    try {
+      const ok = await successfulLaunch(c.url, SANDBOX_PATIENTS[0]);
+      await failedLaunch(c.url, SANDBOX_PATIENTS[1]);
+      for (let i = 0; i < 12; i++) {
+        const res = await fetch(`${c.url}/launch?iss=${encodeURIComponent(`https://flood${i}.example/fhir`)}&launch=x`);
+        expect(res.status).toBe(400);
+      }
+      const cookie = await signIn(c.url);
+      const { launches } = await json(await get(`${c.url}/admin/api/launches`, cookie));
+      const refused = launches.filter((s: { id: string }) => s.id.startsWith('r.'));
+      const real = launches.filter((s: { id: string }) => !s.id.startsWith('r.'));
+      expect(real.map((s: { outcome: string }) => s.outcome).sort()).toEqual(['complete', 'failed']);
+      expect(real.some((s: { requestIds: string[] }) => s.requestIds.includes(ok.callbackRequestId!))).toBe(true);
+      // the newest refusal only (refusedTraceSize(4) = 1)
+      expect(refused).toHaveLength(1);
+      expect(JSON.stringify(refused[0])).toContain('flood11.example');
+    } finally {
+      await c.close();
+    }
+  }, 60000);
+
+  test('a 404 under a launch route\'s prefix is no launch: it never reaches the trace', async () => {
+    const c = await startConsole();
+    try {
+      const trace = c.app.locals.admin!.trace;
+      for (const path of ['/launch/x', '/launch/continue/x', '/login/y', '/callback/z', '/launchx']) {
+        expect([path, (await fetch(`${c.url}${path}?iss=https://ehr.example/fhir`)).status]).toEqual([path, 404]);
+      }
+      expect(c.logs.find('error.response').filter((e) => e.status === 404)).toHaveLength(5);
+      expect([trace.seen, trace.kept]).toEqual([0, 0]);
+      expect(await trace.store.recent()).toEqual([]);
+    } finally {
+      await c.close();
+    }
+  }, 60000);
+
+  test('/launch/continue counts against LAUNCH_RATE_LIMIT with the other launch routes', async () => {
+    const c = await startConsole({ LAUNCH_RATE_LIMIT: '3' });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 4; i++) statuses.push((await fetch(`${c.url}/launch/continue?t=nothing`, { redirect: 'manual' })).status);
+      expect(statuses.slice(0, 3).every((s) => s !== 429)).toBe(true);
+      expect(statuses[3]).toBe(429);
+      // and the same budget as /launch
+      expect((await fetch(`${c.url}/launch?iss=x&launch=y`)).status).toBe(429);
     } finally {
       await c.close();
     }
@@ -500,5 +552,29 @@ withRedis('with Redis: every instance sees the trace and the operators\' session
     }
     const cookie = await signIn(apps[1]!.url);
     expect((await json(await get(`${apps[1]!.url}/admin/api/launches`, cookie))).launches.map((l: { outcome: string }) => l.outcome)).toEqual(['complete', 'complete']);
+  });
+
+  test('a flood of refused requests on both instances never pushes a launch out of the shared trace: their own capped index', async () => {
+    const client = apps[0]!.conn.client;
+    const before = (await client.zRange('smart-bff:trace:index', 0, -1)).sort();
+    expect(before).toHaveLength(2);
+    for (let i = 0; i < 8; i++) {
+      const res = await fetch(`${apps[i % 2]!.url}/callback?state=forged${i}&code=x`);
+      expect(res.status).toBe(400);
+    }
+    await eventually(async () => {
+      expect((await client.zRange('smart-bff:trace:index', 0, -1)).sort()).toEqual(before);
+      const refused = await client.zRange('smart-bff:trace:refused-index', 0, -1);
+      expect(refused).toHaveLength(1);
+      expect(refused[0]).toMatch(/^r\./);
+      const lists = (await client.keys('smart-bff:trace:launch:*')).sort();
+      expect(lists).toEqual([...before, ...refused].map((k) => `smart-bff:trace:launch:${k}`).sort());
+    });
+    const ttl = await client.ttl('smart-bff:trace:refused-index');
+    expect(ttl > 0 && ttl <= 24 * 3600).toBe(true);
+    const cookie = await signIn(apps[0]!.url);
+    const { launches } = await json(await get(`${apps[0]!.url}/admin/api/launches`, cookie));
+    expect(launches.filter((l: { id: string }) => !l.id.startsWith('r.')).map((l: { outcome: string }) => l.outcome)).toEqual(['complete', 'complete']);
+    expect(launches.filter((l: { id: string }) => l.id.startsWith('r.'))).toHaveLength(1);
   });
 });

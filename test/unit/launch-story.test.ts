@@ -78,6 +78,14 @@ describe('which records belong to which launch', () => {
     expect(g.accept(rec(3, 'error.response', { requestId: 'R8', status: 429, path: '/launch' })).map((x) => x.key)).toEqual(['r.R8']);
   });
 
+  test('a 404 under a launch route\'s prefix (a log read by explain, or a tap mounted too wide) is no story', () => {
+    const g = new LaunchGrouper();
+    expect(g.accept(rec(0, 'error.response', { requestId: 'R7', status: 404, path: '/launch/x' }))).toEqual([]);
+    expect(g.accept(rec(1, 'callback.received', { requestId: 'R6', has_code: true }))).toEqual([]);
+    expect(g.accept(rec(2, 'error.response', { requestId: 'R6', status: 404, path: '/callback/x' }))).toEqual([]);
+    expect(storiesFromRecords([rec(3, 'error.response', { requestId: 'R5', status: 404, path: '/login/../x' })])).toEqual([]);
+  });
+
   test('a whole log in any order: sorted by time; a newest-first export reversed first, so lines of the same millisecond keep their order', () => {
     const lines = [
       rec(0, 'launch.start', { requestId: 'R1', launchId: 'L1' }),

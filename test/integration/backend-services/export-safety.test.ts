@@ -7,6 +7,10 @@
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import { nonPublicAddress } from '../../../src/backend-services/file-url-guard.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSandbox, type Sandbox } from '../../../src/sandbox/index.js';
@@ -40,6 +44,8 @@ beforeEach(() => {
   bulk.knobs.wrongCount.clear();
   bulk.knobs.failOnce.clear();
   bulk.knobs.slow.clear();
+  bulk.knobs.urls.clear();
+  bulk.knobs.redirectBase = undefined;
 });
 
 function exporter(opts: Partial<ExporterOptions> & { clientId?: string } = {}) {
@@ -198,4 +204,68 @@ test('resume only the same request: another request is refused with how to start
   // A complete export in the directory is not silently redone either.
   const again = exporter({ outDir: first.outDir });
   expect(((await again.ex.run({ level: 'system', types: ['Observation'] }).catch((e: unknown) => e)) as ExportError).code).toBe('already_complete');
+});
+
+describe('L5 file URLs on non-public addresses or plain http (SSRF)', () => {
+  test('a manifest naming a private, link-local or IPv4-mapped address, or plain http, is refused before anything is fetched, naming the origin and the setting', async () => {
+    for (const [url, kind] of [
+      ['http://10.255.255.1:9/c.ndjson', /private network address \(10\.0\.0\.0\/8\)/],
+      ['https://169.254.169.254/latest/meta-data/c.ndjson', /link-local address/],
+      ['https://[::ffff:a9fe:a9fe]/c.ndjson', /link-local address/],
+      ['https://[fd12::1]/c.ndjson', /private network address \(fc00::\/7\)/],
+      ['http://files.example.org/c.ndjson', /plain http/],
+    ] as const) {
+      Object.assign(bulk.knobs, { requiresAccessToken: false });
+      bulk.knobs.urls.set('Condition-1.ndjson', url);
+      const before = bulk.requests.filter((r) => r.path.includes('/files/')).length;
+      const { ex, logs } = exporter();
+      const err = await ex.run(SYSTEM).catch((e: unknown) => e) as ExportError;
+      expect([url, err.code]).toEqual([url, 'file_url_refused']);
+      expect(err.message).toMatch(kind);
+      expect(err.message).toContain(`is on ${new URL(url).origin}`);
+      expect(err.message).toContain('BULK_DATA_TRUSTED_ORIGINS');
+      expect(bulk.requests.filter((r) => r.path.includes('/files/')).length).toBe(before); // nothing downloaded
+      expect(logs.find('bulk.file_url_refused')).toHaveLength(1);
+    }
+  });
+
+  // A real file host on a non-public address of this machine (a private or reserved interface address), when it has one.
+  const own = Object.values(networkInterfaces()).flat().find((i) => i && !i.internal && nonPublicAddress(i.address) && !i.address.startsWith('fe80'));
+  (own ? test : test.skip)(`a file host on a non-public address of this machine (${own?.address ?? 'none'}): refused, directly and as a redirect target, unless its origin is trusted`, async () => {
+    const host = http.createServer((req, res) => {
+      const name = req.url!.replace(/^\/bucket\//, '');
+      res.writeHead(200, { 'content-type': 'application/fhir+ndjson' }).end(bulk.files[name]);
+    });
+    await new Promise<void>((r) => host.listen(0, own!.address, r));
+    const origin = `http://${own!.family === 'IPv6' ? `[${own!.address}]` : own!.address}:${(host.address() as AddressInfo).port}`;
+    try {
+      Object.assign(bulk.knobs, { requiresAccessToken: false });
+      bulk.knobs.urls.set('Condition-1.ndjson', `${origin}/bucket/Condition-1.ndjson`);
+      const direct = await exporter().ex.run(SYSTEM).catch((e: unknown) => e) as ExportError;
+      expect(direct.code).toBe('file_url_refused');
+      bulk.knobs.urls.clear();
+      bulk.knobs.redirectBase = `${origin}/bucket`; // Observation-2 answers 307 to it
+      const redirected = await exporter().ex.run(SYSTEM).catch((e: unknown) => e) as ExportError;
+      expect(redirected.code).toBe('file_url_refused');
+      expect(redirected.message).toMatch(/^The redirect of .*\/redirect\/Observation-2\.ndjson is on /);
+      // trusted: downloaded
+      bulk.knobs.urls.set('Condition-1.ndjson', `${origin}/bucket/Condition-1.ndjson`);
+      const summary = await exporter({ trustedOrigins: [origin] }).ex.run(SYSTEM);
+      expect(summary.resourcesByType).toMatchObject({ Condition: 3, Observation: 1007 });
+    } finally {
+      host.closeAllConnections();
+      await new Promise((r) => host.close(r));
+    }
+  });
+
+  test('a host name is checked by the addresses it resolves to', async () => {
+    Object.assign(bulk.knobs, { requiresAccessToken: false });
+    bulk.knobs.urls.set('Condition-1.ndjson', 'https://files.internal.example/c.ndjson');
+    const resolved: string[] = [];
+    const { ex } = exporter({ lookup: async (h) => { resolved.push(h); return ['93.184.216.34', '10.1.2.3']; } });
+    const err = await ex.run(SYSTEM).catch((e: unknown) => e) as ExportError;
+    expect(err.code).toBe('file_url_refused');
+    expect(err.message).toMatch(/https:\/\/files\.internal\.example, a name for a private network address \(10\.0\.0\.0\/8\) \(10\.1\.2\.3\)/);
+    expect(resolved).toContain('files.internal.example');
+  });
 });

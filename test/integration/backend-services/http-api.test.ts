@@ -1,6 +1,6 @@
 /** The JWKS endpoint and the operators' Bulk Data API of the real app, against the sandbox and the bulk fixture. */
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSandbox, type Sandbox } from '../../../src/sandbox/index.js';
@@ -9,6 +9,10 @@ import { parsePrivateKey, type ClientKey } from '../../../src/keys.js';
 import { startBff, type StartedBff } from '../../helpers/bff.js';
 import { json } from '../../helpers/json.js';
 import { startBulkServer, type BulkServer } from '../../fixtures/bulk-server.js';
+import { captureLogs } from '../../helpers/log-capture.js';
+import { DiscoveryCache } from '../../../src/smart/discovery.js';
+import { BackendTokenClient } from '../../../src/backend-services/token-client.js';
+import { ExportJobs } from '../../../src/backend-services/export-jobs.js';
 
 const ADMIN = 'admin-token-0123456789-abcdefghij';
 const PEM = generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
@@ -28,7 +32,8 @@ beforeAll(async () => {
   bulk = await startBulkServer(sandbox.provider, `${sandbox.fhirBaseUrl}/.well-known/smart-configuration`);
 });
 beforeEach(() => {
-  Object.assign(bulk.knobs, { pollsBeforeDone: 0, retryAfterSeconds: 1, throttlePolls: 0, requiresAccessToken: true, filesOnStorage: false });
+  Object.assign(bulk.knobs, { pollsBeforeDone: 0, retryAfterSeconds: 1, throttlePolls: 0, requiresAccessToken: true, filesOnStorage: false, presigned: false });
+  bulk.knobs.refuseSignature.clear();
 });
 afterAll(async () => {
   for (const a of apps) await a.app.locals.exportJobs?.stopAll();
@@ -185,3 +190,149 @@ test('BULK_DATA_TRUSTED_ORIGINS: validated at startup; a manifest naming another
   expect(ok.summary.files).toBe(4);
   expect(bulk.storageRequests.slice(storageBefore).filter((r) => /Condition-1/.test(r.path)).map((r) => r.tokenValid)).toEqual([true]);
 }, 30000);
+
+test('M2 presigned file URLs: downloaded with their full query, but shown (job JSON, console, log) as origin and path only', async () => {
+  Object.assign(bulk.knobs, { presigned: true, requiresAccessToken: false });
+  const a = await app();
+  const signatures = ['Patient-1.ndjson', 'Observation-1.ndjson', 'Observation-2.ndjson', 'Condition-1.ndjson'].map((n) => bulk.signature(n));
+  const before = bulk.storageRequests.length;
+  const ok = await json(await api(a, '/exports', { method: 'POST', body: JSON.stringify({}) }));
+  const done = await waitFor(a, ok.id, 'complete');
+  expect(done.summary.resourcesByType).toMatchObject({ Patient: 5, Observation: 1007, Condition: 3 });
+  // the downloads used the whole presigned URL (the storage checks the signature)
+  expect(bulk.storageRequests.slice(before).map((r) => new URL(r.path, 'http://x').searchParams.get('X-Amz-Signature')).sort()).toEqual([...signatures].sort());
+
+  bulk.knobs.refuseSignature.add('Observation-1.ndjson');
+  const bad = await json(await api(a, '/exports', { method: 'POST', body: JSON.stringify({}) }));
+  const failed = await waitFor(a, bad.id, 'failed');
+  expect(failed.error.code).toBe('download_failed');
+  expect(failed.error.message).toContain(`(${bulk.storageBase}/Observation-1.ndjson?(query hidden: len:`);
+  expect(failed.error.message).toMatch(/answered 403: <Error><Code>SignatureDoesNotMatch<\/Code><SignatureProvided>\(hidden\)<\/SignatureProvided>/);
+
+  const signIn = await fetch(`${a.url}/admin/api/sign-in`, { method: 'POST', headers: { 'x-csrf': '1', 'content-type': 'application/json' }, body: JSON.stringify({ token: ADMIN }) });
+  const cookie = signIn.headers.getSetCookie()[0]!.split(';')[0]!;
+  const consoleJobs = await (await fetch(`${a.url}/admin/api/exports`, { headers: { cookie } })).text();
+  expect(consoleJobs).toContain('Observation-1.ndjson?(query hidden');
+  const shown = [JSON.stringify(failed), JSON.stringify(done), consoleJobs, a.logs.text()];
+  for (const text of shown) {
+    for (const sig of signatures) expect(text).not.toContain(sig);
+    expect(text).not.toContain('X-Amz-Signature');
+    expect(text).not.toContain('X-Amz-Credential');
+  }
+});
+
+test('L1 one job that cannot start never stops the others: recorded failed with a code, at creation and when resuming', async () => {
+  const a = await app();
+  const good = a.config.backend.registrations[0]!;
+  const broken = { ...good, name: 'broken', iss: 'fhir.example.org/r4' }; // as a registration added past the startup checks could be
+  const logs = captureLogs();
+  const discovery = new DiscoveryCache({ purpose: 'backend', ttlSeconds: 3600, timeoutMs: 5000, allowInsecureHttp: true });
+  const tokens = new BackendTokenClient({ discovery, logger: logs.logger, timeoutMs: 5000, allowInsecureHttp: true });
+  const dir = mkdtempSync(join(tmpdir(), 'bulk-perjob-'));
+  const jobs = new ExportJobs({ dir, registrations: [good, broken], tokens, logger: logs.logger });
+  const bad = await jobs.create(broken, { level: 'system' });
+  const ok = await jobs.create(good, { level: 'system', types: ['Patient'] });
+  const settle = async (j: ExportJobs, id: string) => {
+    for (let i = 0; i < 100; i++) {
+      const f = await j.get(id);
+      if (f && f.job.status !== 'running') return f.job;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`${id} still running`);
+  };
+  expect((await settle(jobs, bad.id)).error).toMatchObject({ code: 'job_start_failed', message: expect.stringMatching(/could not start/) });
+  expect((await settle(jobs, ok.id)).status).toBe('complete');
+
+  // after a restart: both recorded as running; the broken one fails, the other resumes and completes
+  const now = new Date().toISOString();
+  const running = (id: string, registration: string) => writeFileSync(join(dir, id, 'job.json'), JSON.stringify({ id, registration, parameters: { level: 'system', types: ['Patient'] }, status: 'running', createdAt: now, updatedAt: now }));
+  for (const [id, reg] of [['BBBBBBBBBBBBBBBB', 'broken'], ['GGGGGGGGGGGGGGGG', 'default'], ['bbbbbbbbbbbbbbbb', 'broken']] as const) {
+    mkdirSync(join(dir, id), { recursive: true });
+    running(id, reg);
+  }
+  const restarted = new ExportJobs({ dir, registrations: [good, broken], tokens, logger: logs.logger });
+  expect(await restarted.resumeUnfinished()).toBe(3);
+  expect((await settle(restarted, 'GGGGGGGGGGGGGGGG')).status).toBe('complete');
+  for (const id of ['BBBBBBBBBBBBBBBB', 'bbbbbbbbbbbbbbbb']) expect((await settle(restarted, id)).error?.code).toBe('job_start_failed');
+  await restarted.stopAll();
+}, 60000);
+
+test('L3 a file gone between its listing and its opening is a clean 404 (both download routes), and the server goes on', async () => {
+  const a = await app();
+  const { id } = await json(await api(a, '/exports', { method: 'POST', body: JSON.stringify({ types: ['Patient'] }) }));
+  await waitFor(a, id, 'complete');
+  const jobs = a.app.locals.exportJobs!;
+  const original = jobs.file.bind(jobs);
+  // the race made certain: the file is removed right after it was found
+  jobs.file = async (jobId: string, name: string) => {
+    const found = await original(jobId, name);
+    if (found) rmSync(found.path);
+    return found;
+  };
+  const res = await api(a, `/exports/${id}/files/Patient-1.ndjson`);
+  expect(res.status).toBe(404);
+  expect(res.headers.get('content-type')).toMatch(/json/);
+  expect((await json(res)).error).toBe('not_found');
+  // the console's download too (its file is gone now for good: removed by the first request)
+  writeFileSync(jobs.filePath(id, 'Patient-1.ndjson'), bulk.files['Patient-1.ndjson']!);
+  const signIn = await fetch(`${a.url}/admin/api/sign-in`, { method: 'POST', headers: { 'x-csrf': '1', 'content-type': 'application/json' }, body: JSON.stringify({ token: ADMIN }) });
+  const cookie = signIn.headers.getSetCookie()[0]!.split(';')[0]!;
+  const page = await fetch(`${a.url}/admin/exports/${id}/files/Patient-1.ndjson`, { headers: { cookie, accept: 'application/json' } });
+  expect(page.status).toBe(404);
+  expect(page.headers.get('content-disposition')).toBeNull();
+  await page.text();
+  expect(a.logs.find('bulk.file_stream_failed').map((e) => e.code)).toEqual(['ENOENT', 'ENOENT']);
+  jobs.file = original;
+  expect((await api(a, `/exports/${id}`)).status).toBe(200);
+});
+
+describe('ExportJobs: cancel against a concurrent writer, and listing without reading every job', () => {
+  const jobsOn = (dir: string) => {
+    const logs = captureLogs();
+    const discovery = new DiscoveryCache({ purpose: 'backend', ttlSeconds: 3600, timeoutMs: 5000, allowInsecureHttp: true });
+    const tokens = new BackendTokenClient({ discovery, logger: logs.logger, timeoutMs: 5000, allowInsecureHttp: true });
+    return { jobs: new ExportJobs({ dir, registrations: apps[0]!.config.backend.registrations, tokens, logger: logs.logger }), logs };
+  };
+
+  test('a cancel written while another process still drives the job is final: the driver\'s later writes never revive it', async () => {
+    if (!apps.length) await app();
+    Object.assign(bulk.knobs, { pollsBeforeDone: 3, retryAfterSeconds: 1 });
+    const dir = mkdtempSync(join(tmpdir(), 'bulk-race-'));
+    const x = jobsOn(dir); // drives the job
+    const y = jobsOn(dir); // another process on the same directory, without Redis: it cancels
+    const job = await x.jobs.create(apps[0]!.config.backend.registrations[0]!, { level: 'system', types: ['Patient'] });
+    for (let i = 0; i < 100 && !bulk.requests.some((r) => r.method === 'GET' && r.path.startsWith('/fhir/jobs/')); i++) await new Promise((r) => setTimeout(r, 20));
+    const cancelled = await y.jobs.cancel(job.id);
+    expect(cancelled).toMatchObject({ cancelled: true, job: { status: 'cancelled' } });
+    // x goes on (its next poll finds the job deleted on the server and fails): its final write is dropped
+    for (let i = 0; i < 100 && x.jobs.driving.length; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(x.jobs.driving).toEqual([]);
+    expect(x.logs.find('bulk.job.write_dropped').map((e) => e.on_disk)).toContain('cancelled');
+    expect((await y.jobs.get(job.id))!.job.status).toBe('cancelled');
+    expect((await jobsOn(dir).jobs.get(job.id))!.job.status).toBe('cancelled');
+  }, 60000);
+
+  test('listing reads a finished job once (a bounded cache of final records), a running one each time', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bulk-list-'));
+    const at = (i: number) => new Date(Date.UTC(2026, 0, 1, 0, i)).toISOString();
+    for (let i = 0; i < 30; i++) {
+      const id = `done${String(i).padStart(12, '0')}`;
+      mkdirSync(join(dir, id));
+      writeFileSync(join(dir, id, 'job.json'), JSON.stringify({ id, registration: 'default', parameters: { level: 'system' }, status: i % 3 ? 'complete' : 'failed', createdAt: at(i), updatedAt: at(i) }));
+    }
+    const runningId = 'runningjob000000';
+    mkdirSync(join(dir, runningId));
+    const running = (progress: string) => writeFileSync(join(dir, runningId, 'job.json'), JSON.stringify({ id: runningId, registration: 'default', parameters: { level: 'system' }, status: 'running', progress, createdAt: at(40), updatedAt: at(40) }));
+    running('10% done');
+    const { jobs } = jobsOn(dir);
+    const first = await jobs.list(50);
+    expect(first).toHaveLength(31);
+    const afterFirst = jobs.recordReads;
+    expect(afterFirst).toBe(31);
+    running('55% done'); // written by the instance that drives it
+    const second = await jobs.list(50);
+    expect(jobs.recordReads - afterFirst).toBe(1);
+    expect(second[0]!.job.progress).toBe('55% done');
+    expect(second.map((j) => j.job.id)).toEqual(first.map((j) => j.job.id));
+  });
+});

@@ -272,3 +272,33 @@ test('sandbox-backend: the public keys of the keys directory, read at request ti
   const page = await (await fetch(`${sandbox.url}/backend-services`)).text();
   expect(page).toContain(`<code>${k.kid}</code> ES384`);
 });
+
+test('L6 a registered client is never taken over: its id is refused to anyone else; its keys are replaced only with its registration token', async () => {
+  const pem = () => generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const [mine, next, attacker] = [await parsePrivateKey(pem()), await parsePrivateKey(pem()), await parsePrivateKey(pem())];
+  const post = (body: unknown, type = 'application/json') => fetch(`${sandbox.url}/backend-services/clients`, { method: 'POST', headers: { 'content-type': type }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  const created = await post({ client_id: 'owned-client', jwks: { keys: [mine.publicJwk] } });
+  expect(created.status).toBe(201);
+  const { registration_token: registrationToken } = await json(created);
+  expect(registrationToken).toMatch(/^[\w-]{32}$/);
+
+  // someone else, with the same id: JSON, and the page's form (cross-site forms post like this)
+  const taken = await post({ client_id: 'owned-client', jwks: { keys: [attacker.publicJwk] } });
+  expect(taken.status).toBe(400);
+  expect((await json(taken)).problems[0]).toMatch(/client id owned-client is registered already/);
+  const form = await post(new URLSearchParams({ client_id: 'owned-client', jwks: JSON.stringify({ keys: [attacker.publicJwk] }), registration_token: 'guess' }).toString(), 'application/x-www-form-urlencoded');
+  expect(form.status).toBe(400);
+  expect(await form.text()).toContain('the registration token does not match client id owned-client: its keys are unchanged');
+  // the in-process registration (as the server registers its own) cannot be replaced either
+  expect((await post({ client_id: 'exporter', jwks: { keys: [attacker.publicJwk] } })).status).toBe(400);
+  await expect(token('system/*.rs', 'owned-client', attacker)).rejects.toThrow(/invalid_client/);
+  await expect(token('system/*.rs', 'exporter', attacker)).rejects.toThrow(/invalid_client/);
+  expect(await token('system/*.rs', 'owned-client', mine)).toMatch(/\S{20,}/);
+  expect(await token('system/*.rs', 'exporter', key)).toMatch(/\S{20,}/);
+
+  // the owner rotates with the token
+  const rotated = await post({ client_id: 'owned-client', jwks: { keys: [next.publicJwk] }, registration_token: registrationToken });
+  expect(rotated.status).toBe(200);
+  expect(await token('system/*.rs', 'owned-client', next)).toMatch(/\S{20,}/);
+  await expect(token('system/*.rs', 'owned-client', mine)).rejects.toThrow(/invalid_client/);
+});
