@@ -16,7 +16,7 @@ import { bindingHash, readLaunchBinding } from '../session/launch-cookie.js';
 import { stateKey } from '../session/transaction-store.js';
 import type { SmartDeps } from '../smart/deps.js';
 import type { CallbackOutcome } from './replay-guards.js';
-import { buildOAuthConfig, hasIssuer, type HttpObservation } from '../smart/oauth-config.js';
+import { buildOAuthConfig, hasIssuer, rememberJwks, type HttpObservation } from '../smart/oauth-config.js';
 import { clientAuthMethod, launchCredentials } from '../smart/client-auth.js';
 import { splitScopes } from '../oauth-scope.js';
 import { missingScopes } from '../smart/scopes.js';
@@ -76,7 +76,8 @@ export function callbackHandler(deps: SmartDeps) {
 
 /** Takes the pending launch (single use, before anything goes to the token endpoint), checks it, exchanges the code. */
 async function completeLaunch(req: Request, deps: SmartDeps, state: string, browser: string, code: string | undefined, error: string | undefined): Promise<CallbackOutcome> {
-  const pending = await deps.transactions.take(state, browser);
+  const steps = new StepTimes();
+  const pending = await steps.time('pending', () => deps.transactions.take(state, browser));
   if (pending.status !== 'found') {
     req.log.warn(
       { event: 'callback.state', found: false, launch_cookie: true, reason: pending.status === 'foreign' ? 'started_by_another_browser' : 'unknown_or_used' },
@@ -104,23 +105,55 @@ async function completeLaunch(req: Request, deps: SmartDeps, state: string, brow
   if (!code) {
     throw new AppError(ErrorCode.AUTHORIZATION_RESPONSE_INVALID, 400, 'The authorization server returned neither a code nor an error.', { relaunch: true });
   }
-  return exchangeCode(req, deps, transaction, code, log);
+  return exchangeCode(req, deps, transaction, code, log, steps);
+}
+
+/**
+ * How long each step of a callback took, in milliseconds (to 0.01), for its `launch.complete` line: where a slow
+ * callback spends its time (the token endpoint, the JWKS, the stores), and what `npm run bench` reports.
+ */
+class StepTimes {
+  readonly ms: Record<string, number> = {};
+  private readonly started = performance.now();
+
+  add(step: string, ms: number): void {
+    this.ms[step] = Math.round(((this.ms[step] ?? 0) + ms) * 100) / 100;
+  }
+
+  async time<T>(step: string, work: () => Promise<T>): Promise<T> {
+    const t = performance.now();
+    try {
+      return await work();
+    } finally {
+      this.add(step, performance.now() - t);
+    }
+  }
+
+  done(): Record<string, number> {
+    this.add('total', performance.now() - this.started);
+    return this.ms;
+  }
 }
 
 export function appUrl(contextId: string): string {
   return `/app?context=${encodeURIComponent(contextId)}`;
 }
 
-async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction, code: string, log: Logger): Promise<CallbackOutcome> {
+async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction, code: string, log: Logger, steps: StepTimes): Promise<CallbackOutcome> {
   const registration = deps.registry.byName(tx.registration);
   if (!registration) throw new AppError(ErrorCode.STATE_UNKNOWN, 400, 'The app configuration changed during this launch.', { relaunch: true });
-  const server = await deps.discovery.get(tx.iss, log);
+  const server = await steps.time('discovery', () => deps.discovery.get(tx.iss, log));
   const smart = server.configuration;
+  const tokenEndpoint = new URL(smart.token_endpoint).href;
+  // The token endpoint's answer; the JWKS fetched to check the id_token's signature is timed apart.
   let observed: HttpObservation | undefined;
   const oauth = buildOAuthConfig(server, launchCredentials(registration), {
     timeoutMs: deps.config.httpTimeoutMs,
     allowInsecureHttp: deps.config.allowInsecureHttp,
-    observe: (o) => (observed = o),
+    observe: (o) => {
+      if (o.url === tokenEndpoint) observed = o;
+      steps.add(o.url === tokenEndpoint ? 'token_request' : 'jwks', o.elapsedMs);
+    },
   });
 
   // redirect_uri in the token request comes from currentUrl: build it from PUBLIC_URL, never from Host headers.
@@ -148,6 +181,7 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
 
   let tokens: Awaited<ReturnType<typeof client.authorizationCodeGrant>>;
   const started = Date.now();
+  const grantStarted = performance.now();
   try {
     tokens = await client.authorizationCodeGrant(oauth, currentUrl, {
       pkceCodeVerifier: tx.codeVerifier,
@@ -156,6 +190,7 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
       idTokenExpected: tx.scopes.includes('openid'),
     });
   } catch (err) {
+    rememberJwks(server, oauth);
     deps.metrics.tokenExchanges.inc({ result: oauthErrorDetails(err)?.error.slice(0, 40) ?? 'unavailable' });
     throw translateTokenError(err, {
       log, observed, started, tx, deps, authMethod, pkceMatches, codeSeenBefore: firstSentAt !== undefined,
@@ -163,6 +198,9 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
     });
   }
 
+  rememberJwks(server, oauth);
+  // What the grant spent besides its requests: reading the response and checking it and the id_token.
+  steps.add('token_response', performance.now() - grantStarted - (steps.ms.token_request ?? 0) - (steps.ms.jwks ?? 0));
   deps.metrics.tokenExchanges.inc({ result: 'success' });
   const granted = tokens.scope ? splitScopes(tokens.scope) : [...tx.scopes];
   const extra = tokens as unknown as Record<string, unknown>;
@@ -210,7 +248,7 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
     ...(expiresAt ? { expiresAt } : {}),
     hasRefreshToken: Boolean(tokens.refresh_token),
   };
-  await deps.tokenStore.set(
+  await steps.time('token_store', () => deps.tokenStore.set(
     contextId,
     {
       accessToken: tokens.access_token, tokenType: 'Bearer', fhirBaseUrl: tx.iss, registration: registration.name,
@@ -219,23 +257,23 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
       ...(expiresAt ? { expiresAt } : {}),
     },
     deps.config.sessionAbsoluteSeconds,
-  );
+  ));
 
   // The session is created here, at the first completed launch, or given a new id if the browser has one
   // (fixation); earlier contexts of other tabs come along.
-  await regenerateSession(req);
+  await steps.time('session', () => regenerateSession(req));
   req.session.createdAt ??= Date.now();
   const evicted = addContext(req, info, deps.config.maxContextsPerSession);
-  for (const id of evicted) await deps.tokenStore.delete(id);
+  for (const id of evicted) await steps.time('token_store', () => deps.tokenStore.delete(id));
   const completed = { ...(req.session.completed ?? {}) };
   for (const [k, v] of Object.entries(completed)) if (Date.now() - v.at > deps.config.transactionTtlSeconds * 1000) delete completed[k];
   completed[stateKey(tx.state)] = { contextId, at: Date.now() };
   req.session.completed = completed;
-  await saveSession(req);
+  await steps.time('session', () => saveSession(req));
 
   const missing = missingScopes(tx.scopes, granted);
   log.info(
-    { event: 'launch.complete', contextId, patient: Boolean(patient), scopes_not_granted: missing.join(' ') || null, evicted_contexts: evicted.length, contexts: Object.keys(req.session.contexts ?? {}).length, session_sha: sha256Short(req.sessionID) },
+    { event: 'launch.complete', contextId, patient: Boolean(patient), scopes_not_granted: missing.join(' ') || null, evicted_contexts: evicted.length, contexts: Object.keys(req.session.contexts ?? {}).length, session_sha: sha256Short(req.sessionID), timing_ms: steps.done() },
     'launch: complete; the server holds the tokens',
   );
   return { sessionId: req.sessionID, contextId, returnTo: appUrl(contextId) };

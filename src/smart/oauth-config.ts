@@ -20,6 +20,8 @@ export interface HttpObservation {
   /** The Retry-After header (429, 503). */
   retryAfter: string | null;
   durationMs: number;
+  /** The same, to a fraction of a millisecond (the callback's step times). */
+  elapsedMs: number;
 }
 
 export interface OAuthConfigOptions {
@@ -34,6 +36,21 @@ export function hasIssuer(server: DiscoveredServer): boolean {
   return typeof server.configuration.issuer === 'string' && server.configuration.issuer.length > 0;
 }
 
+/**
+ * The authorization servers' JWKS, per discovered server (a cache, and bounded like the discovery cache it hangs
+ * from: an entry goes when its DiscoveredServer does). openid-client keeps a JWKS per Configuration, and a
+ * Configuration is built per request, so without this every callback that checks an id_token's signature would
+ * fetch the JWKS again. openid-client still refetches it after 5 minutes, or when a token names a key it does not
+ * hold (key rotation).
+ */
+const jwksCaches = new WeakMap<DiscoveredServer, client.ExportedJWKSCache>();
+
+/** Keeps what a grant learned of the server's JWKS for the next Configuration built for that server. */
+export function rememberJwks(server: DiscoveredServer, config: client.Configuration): void {
+  const jwks = client.getJwksCache(config);
+  if (jwks) jwksCaches.set(server, jwks);
+}
+
 export function buildOAuthConfig(server: DiscoveredServer, credentials: ClientCredentials, opts: OAuthConfigOptions): client.Configuration {
   const smart = server.configuration;
   const metadata: client.ServerMetadata = {
@@ -46,13 +63,18 @@ export function buildOAuthConfig(server: DiscoveredServer, credentials: ClientCr
   if (opts.allowInsecureHttp && Object.values(smart).some((v) => typeof v === 'string' && v.startsWith('http:'))) {
     client.allowInsecureRequests(config);
   }
-  if (smart.jwks_uri && hasIssuer(server)) client.enableNonRepudiationChecks(config);
+  if (smart.jwks_uri && hasIssuer(server)) {
+    client.enableNonRepudiationChecks(config);
+    const jwks = jwksCaches.get(server);
+    if (jwks) client.setJwksCache(config, jwks);
+  }
   const { observe, timeoutMs } = opts;
   config[client.customFetch] = async (url, init) => {
     const started = Date.now();
+    const startedHr = performance.now();
     const signal = init.signal ?? AbortSignal.timeout(timeoutMs);
     const res = await fetch(url, { ...init, signal } as RequestInit);
-    observe?.({ url, status: res.status, date: res.headers.get('date'), retryAfter: res.headers.get('retry-after'), durationMs: Date.now() - started });
+    observe?.({ url, status: res.status, date: res.headers.get('date'), retryAfter: res.headers.get('retry-after'), durationMs: Date.now() - started, elapsedMs: performance.now() - startedHr });
     return res;
   };
   return config;

@@ -12,7 +12,7 @@ import { clip, fingerprint, type Logger } from '../log.js';
 import type { TokenSet } from '../session/token-store.js';
 import type { LaunchContextInfo } from '../session/types.js';
 import type { SmartDeps } from './deps.js';
-import { buildOAuthConfig, type HttpObservation } from './oauth-config.js';
+import { buildOAuthConfig, rememberJwks, type HttpObservation } from './oauth-config.js';
 import { clientAuthMethod, launchCredentials } from './client-auth.js';
 import { diagnoseTokenFailure } from './diagnosis.js';
 import { describeNetworkError, isTimeout } from '../http/network-errors.js';
@@ -84,9 +84,13 @@ export class TokenRefresher {
     const registration = this.deps.registry.byName(tokens.registration);
     if (!registration) throw sessionExpired('The app configuration changed; launch again.');
     const server = await this.deps.discovery.get(ctx.iss, log);
+    // The token endpoint's answer (not the JWKS fetched after it to check an id_token).
+    const tokenEndpoint = new URL(server.configuration.token_endpoint).href;
     let observed: HttpObservation | undefined;
     const oauth = buildOAuthConfig(server, launchCredentials(registration), {
-      timeoutMs: this.deps.config.httpTimeoutMs, allowInsecureHttp: this.deps.config.allowInsecureHttp, observe: (o) => (observed = o),
+      timeoutMs: this.deps.config.httpTimeoutMs, allowInsecureHttp: this.deps.config.allowInsecureHttp, observe: (o) => {
+        if (o.url === tokenEndpoint) observed = o;
+      },
     });
     const refreshToken = tokens.refreshToken!;
     const started = Date.now();
@@ -97,7 +101,9 @@ export class TokenRefresher {
     let res: Awaited<ReturnType<typeof client.refreshTokenGrant>>;
     try {
       res = await client.refreshTokenGrant(oauth, refreshToken);
+      rememberJwks(server, oauth);
     } catch (err) {
+      rememberJwks(server, oauth);
       const durationMs = Date.now() - started;
       const details = oauthErrorDetails(err);
       this.deps.metrics.tokenRefreshes.inc({ result: details?.error.slice(0, 40) ?? 'unavailable' });

@@ -3,6 +3,7 @@
  * authorization server (oidc-provider) and FHIR server.
  */
 import http from 'node:http';
+import { jest } from '@jest/globals';
 import type { AddressInfo } from 'node:net';
 import { generateKeyPairSync } from 'node:crypto';
 import * as jose from 'jose';
@@ -562,5 +563,26 @@ describe('discovery', () => {
     const n = b.app.locals.smart.discovery.fetchCount;
     await ehrLaunch(b, new Browser());
     expect(b.app.locals.smart.discovery.fetchCount).toBe(n);
+  });
+
+  test('the JWKS that checks id_token signatures is fetched once per discovered server, not at every callback', async () => {
+    const b = await bff();
+    const config = (await (await fetch(`${sandbox.fhirBaseUrl}/.well-known/smart-configuration`)).json()) as { jwks_uri: string };
+    const fetches = jest.spyOn(globalThis, 'fetch');
+    try {
+      await ehrLaunch(b, new Browser());
+      await ehrLaunch(b, new Browser());
+      expect(fetches.mock.calls.filter(([url]) => String(url) === config.jwks_uri)).toHaveLength(1);
+    } finally {
+      fetches.mockRestore();
+    }
+    // Each callback's launch.complete line says where its time went; only the first fetched the JWKS.
+    const [first, second] = b.logs.find('launch.complete').map((e) => e.timing_ms as Record<string, number>);
+    for (const t of [first!, second!]) {
+      expect(t).toMatchObject({ pending: expect.any(Number), discovery: expect.any(Number), token_request: expect.any(Number), token_response: expect.any(Number), token_store: expect.any(Number), session: expect.any(Number), total: expect.any(Number) });
+      expect(t.total).toBeGreaterThanOrEqual(t.token_request!);
+    }
+    expect(first!.jwks).toEqual(expect.any(Number));
+    expect(second!.jwks).toBeUndefined();
   });
 });
