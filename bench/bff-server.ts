@@ -12,14 +12,18 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
-import { loadConfig } from '../src/config.js';
-import { createApp, type AppDeps } from '../src/app.js';
-import { createLogger } from '../src/log.js';
-import { MemoryTokenStore, type TokenStore } from '../src/session/token-store.js';
-import { createRedisSessionStore, RedisTokenStore, RedisTransactionStore } from '../src/session/redis-store.js';
-import { RedisConnection } from '../src/session/redis-client.js';
+import type { AppDeps } from '../src/app.js';
+import type { TokenStore } from '../src/session/token-store.js';
 import { Browser } from '../test/helpers/browser.js';
 import { authorize } from '../test/helpers/authorize.js';
+
+// The server's modules as production runs them: tsc's output in dist/ (npm run bench builds it first).
+// BENCH_FROM_SOURCE=1 runs src/ through tsx instead (whose helpers add a little to every function made per request).
+const from = <T>(module: string): Promise<T> => import(process.env.BENCH_FROM_SOURCE === '1' ? `../src/${module}.ts` : `../dist/${module}.js`) as Promise<T>;
+const { loadConfig } = await from<typeof import('../src/config.js')>('config');
+const { createApp } = await from<typeof import('../src/app.js')>('app');
+const { createLogger } = await from<typeof import('../src/log.js')>('log');
+const { MemoryTokenStore } = await from<typeof import('../src/session/token-store.js')>('session/token-store');
 
 const [upstreamBase, sandboxFhirBase] = process.argv.slice(2);
 const redisUrl = process.argv[4] === '--redis' ? process.argv[5] : undefined;
@@ -37,6 +41,8 @@ const config = await loadConfig({
 let tokenStore: TokenStore = new MemoryTokenStore();
 let stores: Partial<AppDeps> = {};
 if (redisUrl) {
+  const { createRedisSessionStore, RedisTokenStore, RedisTransactionStore } = await from<typeof import('../src/session/redis-store.js')>('session/redis-store');
+  const { RedisConnection } = await from<typeof import('../src/session/redis-client.js')>('session/redis-client');
   const redis = new RedisConnection(config.redis!, logger);
   const ready = new Promise<void>((resolve) => redis.client.once('ready', () => resolve()));
   void redis.start();

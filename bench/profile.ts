@@ -8,12 +8,12 @@ interface Profile { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[
 export interface LayerRow { layer: string; share: number; usPerRequest: number }
 
 const OURS: [RegExp, string][] = [
-  [/\/src\/proxy\//, 'ours: the proxy (headers, target URL, link rewriting)'],
-  [/\/src\/session\//, 'ours: session, context and token lookups'],
-  [/\/src\/http\//, 'ours: request handling (request id, anti-forgery, errors)'],
-  [/\/src\/smart\//, 'ours: token refresher'],
-  [/\/src\/observability\//, 'ours: metrics'],
-  [/\/src\//, 'ours: other'],
+  [/\/(src|dist)\/proxy\//, 'ours: the proxy (headers, target URL, link rewriting)'],
+  [/\/(src|dist)\/session\//, 'ours: session, context and token lookups'],
+  [/\/(src|dist)\/http\//, 'ours: request handling (request id, anti-forgery, errors)'],
+  [/\/(src|dist)\/smart\//, 'ours: token refresher'],
+  [/\/(src|dist)\/observability\//, 'ours: metrics'],
+  [/\/(src|dist)\//, 'ours: other'],
 ];
 const NODE: [RegExp, string][] = [
   [/^node:(_http_|http$|https$|internal\/http)/, 'Node: HTTP server, client and agent'],
