@@ -1,0 +1,61 @@
+/**
+ * A read-through cache in front of a store that several instances share (sessions, token sets), for the FHIR
+ * proxy's reads: a proxied call finds its session and its token set in memory instead of parsing the stored
+ * session (and, with Redis, making two round trips) at every call. It is a cache and says so: bounded (LRU), each
+ * entry kept at most `ttlMs`, and dropped whenever the value changes:
+ *
+ * - every write to the store, on this instance or another, is announced on an invalidation bus
+ *   (invalidation.ts) once it has completed, and every instance drops its entry when the announcement arrives;
+ * - a value read from the store is kept only if no invalidation arrived while it was being read (a global
+ *   count of invalidations, compared before and after), so a read that raced a write is used once and not kept;
+ * - while the bus is not live (Redis pub/sub disconnected: announcements would be lost), nothing is kept and the
+ *   store is read every time; when it is live again the cache starts empty;
+ * - `ttlMs` is the safety net for whatever a bus cannot announce: a store that drops a value by itself (an
+ *   expiry, an eviction) or an announcement lost in transit.
+ *
+ * Only values found are kept: a miss always goes to the store.
+ */
+import { LRUCache } from 'lru-cache';
+
+export class ReadCache<V extends object> {
+  private readonly entries: LRUCache<string, V>;
+  /** Invalidations seen so far (any key): a read that overlaps one is not kept. */
+  private invalidations = 0;
+  private live: boolean;
+
+  constructor(opts: { max: number; ttlMs: number; live?: boolean }) {
+    this.entries = new LRUCache<string, V>({ max: opts.max, ttl: opts.ttlMs });
+    this.live = opts.live ?? true;
+  }
+
+  /** The value under `key`: from memory, or `load()`ed from the store (and kept when nothing changed meanwhile). */
+  async get(key: string, load: () => Promise<V | undefined | null>): Promise<V | undefined> {
+    if (this.live) {
+      const hit = this.entries.get(key);
+      if (hit !== undefined) return hit;
+    }
+    const before = this.invalidations;
+    const value = (await load()) ?? undefined;
+    if (value !== undefined && this.live && this.invalidations === before) this.entries.set(key, value);
+    return value;
+  }
+
+  /** The value under `key` changed (or is about to): forget it here, and do not keep reads in flight. */
+  invalidate(key: string): void {
+    this.invalidations++;
+    this.entries.delete(key);
+  }
+
+  /** Whether announcements are arriving; when they are not, nothing is kept. */
+  setLive(live: boolean): void {
+    if (live === this.live) return;
+    this.live = live;
+    this.invalidations++;
+    this.entries.clear();
+  }
+
+  /** Entries held (tests). */
+  get size(): number {
+    return this.entries.size;
+  }
+}
