@@ -260,8 +260,10 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
   ));
 
   // The session is created here, at the first completed launch, or given a new id if the browser has one
-  // (fixation); earlier contexts of other tabs come along.
-  await steps.time('session', () => regenerateSession(req));
+  // (fixation); earlier contexts of other tabs come along. A session that holds nothing yet is one express-session
+  // made for this request (a browser without a stored session always gets a new id): it is new already, and
+  // there is no old id to destroy.
+  if (req.session.createdAt !== undefined) await steps.time('session', () => regenerateSession(req));
   req.session.createdAt ??= Date.now();
   const evicted = addContext(req, info, deps.config.maxContextsPerSession);
   for (const id of evicted) await steps.time('token_store', () => deps.tokenStore.delete(id));
