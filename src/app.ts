@@ -23,6 +23,7 @@ import { createMemorySessionStore, createSessionMiddleware, requireSessionStore 
 import { MemoryTokenStore, type TokenStore } from './session/token-store.js';
 import { MemoryTransactionStore, type TransactionStore } from './session/transaction-store.js';
 import { DiscoveryCache } from './smart/discovery.js';
+import { IdTokenVerifier } from './smart/id-token.js';
 import { Registry } from './smart/registry.js';
 import { CallbackDeduper, RecentCodes } from './routes/replay-guards.js';
 import type { SmartDeps } from './smart/deps.js';
@@ -77,6 +78,7 @@ export function createApp(deps: AppDeps): App {
     }),
     tokenStore: deps.tokenStore ?? new MemoryTokenStore(),
     transactions: deps.transactionStore ?? new MemoryTransactionStore({ max: config.maxPendingLaunches }),
+    idTokens: new IdTokenVerifier({ timeoutMs: config.httpTimeoutMs, maxEntries: config.discoveryCacheMax }),
     recentCodes: new RecentCodes(),
     callbacks: new CallbackDeduper(),
     metrics,

@@ -16,6 +16,8 @@ import { envSchema } from './env-schema.js';
 import { readRegistrationsFile } from './registrations-file.js';
 
 export type ClientType = 'public' | 'confidential-symmetric' | 'confidential-asymmetric';
+/** client_secret_basic: `form` encodes `%`, `+`, `:`, spaces and non-ASCII before Base64; `raw` sends `id:secret` as is (smart/client-auth.ts). */
+export type ClientAuthEncoding = 'form' | 'raw';
 export interface Registration {
   /** A short name for logs and for choosing a registration (`/login?registration=`). */
   readonly name: string;
@@ -25,6 +27,10 @@ export interface Registration {
   readonly clientType: ClientType;
   readonly clientSecret?: string;
   readonly clientSecretMethod?: 'client_secret_basic' | 'client_secret_post';
+  /** client_secret_basic only (default `form`). */
+  readonly clientAuthEncoding?: ClientAuthEncoding;
+  /** Where it was configured: the SMART_* variables or an entry of SMART_CONFIG_FILE (to name its settings in messages). */
+  readonly configuredIn?: 'env' | 'file';
   readonly key?: ClientKey;
   /** Scopes for an EHR launch (`launch` is added when missing). */
   readonly scope: string;
@@ -129,6 +135,7 @@ const registrationFileSchema = z.object({
   clientSecret: z.string().min(1).optional(),
   clientSecretEnv: z.string().min(1).optional(),
   clientAuthMethod: z.enum(['client_secret_basic', 'client_secret_post']).optional(),
+  clientAuthEncoding: z.enum(['form', 'raw']).optional(),
   privateKey: z.union([z.string().min(1), z.record(z.string(), z.unknown())]).optional(),
   privateKeyFile: z.string().min(1).optional(),
   privateKeyEnv: z.string().min(1).optional(),
@@ -233,6 +240,7 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
         clientId: e.SMART_CLIENT_ID,
         clientSecret: e.SMART_CLIENT_SECRET,
         clientAuthMethod: e.SMART_CLIENT_AUTH_METHOD,
+        clientAuthEncoding: e.SMART_CLIENT_AUTH_ENCODING,
         privateKey: e.SMART_PRIVATE_KEY,
         privateKeyFile: e.SMART_PRIVATE_KEY_FILE,
         keyId: e.SMART_KEY_ID,
@@ -481,6 +489,25 @@ async function buildRegistration(
     }
   }
 
+  // client_secret_basic's encoding (smart/client-auth.ts): `raw` cannot carry a ':' in the client id (it would
+  // split id and secret elsewhere); for anything but client_secret_basic the setting has no effect.
+  const env_ = where === 'SMART_*';
+  const encodingVar = env_ ? 'SMART_CLIENT_AUTH_ENCODING' : `${where}.clientAuthEncoding`;
+  const method = input.clientAuthMethod ?? 'client_secret_basic';
+  if (input.clientAuthEncoding !== undefined && (clientType !== 'confidential-symmetric' || method !== 'client_secret_basic')) {
+    warnings.push(`${encodingVar} (${name}): ignored, it only applies to client_secret_basic (this client uses ${clientType !== 'confidential-symmetric' ? (clientType === 'public' ? 'no client authentication' : 'private_key_jwt') : method})`);
+  }
+  if (clientType === 'confidential-symmetric' && method === 'client_secret_basic' && input.clientAuthEncoding === 'raw' && input.clientId.includes(':')) {
+    problems.push(
+      `${encodingVar}: raw cannot send the client id ${JSON.stringify(input.clientId)}: it contains ':', which separates the id from the secret in HTTP Basic. ` +
+        `Use ${env_ ? 'SMART_CLIENT_AUTH_ENCODING=form' : '"clientAuthEncoding": "form"'} (':' is sent as %3A) or ${env_ ? 'SMART_CLIENT_AUTH_METHOD=client_secret_post' : '"clientAuthMethod": "client_secret_post"'}`,
+    );
+    ok = false;
+  }
+  if (clientType === 'confidential-symmetric' && clientSecret && clientSecret.trim() !== clientSecret) {
+    warnings.push(`${secretVar} (${name}): the client secret begins or ends with whitespace (a space or a line break); it is sent as it is, check that it belongs to the secret`);
+  }
+
   const scope = normalizeScope(input.scope ?? DEFAULT_SCOPE);
   const standaloneScope = normalizeScope(input.standaloneScope ?? input.scope ?? DEFAULT_SCOPE);
   const scopes = new Set([...splitScopes(scope), ...splitScopes(standaloneScope)]);
@@ -496,7 +523,9 @@ async function buildRegistration(
     iss: Object.freeze(issList),
     clientId: input.clientId,
     clientType,
-    ...(clientType === 'confidential-symmetric' ? { clientSecret, clientSecretMethod: input.clientAuthMethod ?? 'client_secret_basic' } : {}),
+    ...(clientType === 'confidential-symmetric' ? { clientSecret, clientSecretMethod: method } : {}),
+    ...(clientType === 'confidential-symmetric' && method === 'client_secret_basic' ? { clientAuthEncoding: input.clientAuthEncoding ?? 'form' } : {}),
+    configuredIn: env_ ? 'env' : 'file',
     ...(key ? { key } : {}),
     scope,
     standaloneScope,

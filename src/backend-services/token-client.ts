@@ -13,6 +13,7 @@ import { clip, type Logger } from '../log.js';
 import type { ClientKey } from '../keys.js';
 import type { DiscoveredServer, DiscoveryCache } from '../smart/discovery.js';
 import { backendCredentials } from '../smart/client-auth.js';
+import { invalidClientCauses } from '../smart/compatibility.js';
 import { buildOAuthConfig } from '../smart/oauth-config.js';
 import { splitScopes } from '../oauth-scope.js';
 import { adaptScopes, droppedScopeLog } from '../smart/scopes.js';
@@ -102,6 +103,8 @@ export class BackendTokenClient {
       throw new BackendTokenError(`Could not read ${c.iss}/.well-known/smart-configuration: ${(err as Error).message}`, 'discovery_failed', [], discoveryDecision(err));
     }
     const smart = server.configuration;
+    const credentials = backendCredentials(c);
+    this.opts.discovery.checkClient(server, `backend:${c.clientId}:${c.key.kid}`, credentials, log);
     const adapted = adaptScopes(splitScopes(c.scope), smart.capabilities);
     for (const d of adapted.dropped) {
       const { fields, message } = droppedScopeLog(d);
@@ -117,7 +120,7 @@ export class BackendTokenClient {
     let date: string | null = null;
     let retryAfter: string | null = null;
     let status = 0;
-    const config = buildOAuthConfig(server, backendCredentials(c), {
+    const config = buildOAuthConfig(server, credentials, {
       timeoutMs: this.opts.timeoutMs,
       allowInsecureHttp: this.opts.allowInsecureHttp,
       observe: (o) => {
@@ -140,7 +143,10 @@ export class BackendTokenClient {
     } catch (err) {
       const details = oauthErrorDetails(err);
       if (details) {
-        const causes = explain(details.error, details.errorDescription, { tokenEndpoint: smart.token_endpoint, kid: c.key.kid, alg: c.key.alg, clientId: c.clientId, scope, serverDate: details.date ?? date, capabilities: smart.capabilities });
+        const causes = explain(details.error, details.errorDescription, {
+          tokenEndpoint: smart.token_endpoint, kid: c.key.kid, alg: c.key.alg, clientId: c.clientId, scope, serverDate: details.date ?? date, capabilities: smart.capabilities,
+          clientAuthCauses: invalidClientCauses(smart, credentials),
+        });
         log.warn({ event: 'backend.token.response', status: details.status, error: clip(details.error, 80), error_description: clip(details.errorDescription, 300) ?? null, duration_ms: Date.now() - started, likely_causes: causes }, `backend token: refused (${clip(details.error, 60)})`);
         // The server's error_description is among the causes ("The server says: …").
         throw new BackendTokenError(`The token endpoint refused the request: ${clip(details.error, 80)} (status ${details.status})`, details.error, causes, decideStatus(details.status, retryAfter) ?? PERMANENT);
@@ -162,13 +168,19 @@ export class BackendTokenClient {
 export function explain(
   error: string,
   description: string | undefined,
-  f: { tokenEndpoint: string; kid: string; alg: string; clientId: string; scope: string; serverDate: string | null; capabilities: readonly string[] },
+  f: {
+    tokenEndpoint: string; kid: string; alg: string; clientId: string; scope: string; serverDate: string | null; capabilities: readonly string[];
+    /** compatibility.ts's invalidClientCauses(): an assertion algorithm the server does not advertise. */
+    clientAuthCauses?: readonly string[];
+  },
 ): string[] {
   const causes: string[] = [];
   if (f.serverDate) {
     const skew = Math.round((Date.now() - Date.parse(f.serverDate)) / 1000);
     if (Math.abs(skew) > 60) causes.push(`Clock skew: our clock is ${Math.abs(skew)} s ${skew > 0 ? 'ahead of' : 'behind'} the server's; the assertion's exp/iat look wrong to it. Sync the clock (NTP).`);
   }
+  // Some servers answer invalid_grant, not invalid_client, for an assertion they cannot accept.
+  if (error === 'invalid_client' || error === 'invalid_grant') causes.push(...(f.clientAuthCauses ?? []));
   if (error === 'invalid_client') {
     causes.push(`Unknown client: is ${f.clientId} the client id registered for this server (non-production and production ids differ)?`);
     causes.push(`Key not registered: the assertion is signed with kid ${f.kid} (${f.alg}); that kid must be in the JWKS registered with the EHR or served at its registered JWKS URL.`);

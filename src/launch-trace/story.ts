@@ -90,7 +90,7 @@ export interface StorySummary {
 /** The events of a launch, and for each the fields read from it (besides the common ones). */
 const KNOWN_FIELDS: Record<string, readonly string[]> = {
   'launch.start': ['mode', 'iss'],
-  discovery: ['iss', 'url', 'durationMs', 'issuer', 'authorization_endpoint', 'token_endpoint', 'capabilities', 'code_challenge_methods', 'outcome', 'reason'],
+  discovery: ['iss', 'url', 'durationMs', 'issuer', 'authorization_endpoint', 'token_endpoint', 'capabilities', 'code_challenge_methods', 'outcome', 'reason', 'warning', 'advertised', 'ours', 'fix'],
   'discovery.rate_limited': ['iss', 'limit_per_minute'],
   'launch.scope_dropped': ['scopes', 'reason'],
   'authorize.redirect': ['endpoint', 'client_id', 'redirect_uri', 'scope', 'pkce_method', 'client_auth'],
@@ -100,14 +100,15 @@ const KNOWN_FIELDS: Record<string, readonly string[]> = {
   'callback.replayed': [],
   'callback.duplicate': [],
   'callback.state': ['found', 'launch_cookie', 'reason', 'transaction_age_ms', 'mode'],
-  'callback.iss': ['iss'],
+  'callback.iss': ['iss', 'outcome', 'expected', 'advertised'],
   'launch.failed': ['step', 'error', 'error_description'],
   'launch.rejected': ['reason', 'iss'],
   'token.request': ['endpoint', 'grant_type', 'redirect_uri', 'redirect_uri_matches_authorize', 'client_id', 'client_auth', 'pkce_verifier_matches_challenge', 'code_sent_before'],
   'token.response': [
     'status', 'outcome', 'error', 'error_description', 'error_uri', 'vendor_code', 'duration_ms', 'server_date', 'clock_skew_s', 'likely_causes',
-    'reason', 'reason_code', 'token_type', 'expires_in', 'scope', 'patient', 'encounter',
+    'reason', 'reason_code', 'token_type', 'expires_in', 'scope', 'patient', 'encounter', 'id_token_check',
   ],
+  'token.id_token_ignored': ['reason'],
   'launch.complete': ['patient', 'scopes_not_granted', 'evicted_contexts', 'contexts'],
   'error.response': ['code', 'status', 'method', 'path'],
   'error.unhandled': ['err'],
@@ -360,6 +361,7 @@ function describe(r: LogRecord): { outcome: StepOutcome; summary: string } {
     case 'launch.start':
       return ok(`${r.mode === 'standalone' ? 'Standalone' : 'EHR'} launch requested${str(r.iss) ? ` for ${r.iss}` : ''}`);
     case 'discovery':
+      if (str(r.warning)) return warning(str(r.msg)?.replace(/^discovery: /, '') ?? `SMART configuration: ${r.warning}`);
       return str(r.outcome)
         ? failed(`SMART configuration not usable (${r.outcome}): ${str(r.reason) ?? 'no reason given'}`)
         : ok(`SMART configuration read from ${str(r.url) ?? str(r.iss) ?? 'the EHR'}`);
@@ -386,6 +388,9 @@ function describe(r: LogRecord): { outcome: StepOutcome; summary: string } {
         ? 'The state belongs to a launch started in another browser'
         : 'No pending launch for this state (unknown, expired or already used)');
     case 'callback.iss':
+      if (r.outcome === 'mismatch') return failed(`The authorization response names another issuer (iss ${str(r.iss) ?? '?'}) than ${str(r.expected) ?? 'the SMART configuration\'s'}: its code was not used (RFC 9207)`);
+      if (r.outcome === 'missing') return failed('The authorization response has no iss although the server advertises it: its code was not used (RFC 9207)');
+      if (r.outcome === 'repeated') return failed('The authorization response carries iss more than once: its code was not used (RFC 9207)');
       return warning('The iss response parameter could not be checked (the SMART configuration has no issuer)');
     case 'launch.failed':
       return failed(`The authorization server returned error=${str(r.error) ?? '?'}${str(r.error_description) ? `: "${r.error_description}"` : ''}`);
@@ -395,9 +400,12 @@ function describe(r: LogRecord): { outcome: StepOutcome; summary: string } {
       return ok(`Code sent to ${str(r.endpoint) ?? 'the token endpoint'} (client auth ${str(r.client_auth) ?? '?'}; redirect_uri the same as at authorize: ${yesNo(r.redirect_uri_matches_authorize) ?? '?'}; PKCE verifier matches the challenge: ${yesNo(r.pkce_verifier_matches_challenge) ?? '?'}; code sent before: ${yesNo(r.code_sent_before) ?? '?'})`);
     case 'token.response': {
       if (str(r.error)) return failed(`${num(r.status) ?? ''} ${r.error}${str(r.error_description) ? `: "${r.error_description}"` : ' (no error_description)'}`.trim());
+      if (r.outcome === 'id_token_invalid') return failed(`The ID token failed the ${str(r.id_token_check) ?? '?'} check: ${str(r.reason) ?? 'invalid'}`);
       if (str(r.outcome)) return failed(`Token endpoint ${r.outcome === 'timeout' ? 'did not answer in time' : r.outcome === 'network_error' ? `unreachable (${str(r.reason) ?? 'network error'})` : r.outcome === 'server_error' ? `failed (${num(r.status) ?? '5xx'})` : `answer unusable (${str(r.reason_code) ?? str(r.reason) ?? 'invalid'})`}`);
       return ok(`Tokens received (${num(r.status) ?? 200}; scope "${str(r.scope) ?? ''}"; expires in ${num(r.expires_in) ?? '?'} s; patient in context: ${yesNo(r.patient) ?? '?'})`);
     }
+    case 'token.id_token_ignored':
+      return warning('The server sent an ID token although openid was not requested: set aside unread');
     case 'launch.complete':
       return ok(`Launch complete; the server holds the tokens${str(r.scopes_not_granted) ? ` (not granted: ${r.scopes_not_granted})` : ''}`);
     case 'error.response': {
@@ -413,6 +421,21 @@ function describe(r: LogRecord): { outcome: StepOutcome; summary: string } {
 }
 
 // --- Diagnosis ----------------------------------------------------------------------------------------------
+
+/** What to do when the ID token fails each check (the log's id_token_check). */
+const ID_TOKEN_FIXES: Record<string, string> = {
+  nonce: 'The ID token\'s nonce is not this launch\'s: an ID token from another sign-in was returned (a replay, or a server caching tokens). Launch again; if it repeats, report it to the EHR.',
+  iss: 'The ID token\'s iss must equal the issuer in the EHR\'s SMART configuration byte for byte (watch for a trailing slash): the EHR must fix one of them.',
+  aud: 'The ID token\'s aud must be this app\'s client id: check that the client id configured here is the one the EHR issued for this environment.',
+  azp: 'The ID token names several audiences and its azp is not this app\'s client id: report it to the EHR.',
+  exp: 'The ID token had expired when it arrived: compare the EHR\'s clock (its Date header) with ours and sync the server clock (NTP).',
+  nbf: 'The ID token is not valid yet: compare the EHR\'s clock with ours and sync the server clock (NTP).',
+  signature: 'The ID token\'s signature does not verify with the keys at the EHR\'s jwks_uri: it was signed by another key or altered. If the EHR rotated its keys, launch again in a minute; otherwise report it to the EHR.',
+  signing_key: 'The ID token is signed with a key that the EHR\'s jwks_uri does not publish: if the EHR is rotating keys, launch again in a minute; otherwise report it to the EHR.',
+  alg: 'The ID token\'s algorithm is refused (none or a shared-secret HMAC never pass; otherwise the one the server advertises): report it to the EHR.',
+  jwks: 'The keys at the EHR\'s jwks_uri could not be read: check that this server can reach it (egress, DNS, TLS) and launch again.',
+  missing: 'openid was requested but the token response has no id_token: check that the client is registered for openid and fhirUser at the EHR, or leave them out of SMART_SCOPE.',
+};
 
 /** What failed, what the server said, the likely causes and the fix, from the failing record and its launch. */
 function diagnose(records: readonly LogRecord[], failing: LogRecord): StoryDiagnosis {
@@ -451,7 +474,7 @@ function diagnose(records: readonly LogRecord[], failing: LogRecord): StoryDiagn
       d.fix = `Check, in this order: the redirect URI registered at the EHR is exactly ${redirectUri ?? 'PUBLIC_URL + /callback'} (byte for byte: https, host, port, no trailing slash), and every instance runs with the same PUBLIC_URL; ` +
         'the code is redeemed once and within its lifetime (nothing in front of the app retries or replays the callback); the client id is the one for this environment; the server clock is right (NTP). Then launch again.';
     } else if (error === 'invalid_client') {
-      d.fix = `The EHR did not accept the client's credentials. Check the client id${clientId ? ` (${clientId})` : ''} for this environment and the client type registered at the EHR: ${clientAuth === 'none' ? 'we authenticated as a public client; a confidential registration needs SMART_CLIENT_SECRET or SMART_PRIVATE_KEY' : clientAuth === 'private_key_jwt' ? 'for private_key_jwt, the key id (kid) must be in the JWKS registered at the EHR (or served at the registered JWKS URL) and the algorithm must match' : `we sent a client secret (${clientAuth ?? 'client_secret_basic'}): check SMART_CLIENT_SECRET and SMART_CLIENT_AUTH_METHOD`}.`;
+      d.fix = `The EHR did not accept the client's credentials. Check the client id${clientId ? ` (${clientId})` : ''} for this environment and the client type registered at the EHR: ${clientAuth === 'none' ? 'we authenticated as a public client; a confidential registration needs SMART_CLIENT_SECRET or SMART_PRIVATE_KEY' : clientAuth === 'private_key_jwt' ? 'for private_key_jwt, the key id (kid) must be in the JWKS registered at the EHR (or served at the registered JWKS URL) and the algorithm must match' : `we sent a client secret (${clientAuth ?? 'client_secret_basic'}): check SMART_CLIENT_SECRET and SMART_CLIENT_AUTH_METHOD${clientAuth === 'client_secret_post' ? '' : ', and, when the likely causes say the id or secret holds characters the two encodings send differently, SMART_CLIENT_AUTH_ENCODING (form or raw)'}`}.`;
     } else if (error === 'invalid_scope') {
       d.fix = 'Compare SMART_SCOPE with the scopes registered for this client at the EHR (SMART v1 .read vs v2 .rs syntax).';
     } else {
@@ -462,6 +485,13 @@ function diagnose(records: readonly LogRecord[], failing: LogRecord): StoryDiagn
   if (event === 'token.response') {
     const outcome = str(failing.outcome);
     const endpoint = str(tokenRequest?.endpoint) ?? 'the token endpoint';
+    if (outcome === 'id_token_invalid') {
+      const check = str(failing.id_token_check) ?? 'id_token';
+      return {
+        ...base, headline: `The ID token failed the ${check} check`, errorDescription: str(failing.reason) ?? null,
+        fix: ID_TOKEN_FIXES[check] ?? 'The EHR answered with an ID token that failed validation: see the reason above.',
+      };
+    }
     if (outcome === 'invalid_response') {
       return {
         ...base, headline: `The token response could not be used (${str(failing.reason_code) ?? 'invalid'})`, errorDescription: str(failing.reason) ?? null,
@@ -472,6 +502,12 @@ function diagnose(records: readonly LogRecord[], failing: LogRecord): StoryDiagn
       ...base,
       headline: outcome === 'timeout' ? 'The token endpoint did not answer in time' : outcome === 'network_error' ? `The token endpoint could not be reached (${str(failing.reason) ?? 'network error'})` : `The token endpoint failed (${num(failing.status) ?? '5xx'})`,
       fix: `Check that this server can reach ${endpoint} (egress, DNS, TLS), the EHR's status, and SMART_HTTP_TIMEOUT_MS. The user can launch again once it answers.`,
+    };
+  }
+  if (event === 'callback.iss') {
+    return {
+      ...base, headline: 'The authorization response failed the RFC 9207 issuer check: its code was not sent to the token endpoint',
+      fix: `Compare the EHR's SMART configuration issuer (${str(failing.expected) ?? '?'}) with the iss its authorization server puts in its responses (${str(failing.iss) ?? 'none'}): they must be equal byte for byte. If they are, the response did not come from the server this launch was sent to (a mix-up attack, or two EHRs sharing one redirect URI); launch again.`,
     };
   }
   if (event === 'launch.failed') {
@@ -529,6 +565,7 @@ function fixForResponse(code: string | null, status: number | null, records: rea
     case 'launch_params_missing': return 'The EHR\'s launch URL must carry iss and launch: check the launch URI registered at the EHR (PUBLIC_URL + /launch); a standalone launch starts at /login.';
     case 'state_expired': return 'The user took longer than LAUNCH_TTL_SECONDS between the launch and the callback. Raise it if sign-ins at this EHR are slow.';
     case 'patient_context_missing': return 'Patient scopes were granted without a patient: launch from a patient\'s chart, or for standalone launches ask for launch/patient.';
+    case 'authorization_response_invalid': return 'The authorization response was not usable (no code, or the RFC 9207 iss check failed): launch again; if it repeats, compare the EHR\'s issuer with the iss of its responses.';
     case 'id_token_invalid':
     case 'token_response_invalid': return 'The EHR\'s token response failed validation: check its id_token (issuer, audience, signature, fhirUser claim) and the server clock.';
     case 'session_store_unavailable': return 'The session store (Redis) did not answer: see /readyz for the reason; the launch can be tried again once it is back.';

@@ -16,8 +16,11 @@ import { bindingHash, readLaunchBinding } from '../session/launch-cookie.js';
 import { stateKey } from '../session/transaction-store.js';
 import type { SmartDeps } from '../smart/deps.js';
 import type { CallbackOutcome } from './replay-guards.js';
-import { buildOAuthConfig, hasIssuer, rememberJwks, type HttpObservation } from '../smart/oauth-config.js';
-import { clientAuthMethod, launchCredentials } from '../smart/client-auth.js';
+import { buildOAuthConfig, hasIssuer, type HttpObservation } from '../smart/oauth-config.js';
+import { launchCredentials } from '../smart/client-auth.js';
+import { invalidClientCauses } from '../smart/compatibility.js';
+import { IdTokenError, idTokenClaimFailure, type IdTokenFailure } from '../smart/id-token.js';
+import type { DiscoveredServer } from '../smart/discovery.js';
 import { splitScopes } from '../oauth-scope.js';
 import { missingScopes } from '../smart/scopes.js';
 import { diagnoseTokenFailure } from '../smart/diagnosis.js';
@@ -144,29 +147,29 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
   if (!registration) throw new AppError(ErrorCode.STATE_UNKNOWN, 400, 'The app configuration changed during this launch.', { relaunch: true });
   const server = await steps.time('discovery', () => deps.discovery.get(tx.iss, log));
   const smart = server.configuration;
-  const tokenEndpoint = new URL(smart.token_endpoint).href;
-  // The token endpoint's answer; the JWKS fetched to check the id_token's signature is timed apart.
+  const credentials = launchCredentials(registration);
+  const openid = tx.scopes.includes('openid');
   let observed: HttpObservation | undefined;
-  const oauth = buildOAuthConfig(server, launchCredentials(registration), {
+  let idTokenIgnored = false;
+  const oauth = buildOAuthConfig(server, credentials, {
     timeoutMs: deps.config.httpTimeoutMs,
     allowInsecureHttp: deps.config.allowInsecureHttp,
     observe: (o) => {
-      if (o.url === tokenEndpoint) observed = o;
-      steps.add(o.url === tokenEndpoint ? 'token_request' : 'jwks', o.elapsedMs);
+      observed = o;
+      steps.add('token_request', o.elapsedMs);
     },
+    // Without openid no id_token is expected, so none is validated or read: one sent anyway is set aside.
+    ...(openid ? {} : { ignoreIdToken: () => (idTokenIgnored = true) }),
   });
 
   // redirect_uri in the token request comes from currentUrl: build it from PUBLIC_URL, never from Host headers.
   const currentUrl = new URL(deps.config.redirectUri);
   const rawQuery = req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?') + 1) : '';
   const params = new URLSearchParams(rawQuery);
-  if (!hasIssuer(server) && params.has('iss')) {
-    log.info({ event: 'callback.iss', iss: clip(params.get('iss'), 200) }, 'callback: the SMART configuration has no issuer, so the iss response parameter cannot be checked');
-    params.delete('iss');
-  }
+  checkResponseIssuer(server, params, log);
   currentUrl.search = params.toString();
 
-  const authMethod = clientAuthMethod(registration);
+  const authMethod = credentials.method;
   const pkceMatches = (await client.calculatePKCECodeChallenge(tx.codeVerifier)) === tx.codeChallenge;
   const firstSentAt = deps.recentCodes.markSent(code);
   log.info(
@@ -190,17 +193,30 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
       idTokenExpected: tx.scopes.includes('openid'),
     });
   } catch (err) {
-    rememberJwks(server, oauth);
     deps.metrics.tokenExchanges.inc({ result: oauthErrorDetails(err)?.error.slice(0, 40) ?? 'unavailable' });
     throw translateTokenError(err, {
       log, observed, started, tx, deps, authMethod, pkceMatches, codeSeenBefore: firstSentAt !== undefined,
-      advertisedAuthMethods: smart.token_endpoint_auth_methods_supported, capabilities: smart.capabilities, tokenEndpoint: smart.token_endpoint,
+      clientAuthCauses: invalidClientCauses(smart, credentials), capabilities: smart.capabilities, tokenEndpoint: smart.token_endpoint,
+      issuer: smart.issuer, clientId: registration.clientId,
     });
   }
 
-  rememberJwks(server, oauth);
-  // What the grant spent besides its requests: reading the response and checking it and the id_token.
-  steps.add('token_response', performance.now() - grantStarted - (steps.ms.token_request ?? 0) - (steps.ms.jwks ?? 0));
+  // What the grant spent besides its request: reading the token response and checking it and the id_token's claims.
+  steps.add('token_response', performance.now() - grantStarted - (steps.ms.token_request ?? 0));
+  // openid-client checked the id_token's claims (iss, aud, exp, nonce); its signature is checked here, before
+  // anything in it is read or kept.
+  if (tokens.id_token) {
+    try {
+      await steps.time('id_token_signature', () => deps.idTokens.verifySignature(tokens.id_token!, server));
+    } catch (err) {
+      deps.metrics.tokenExchanges.inc({ result: 'id_token_invalid' });
+      throw idTokenInvalid(err instanceof IdTokenError ? err.failure : { check: 'signature', reason: clip((err as Error)?.message, 200) ?? 'verification failed' }, log, observed, started, err);
+    }
+  }
+  if (idTokenIgnored) {
+    log.info({ event: 'token.id_token_ignored', reason: 'openid_not_requested' }, 'token: the server sent an ID token although openid was not requested; it was set aside unread (not validated, not kept)');
+  }
+
   deps.metrics.tokenExchanges.inc({ result: 'success' });
   const granted = tokens.scope ? splitScopes(tokens.scope) : [...tx.scopes];
   const extra = tokens as unknown as Record<string, unknown>;
@@ -225,6 +241,7 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
   }
   let fhirUser: string | undefined;
   if (tokens.id_token) {
+    // Verified: claims by openid-client, signature above (an id_token that was not asked for never gets here).
     const claims = tokens.claims();
     fhirUser = typeof claims?.fhirUser === 'string' ? claims.fhirUser : undefined;
     if (granted.includes('fhirUser') && !fhirUser) {
@@ -317,6 +334,54 @@ function cookieMissing(): AppError {
   });
 }
 
+/**
+ * RFC 9207: the authorization response's `iss` must be the issuer this launch was sent to, and must be there when
+ * the server advertises `authorization_response_iss_parameter_supported` (a mix-up attack hands us a code from
+ * another server). Checked before anything is sent to the token endpoint. Without an issuer in the SMART
+ * configuration there is nothing to compare with: the parameter is noted and set aside.
+ */
+function checkResponseIssuer(server: DiscoveredServer, params: URLSearchParams, log: Logger): void {
+  const received = params.getAll('iss');
+  if (!hasIssuer(server)) {
+    if (received.length) {
+      log.info({ event: 'callback.iss', iss: clip(received[0], 200) }, 'callback: the SMART configuration has no issuer, so the iss response parameter cannot be checked');
+      params.delete('iss');
+    }
+    return;
+  }
+  const expected = server.configuration.issuer!;
+  const advertised = server.configuration.authorization_response_iss_parameter_supported === true;
+  let outcome: 'missing' | 'mismatch' | 'repeated' | undefined;
+  if (received.length > 1) outcome = 'repeated';
+  else if (received.length === 0) outcome = advertised ? 'missing' : undefined;
+  else if (received[0] !== expected) outcome = 'mismatch';
+  if (!outcome) return;
+  const what = {
+    missing: 'has no iss parameter although the server advertises authorization_response_iss_parameter_supported',
+    mismatch: `names another issuer (iss ${JSON.stringify(clip(received[0], 200))}) than the one this launch was sent to (${expected})`,
+    repeated: 'carries the iss parameter more than once',
+  }[outcome];
+  log.warn(
+    { event: 'callback.iss', outcome, iss: received.length ? clip(received[0], 200) : null, expected, advertised },
+    `callback: the authorization response ${what}; its code was not used (RFC 9207)`,
+  );
+  throw new AppError(ErrorCode.AUTHORIZATION_RESPONSE_INVALID, 400, `The sign-in response ${what}, so it was not used.`, {
+    hint: 'Start the launch again. If it keeps happening, give the correlation id to the operator: the EHR\'s SMART configuration and its authorization server disagree about the issuer, or the response did not come from it.',
+    relaunch: true,
+  });
+}
+
+function idTokenInvalid(failure: IdTokenFailure, log: Logger, observed: HttpObservation | undefined, started: number, cause: unknown): AppError {
+  log.warn(
+    { event: 'token.response', outcome: 'id_token_invalid', id_token_check: failure.check, reason: failure.reason, status: observed?.status ?? null, duration_ms: Date.now() - started },
+    `token: the ID token failed the ${failure.check} check: ${failure.reason}`,
+  );
+  return new AppError(ErrorCode.ID_TOKEN_INVALID, 502, `The EHR's ID token failed validation: ${failure.reason}.`, {
+    relaunch: true, cause,
+    hint: 'Start the launch again. If it keeps failing, give the correlation id to the operator: the server log names the check that failed.',
+  });
+}
+
 interface TokenErrorFacts {
   log: Logger;
   observed: HttpObservation | undefined;
@@ -326,9 +391,11 @@ interface TokenErrorFacts {
   authMethod: string;
   pkceMatches: boolean;
   codeSeenBefore: boolean;
-  advertisedAuthMethods: readonly string[] | undefined;
+  clientAuthCauses: readonly string[];
   capabilities: readonly string[];
   tokenEndpoint: string;
+  issuer: string | undefined;
+  clientId: string;
 }
 
 function translateTokenError(err: unknown, f: TokenErrorFacts): AppError {
@@ -339,7 +406,7 @@ function translateTokenError(err: unknown, f: TokenErrorFacts): AppError {
       grantType: 'authorization_code', oauthError: details.error, errorDescription: details.errorDescription, errorUri: details.errorUri, status: details.status,
       redirectUriAtAuthorize: f.tx.redirectUri, redirectUriAtToken: f.deps.config.redirectUri, pkceMatches: f.pkceMatches,
       transactionAgeMs: Date.now() - f.tx.createdAt, codeSeenBefore: f.codeSeenBefore, serverDate: f.observed?.date ?? details.date,
-      clientAuthMethod: f.authMethod, advertisedAuthMethods: f.advertisedAuthMethods, requestedScopes: f.tx.scopes,
+      clientAuthMethod: f.authMethod, clientAuthCauses: f.clientAuthCauses, requestedScopes: f.tx.scopes,
       capabilities: f.capabilities, tokenEndpoint: f.tokenEndpoint,
     });
     f.log.warn(
@@ -363,6 +430,8 @@ function translateTokenError(err: unknown, f: TokenErrorFacts): AppError {
       { oauthError: clip(details.error, 60)!, remoteDescription: clip(details.errorDescription, 300), causes: diagnosis.causes, relaunch: true, hint: 'Start the launch again. If it keeps failing, give the correlation id to the operator: the server log explains the likely cause.', cause: err },
     );
   }
+  const idToken = idTokenClaimFailure(err, { issuer: f.issuer, clientId: f.clientId });
+  if (idToken) return idTokenInvalid(idToken, f.log, f.observed, f.started, err);
   const name = (err as Error)?.name;
   if (isTimeout(err)) {
     f.log.warn({ event: 'token.response', outcome: 'timeout', duration_ms: durationMs }, 'token: the token endpoint did not answer in time');
@@ -378,13 +447,11 @@ function translateTokenError(err: unknown, f: TokenErrorFacts): AppError {
     return new AppError(ErrorCode.TOKEN_ENDPOINT_UNAVAILABLE, 502, `The EHR's token endpoint failed (${f.observed.status}).`, { relaunch: true, hint: 'Try the launch again in a moment.', cause: err });
   }
   const code = (err as { code?: string })?.code;
-  const idTokenProblem = typeof code === 'string' && /JWT|JWS|ID_TOKEN|CLAIM/.test(code);
   f.log.warn(
     { event: 'token.response', outcome: 'invalid_response', status: f.observed?.status ?? null, reason_code: code ?? name ?? null, reason: clip((err as Error)?.message, 300), duration_ms: durationMs },
     'token: the token response failed validation',
   );
-  return new AppError(idTokenProblem ? ErrorCode.ID_TOKEN_INVALID : ErrorCode.TOKEN_RESPONSE_INVALID, 502,
-    idTokenProblem ? 'The EHR\'s id_token failed validation.' : 'The EHR\'s token response could not be used.', {
+  return new AppError(ErrorCode.TOKEN_RESPONSE_INVALID, 502, 'The EHR\'s token response could not be used.', {
     relaunch: true, hint: 'Start the launch again. If it keeps failing, give the correlation id to the operator.', cause: err,
   });
 }

@@ -20,6 +20,7 @@ import { buildOAuthConfig, hasIssuer } from '../smart/oauth-config.js';
 import { splitScopes } from '../oauth-scope.js';
 import { adaptScopes, droppedScopeLog, withLaunchScope } from '../smart/scopes.js';
 import { clientAuthMethod, launchCredentials } from '../smart/client-auth.js';
+import { canVerifyIdTokens } from '../smart/id-token.js';
 
 export function ehrLaunchHandler(deps: SmartDeps) {
   return async function ehrLaunch(req: Request, res: Response): Promise<void> {
@@ -82,6 +83,8 @@ async function startAuthorization(
 
   const server = await deps.discovery.get(iss, log, { newIssuerLimited: wildcard });
   const smart = server.configuration;
+  const credentials = launchCredentials(registration);
+  deps.discovery.checkClient(server, `launch:${registration.name}`, credentials, log);
   const baseScopes = splitScopes(mode === 'ehr' ? registration.scope : registration.standaloneScope);
   const adapted = adaptScopes(baseScopes, smart.capabilities);
   for (const d of adapted.dropped) {
@@ -90,9 +93,14 @@ async function startAuthorization(
     log.warn({ event: 'launch.scope_dropped', ...fields }, `launch: ${message}`);
   }
   let scopes = withLaunchScope(adapted.scopes, mode);
-  if (!hasIssuer(server) && scopes.includes('openid')) {
-    // Without an issuer an id_token cannot be validated (SMART requires `issuer` with sso-openid-connect).
-    log.warn({ event: 'launch.scope_dropped', scopes: 'openid fhirUser', reason: 'no_issuer' }, 'launch: the SMART configuration has no issuer, so openid and fhirUser are not requested (an ID token could not be validated)');
+  if (scopes.includes('openid') && !canVerifyIdTokens(server)) {
+    // An id_token is only asked for when it can be verified: its issuer and its signature (SMART requires
+    // `issuer` and `jwks_uri` with sso-openid-connect).
+    const missing = hasIssuer(server) ? 'jwks_uri' : 'issuer';
+    log.warn(
+      { event: 'launch.scope_dropped', scopes: 'openid fhirUser', reason: `no_${missing}` },
+      `launch: the SMART configuration has no ${missing}, so openid and fhirUser are not requested (an ID token could not be ${missing === 'issuer' ? 'validated' : 'verified: no keys to check its signature'})`,
+    );
     scopes = scopes.filter((s) => s !== 'openid' && s !== 'fhirUser');
   }
   const openid = scopes.includes('openid');
@@ -109,7 +117,7 @@ async function startAuthorization(
     ...(nonce ? { nonce } : {}),
   };
 
-  const oauth = buildOAuthConfig(server, launchCredentials(registration), { timeoutMs: deps.config.httpTimeoutMs, allowInsecureHttp: deps.config.allowInsecureHttp });
+  const oauth = buildOAuthConfig(server, credentials, { timeoutMs: deps.config.httpTimeoutMs, allowInsecureHttp: deps.config.allowInsecureHttp });
   const params: Record<string, string> = {
     response_type: 'code',
     redirect_uri: transaction.redirectUri,

@@ -99,6 +99,8 @@ export async function createSandbox(opts: SandboxOptions): Promise<Sandbox> {
       token_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_basic', 'client_secret_post'],
       token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384'],
       code_challenge_methods_supported: ['S256'],
+      // oidc-provider puts iss in every authorization response (RFC 9207); saying so makes clients require it.
+      authorization_response_iss_parameter_supported: true,
       capabilities: [
         'launch-ehr', 'launch-standalone', 'authorize-post', 'client-public', 'client-confidential-symmetric', 'client-confidential-asymmetric',
         'context-ehr-patient', 'context-ehr-encounter', 'context-standalone-patient', 'context-banner', 'context-style', 'sso-openid-connect',

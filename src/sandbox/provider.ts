@@ -21,6 +21,8 @@ export const OIDC_SCOPES = ['openid', 'offline_access', 'online_access', 'fhirUs
 export interface SandboxClient {
   client_id: string;
   token_endpoint_auth_method: 'none' | 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
+  /** private_key_jwt: the one algorithm accepted for this client's assertions (default: any the server enables). */
+  token_endpoint_auth_signing_alg?: ClientMetadata['token_endpoint_auth_signing_alg'];
   client_secret?: string;
   jwks?: { keys: Record<string, unknown>[] };
   jwks_uri?: string;
@@ -71,6 +73,7 @@ export async function createProvider(o: ProviderOptions): Promise<Provider> {
       client_id: c.client_id,
       ...(c.client_secret ? { client_secret: c.client_secret } : {}),
       token_endpoint_auth_method: c.token_endpoint_auth_method,
+      ...(c.token_endpoint_auth_signing_alg ? { token_endpoint_auth_signing_alg: c.token_endpoint_auth_signing_alg } : {}),
       ...(c.jwks ? { jwks: c.jwks as ClientMetadata['jwks'] } : {}),
       ...(c.jwks_uri ? { jwks_uri: c.jwks_uri } : {}),
       grant_types: grants,

@@ -4,6 +4,7 @@ import type { Logger } from '../log.js';
 import type { TokenStore } from '../session/token-store.js';
 import type { TransactionStore } from '../session/transaction-store.js';
 import type { DiscoveryCache } from './discovery.js';
+import type { IdTokenVerifier } from './id-token.js';
 import type { Registry } from './registry.js';
 import type { CallbackDeduper, RecentCodes } from '../routes/replay-guards.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -16,6 +17,8 @@ export interface SmartDeps {
   tokenStore: TokenStore;
   /** Pending launches, apart from sessions (keyed by state, bound to the browser). */
   transactions: TransactionStore;
+  /** Verifies id_token signatures with each server's jwks_uri (key sets cached per URL). */
+  idTokens: IdTokenVerifier;
   recentCodes: RecentCodes;
   callbacks: CallbackDeduper;
   metrics: Metrics;

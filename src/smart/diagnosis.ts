@@ -79,7 +79,11 @@ export interface TokenFailureFacts {
   serverDate?: string | null;
   now?: number;
   clientAuthMethod?: string;
-  advertisedAuthMethods?: readonly string[];
+  /**
+   * What our client authentication may have to do with an invalid_client, from compatibility.ts's
+   * invalidClientCauses(): a method or signing algorithm the server does not advertise, the Basic encoding.
+   */
+  clientAuthCauses?: readonly string[];
   requestedScopes?: readonly string[];
   capabilities?: readonly string[];
   /** The EHR's host name, to recognise vendors. */
@@ -150,10 +154,7 @@ export function diagnoseTokenFailure(f: TokenFailureFacts): Diagnosis {
   }
 
   if (err === 'invalid_client' || f.status === 401) {
-    const adv = f.advertisedAuthMethods;
-    if (f.clientAuthMethod && adv && adv.length && !adv.includes(f.clientAuthMethod) && f.clientAuthMethod !== 'none') {
-      causes.push(`Client authentication ${f.clientAuthMethod} is not among the methods the server advertises (${adv.join(', ')}).`);
-    }
+    causes.push(...(f.clientAuthCauses ?? []));
     switch (f.clientAuthMethod) {
       case 'none':
         causes.push('We authenticated as a public client (no secret, no key): if the EHR registered a confidential client, set SMART_CLIENT_SECRET or SMART_PRIVATE_KEY.');

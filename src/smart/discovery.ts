@@ -9,6 +9,8 @@ import { LRUCache } from 'lru-cache';
 import { AppError, ErrorCode } from '../http/errors.js';
 import type { Logger } from '../log.js';
 import { describeNetworkError, isTimeout } from '../http/network-errors.js';
+import { discoveryWarnings } from './compatibility.js';
+import type { ClientCredentials } from './client-auth.js';
 
 export interface SmartConfiguration {
   issuer?: string;
@@ -76,6 +78,8 @@ export class DiscoveryCache {
   private readonly fetchImpl: typeof fetch;
   private readonly now: () => number;
   private window = { start: 0, count: 0 };
+  /** Clients already checked against each fetched configuration (it goes with the document: a WeakMap). */
+  private readonly checkedClients = new WeakMap<DiscoveredServer, Set<string>>();
   /** Number of network fetches made (for tests and metrics). */
   fetchCount = 0;
 
@@ -102,6 +106,24 @@ export class DiscoveryCache {
       this.inflight.set(iss, pending);
     }
     return pending;
+  }
+
+  /**
+   * Warns, once per fetched configuration and client (not per launch), when the server does not advertise our
+   * client authentication method or our key's signing algorithm (compatibility.ts): a `discovery` warning naming
+   * the advertised list and ours. `client` names the registration when the logger does not already.
+   */
+  checkClient(server: DiscoveredServer, key: string, creds: ClientCredentials, log: Logger, client?: Record<string, string>): void {
+    let seen = this.checkedClients.get(server);
+    if (!seen) this.checkedClients.set(server, (seen = new Set()));
+    if (seen.has(key)) return;
+    seen.add(key);
+    for (const w of discoveryWarnings(server.configuration, creds)) {
+      log.warn(
+        { event: 'discovery', iss: server.iss, ...client, warning: w.check === 'signing_alg' ? 'signing_alg_not_advertised' : 'auth_method_not_advertised', advertised: w.advertised, ours: w.ours, fix: w.fix },
+        `discovery: ${w.message}`,
+      );
+    }
   }
 
   /** Issuers cached now. */

@@ -6,6 +6,11 @@
  * A SMART configuration need not carry `issuer` (openid-client requires one): the FHIR base stands in for it,
  * and then the RFC 9207 `iss` authorization response parameter cannot be checked (the callback strips it) nor
  * an id_token's issuer (the launch does not ask for openid).
+ *
+ * An id_token's claims are checked by openid-client; its signature by id-token.ts (openid-client does not verify
+ * the signature of a token-endpoint id_token). When the caller did not ask for one (`ignoreIdToken`), an
+ * id_token the server sends anyway is taken out of the response before openid-client reads it, and the caller
+ * is told, so that it logs a note: it is never validated half-way nor read.
  */
 import * as client from 'openid-client';
 import type { DiscoveredServer } from './discovery.js';
@@ -30,25 +35,15 @@ export interface OAuthConfigOptions {
   allowInsecureHttp: boolean;
   /** Called after every request openid-client makes, with what is safe to log. */
   observe?: (o: HttpObservation) => void;
+  /**
+   * No id_token is wanted (openid was not requested, or cannot be verified): one in a token response is removed
+   * before openid-client reads it, and this is called.
+   */
+  ignoreIdToken?: () => void;
 }
 
 export function hasIssuer(server: DiscoveredServer): boolean {
   return typeof server.configuration.issuer === 'string' && server.configuration.issuer.length > 0;
-}
-
-/**
- * The authorization servers' JWKS, per discovered server (a cache, and bounded like the discovery cache it hangs
- * from: an entry goes when its DiscoveredServer does). openid-client keeps a JWKS per Configuration, and a
- * Configuration is built per request, so without this every callback that checks an id_token's signature would
- * fetch the JWKS again. openid-client still refetches it after 5 minutes, or when a token names a key it does not
- * hold (key rotation).
- */
-const jwksCaches = new WeakMap<DiscoveredServer, client.ExportedJWKSCache>();
-
-/** Keeps what a grant learned of the server's JWKS for the next Configuration built for that server. */
-export function rememberJwks(server: DiscoveredServer, config: client.Configuration): void {
-  const jwks = client.getJwksCache(config);
-  if (jwks) jwksCaches.set(server, jwks);
 }
 
 export function buildOAuthConfig(server: DiscoveredServer, credentials: ClientCredentials, opts: OAuthConfigOptions): client.Configuration {
@@ -63,19 +58,33 @@ export function buildOAuthConfig(server: DiscoveredServer, credentials: ClientCr
   if (opts.allowInsecureHttp && Object.values(smart).some((v) => typeof v === 'string' && v.startsWith('http:'))) {
     client.allowInsecureRequests(config);
   }
-  if (smart.jwks_uri && hasIssuer(server)) {
-    client.enableNonRepudiationChecks(config);
-    const jwks = jwksCaches.get(server);
-    if (jwks) client.setJwksCache(config, jwks);
-  }
-  const { observe, timeoutMs } = opts;
+  const { observe, timeoutMs, ignoreIdToken } = opts;
   config[client.customFetch] = async (url, init) => {
     const started = Date.now();
     const startedHr = performance.now();
     const signal = init.signal ?? AbortSignal.timeout(timeoutMs);
     const res = await fetch(url, { ...init, signal } as RequestInit);
     observe?.({ url, status: res.status, date: res.headers.get('date'), retryAfter: res.headers.get('retry-after'), durationMs: Date.now() - started, elapsedMs: performance.now() - startedHr });
+    if (ignoreIdToken && url === smart.token_endpoint && res.status === 200) return withoutIdToken(res, ignoreIdToken);
     return res;
   };
   return config;
+}
+
+/** The same token response without its id_token (told to `ignored` when there was one); anything not JSON passes. */
+async function withoutIdToken(res: Response, ignored: () => void): Promise<Response> {
+  const text = await res.text();
+  const headers = new Headers(res.headers);
+  headers.delete('content-length');
+  const init = { status: res.status, statusText: res.statusText, headers };
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return new Response(text, init);
+  }
+  if (!body || typeof body !== 'object' || Array.isArray(body) || !Object.hasOwn(body, 'id_token')) return new Response(text, init);
+  delete (body as Record<string, unknown>).id_token;
+  ignored();
+  return new Response(JSON.stringify(body), init);
 }

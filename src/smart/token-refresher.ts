@@ -12,8 +12,10 @@ import { clip, fingerprint, type Logger } from '../log.js';
 import type { TokenSet } from '../session/token-store.js';
 import type { LaunchContextInfo } from '../session/types.js';
 import type { SmartDeps } from './deps.js';
-import { buildOAuthConfig, rememberJwks, type HttpObservation } from './oauth-config.js';
-import { clientAuthMethod, launchCredentials } from './client-auth.js';
+import { buildOAuthConfig, type HttpObservation } from './oauth-config.js';
+import { launchCredentials } from './client-auth.js';
+import { invalidClientCauses } from './compatibility.js';
+import { IdTokenError, idTokenClaimFailure, type IdTokenFailure } from './id-token.js';
 import { diagnoseTokenFailure } from './diagnosis.js';
 import { describeNetworkError, isTimeout } from '../http/network-errors.js';
 import { oauthErrorDetails } from './oauth-errors.js';
@@ -84,33 +86,32 @@ export class TokenRefresher {
     const registration = this.deps.registry.byName(tokens.registration);
     if (!registration) throw sessionExpired('The app configuration changed; launch again.');
     const server = await this.deps.discovery.get(ctx.iss, log);
-    // The token endpoint's answer (not the JWKS fetched after it to check an id_token).
-    const tokenEndpoint = new URL(server.configuration.token_endpoint).href;
+    const credentials = launchCredentials(registration);
     let observed: HttpObservation | undefined;
-    const oauth = buildOAuthConfig(server, launchCredentials(registration), {
-      timeoutMs: this.deps.config.httpTimeoutMs, allowInsecureHttp: this.deps.config.allowInsecureHttp, observe: (o) => {
-        if (o.url === tokenEndpoint) observed = o;
-      },
+    let idTokenIgnored = false;
+    const oauth = buildOAuthConfig(server, credentials, {
+      timeoutMs: this.deps.config.httpTimeoutMs, allowInsecureHttp: this.deps.config.allowInsecureHttp, observe: (o) => (observed = o),
+      // An id_token in a refresh response is kept only when openid was asked for (and so can be verified).
+      ...(ctx.scopesRequested.includes('openid') ? {} : { ignoreIdToken: () => (idTokenIgnored = true) }),
     });
     const refreshToken = tokens.refreshToken!;
     const started = Date.now();
     log.info(
-      { event: 'token.refresh.request', contextId: ctx.id, endpoint: server.configuration.token_endpoint, grant_type: 'refresh_token', client_auth: clientAuthMethod(registration), refresh_fp: fingerprint(refreshToken) },
+      { event: 'token.refresh.request', contextId: ctx.id, endpoint: server.configuration.token_endpoint, grant_type: 'refresh_token', client_auth: credentials.method, refresh_fp: fingerprint(refreshToken) },
       'refresh: requesting a new access token',
     );
     let res: Awaited<ReturnType<typeof client.refreshTokenGrant>>;
     try {
       res = await client.refreshTokenGrant(oauth, refreshToken);
-      rememberJwks(server, oauth);
     } catch (err) {
-      rememberJwks(server, oauth);
       const durationMs = Date.now() - started;
       const details = oauthErrorDetails(err);
       this.deps.metrics.tokenRefreshes.inc({ result: details?.error.slice(0, 40) ?? 'unavailable' });
       if (details) {
         const diagnosis = diagnoseTokenFailure({
           grantType: 'refresh_token', oauthError: details.error, errorDescription: details.errorDescription, status: details.status,
-          errorUri: details.errorUri, serverDate: observed?.date ?? details.date, clientAuthMethod: clientAuthMethod(registration),
+          errorUri: details.errorUri, serverDate: observed?.date ?? details.date, clientAuthMethod: credentials.method,
+          clientAuthCauses: invalidClientCauses(server.configuration, credentials),
         });
         log.warn(
           { event: 'token.refresh.response', contextId: ctx.id, status: details.status, error: clip(details.error, 100), error_description: clip(details.errorDescription, 300) ?? null, vendor_code: diagnosis.vendorCode ?? null, duration_ms: durationMs, likely_causes: diagnosis.causes },
@@ -123,11 +124,22 @@ export class TokenRefresher {
         if (details.status >= 500) throw refreshUnavailable(`The EHR's token endpoint answered ${details.status}.`, err);
         throw new AppError(ErrorCode.TOKEN_EXCHANGE_FAILED, 502, `The EHR refused to refresh the access token (${clip(details.error, 60)}).`, { causes: diagnosis.causes, cause: err });
       }
+      const idToken = idTokenClaimFailure(err, { issuer: server.configuration.issuer, clientId: registration.clientId });
+      if (idToken) throw refreshIdTokenInvalid(idToken, ctx, log, err);
       const timedOut = isTimeout(err);
       const reason = !timedOut && err instanceof client.ClientError && observed && observed.status >= 500 ? `status ${observed.status}` : describeNetworkError(err);
       log.warn({ event: 'token.refresh.response', contextId: ctx.id, outcome: 'unavailable', reason, status: observed?.status ?? null, duration_ms: durationMs }, 'refresh: token endpoint unavailable; the refresh token is kept');
       throw refreshUnavailable(timedOut ? 'The EHR\'s token endpoint did not answer in time.' : `The EHR's token endpoint is unavailable (${reason}).`, err);
     }
+    if (res.id_token) {
+      try {
+        await this.deps.idTokens.verifySignature(res.id_token, server);
+      } catch (err) {
+        this.deps.metrics.tokenRefreshes.inc({ result: 'id_token_invalid' });
+        throw refreshIdTokenInvalid(err instanceof IdTokenError ? err.failure : { check: 'signature', reason: 'its signature could not be verified' }, ctx, log, err);
+      }
+    }
+    if (idTokenIgnored) log.info({ event: 'token.id_token_ignored', contextId: ctx.id, reason: 'openid_not_requested' }, 'refresh: the server sent an ID token although openid was not requested; it was set aside unread');
     this.deps.metrics.tokenRefreshes.inc({ result: 'success' });
     const expiresAt = typeof res.expires_in === 'number' ? Date.now() + res.expires_in * 1000 : undefined;
     const next: TokenSet = {
@@ -151,6 +163,15 @@ export class TokenRefresher {
 
 export function sessionExpired(message: string, causes: string[] = []): AppError {
   return new AppError(ErrorCode.SESSION_EXPIRED, 401, message, { hint: 'Launch the app again from the EHR (or sign in again).', causes, relaunch: true });
+}
+
+/** A refresh whose id_token fails a check: nothing of the response is kept (the launch keeps its tokens until they expire). */
+function refreshIdTokenInvalid(failure: IdTokenFailure, ctx: LaunchContextInfo, log: Logger, cause: unknown): AppError {
+  log.warn(
+    { event: 'token.refresh.response', contextId: ctx.id, outcome: 'id_token_invalid', id_token_check: failure.check, reason: failure.reason },
+    `refresh: the ID token failed the ${failure.check} check: ${failure.reason}`,
+  );
+  return new AppError(ErrorCode.ID_TOKEN_INVALID, 502, `The EHR's refreshed ID token failed validation: ${failure.reason}.`, { hint: 'Launch the app again; if it keeps failing, give the correlation id to the operator.', cause });
 }
 
 function refreshUnavailable(message: string, cause: unknown): AppError {

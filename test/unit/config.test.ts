@@ -108,6 +108,27 @@ describe('loadConfig', () => {
     expect((await problems({ ...base, SMART_PRIVATE_KEY: pem, SMART_CLIENT_SECRET: 'x' })).join()).toMatch(/both a client secret and a private key/);
   });
 
+  test('#48 SMART_CLIENT_AUTH_ENCODING: form by default, raw on request; raw refuses a client id with ":" at startup', async () => {
+    expect((await loadConfig({ ...base, SMART_CLIENT_SECRET: 's3cr3t' })).registrations[0]).toMatchObject({ clientAuthEncoding: 'form', configuredIn: 'env' });
+    expect((await loadConfig({ ...base, SMART_CLIENT_SECRET: 's3cr3t', SMART_CLIENT_AUTH_ENCODING: 'raw' })).registrations[0]).toMatchObject({ clientAuthEncoding: 'raw' });
+    expect(await problems({ ...base, SMART_CLIENT_SECRET: 's3cr3t', SMART_CLIENT_AUTH_ENCODING: 'latin1' })).toEqual(['SMART_CLIENT_AUTH_ENCODING: must be form or raw (got "latin1")']);
+    const colon = await problems({ ...base, SMART_CLIENT_ID: 'urn:app:1', SMART_CLIENT_SECRET: 's3cr3t', SMART_CLIENT_AUTH_ENCODING: 'raw' });
+    expect(colon).toEqual([expect.stringMatching(/^SMART_CLIENT_AUTH_ENCODING: raw cannot send the client id "urn:app:1": it contains ':'.*SMART_CLIENT_AUTH_ENCODING=form.*SMART_CLIENT_AUTH_METHOD=client_secret_post/)]);
+    // form sends ':' as %3A; client_secret_post does not use Basic at all
+    await expect(loadConfig({ ...base, SMART_CLIENT_ID: 'urn:app:1', SMART_CLIENT_SECRET: 's3cr3t' })).resolves.toBeDefined();
+    await expect(loadConfig({ ...base, SMART_CLIENT_ID: 'urn:app:1', SMART_CLIENT_SECRET: 's3cr3t', SMART_CLIENT_AUTH_ENCODING: 'raw', SMART_CLIENT_AUTH_METHOD: 'client_secret_post' })).resolves.toBeDefined();
+  });
+
+  test('#48 the encoding where it does nothing, and a secret with whitespace at its ends, are warnings', async () => {
+    const post = await loadConfig({ ...base, SMART_CLIENT_SECRET: 's3cr3t', SMART_CLIENT_AUTH_METHOD: 'client_secret_post', SMART_CLIENT_AUTH_ENCODING: 'raw' });
+    expect(post.warnings.join()).toMatch(/SMART_CLIENT_AUTH_ENCODING \(default\): ignored, it only applies to client_secret_basic \(this client uses client_secret_post\)/);
+    expect(post.registrations[0]!.clientAuthEncoding).toBeUndefined();
+    expect((await loadConfig({ ...base, SMART_CLIENT_AUTH_ENCODING: 'raw' })).warnings.join()).toMatch(/ignored.*no client authentication/);
+    const spaced = await loadConfig({ ...base, SMART_CLIENT_SECRET: 's3cr3t\n' });
+    expect(spaced.warnings.join()).toMatch(/SMART_CLIENT_SECRET \(default\): the client secret begins or ends with whitespace/);
+    expect(spaced.warnings.join()).not.toContain('s3cr3t');
+  });
+
   test('SMART_CONFIG_FILE lists several registrations; errors name the entry', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'smart-bff-config-'));
     const file = join(dir, 'ehrs.json');
@@ -119,6 +140,11 @@ describe('loadConfig', () => {
     expect(c.registrations.map((r) => [r.name, r.clientType])).toEqual([['cerner', 'public'], ['epic', 'confidential-symmetric']]);
     const p = await problems({ PUBLIC_URL: base.PUBLIC_URL, SESSION_SECRET: STRONG, SMART_CONFIG_FILE: file });
     expect(p.join()).toMatch(/registrations\[1\]\.clientSecretEnv: environment variable EPIC_SECRET is not set/);
+    expect(c.registrations.map((r) => [r.configuredIn, r.clientAuthEncoding])).toEqual([['file', undefined], ['file', 'form']]);
+    writeFileSync(file, JSON.stringify({ registrations: [{ name: 'epic', iss: 'https://x.example', clientId: 'a:b', clientSecret: 'x', clientAuthEncoding: 'raw' }] }));
+    expect(await problems({ PUBLIC_URL: base.PUBLIC_URL, SESSION_SECRET: STRONG, SMART_CONFIG_FILE: file })).toEqual([
+      expect.stringMatching(/^SMART_CONFIG_FILE registrations\[0\]\.clientAuthEncoding: raw cannot send the client id "a:b".*"clientAuthEncoding": "form"/),
+    ]);
     writeFileSync(file, JSON.stringify({ registrations: [{ iss: 'https://x.example' }] }));
     expect((await problems({ SMART_CONFIG_FILE: file })).join()).toMatch(/SMART_CONFIG_FILE .*registrations\.0\.clientId/);
   });

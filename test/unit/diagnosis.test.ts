@@ -37,11 +37,14 @@ describe('diagnoseTokenFailure', () => {
     expect(d.causes.join()).toMatch(/Epic answers invalid_grant with an empty description/);
   });
 
-  test('invalid_client names the client authentication we used', () => {
-    const d = diagnoseTokenFailure({ grantType: 'authorization_code', oauthError: 'invalid_client', status: 401, clientAuthMethod: 'none', advertisedAuthMethods: ['private_key_jwt'] });
+  test('invalid_client names the client authentication we used, and what compatibility.ts found first', () => {
+    const d = diagnoseTokenFailure({ grantType: 'authorization_code', oauthError: 'invalid_client', status: 401, clientAuthMethod: 'none' });
     expect(d.causes.join()).toMatch(/public client/);
-    const k = diagnoseTokenFailure({ grantType: 'authorization_code', oauthError: 'invalid_client', status: 401, clientAuthMethod: 'client_secret_basic', advertisedAuthMethods: ['private_key_jwt'] });
-    expect(k.causes.join()).toMatch(/not among the methods the server advertises \(private_key_jwt\)/);
+    const k = diagnoseTokenFailure({ grantType: 'authorization_code', oauthError: 'invalid_client', status: 401, clientAuthMethod: 'client_secret_basic', clientAuthCauses: ['Client authentication client_secret_basic is not among the methods the server advertises (private_key_jwt).'] });
+    expect(k.causes[0]).toMatch(/not among the methods the server advertises \(private_key_jwt\)/);
+    expect(k.causes.join()).toMatch(/We sent a client secret/);
+    const g = diagnoseTokenFailure({ grantType: 'authorization_code', oauthError: 'invalid_grant', errorDescription: 'x', clientAuthCauses: ['not about the grant'] });
+    expect(g.causes.join()).not.toMatch(/not about the grant/);
   });
 
   test('Oracle Health error_uri codes are decoded', () => {

@@ -129,4 +129,21 @@ describe('what is read of a record', () => {
     expect(redacted.diagnosis).toMatchObject({ errorCode: null, fix: expect.stringContaining('LAUNCH_RATE_LIMIT') });
     expect(redacted.steps[0]!.details.map((d) => d.label)).not.toContain('code');
   });
+
+  test('#7 #17 #48 the RFC 9207 iss check, the ID token checks, the Basic encoding and the discovery warnings are told', () => {
+    const story = (...records: LogRecord[]) => buildStory('k', records);
+    const iss = story(rec(0, 'callback.iss', { launchId: 'L', outcome: 'mismatch', iss: 'https://evil/auth', expected: 'https://ehr/auth' }));
+    expect(iss.steps[0]).toMatchObject({ outcome: 'failed', summary: expect.stringContaining('another issuer (iss https://evil/auth)') });
+    expect(iss.diagnosis!.fix).toMatch(/https:\/\/ehr\/auth.*https:\/\/evil\/auth/);
+    expect(story(rec(0, 'callback.iss', { launchId: 'L', iss: 'https://x' })).steps[0]!.outcome).toBe('warning'); // no issuer to compare with
+    const idToken = story(rec(0, 'token.response', { launchId: 'L', outcome: 'id_token_invalid', id_token_check: 'exp', reason: 'it has expired' }));
+    expect(idToken.steps[0]).toMatchObject({ outcome: 'failed', summary: 'The ID token failed the exp check: it has expired' });
+    expect(idToken.diagnosis).toMatchObject({ headline: 'The ID token failed the exp check', fix: expect.stringContaining('NTP') });
+    expect(story(rec(0, 'token.id_token_ignored', { launchId: 'L', reason: 'openid_not_requested' })).steps[0]!.outcome).toBe('warning');
+    const basic = story(rec(0, 'token.response', { launchId: 'L', status: 401, error: 'invalid_client' }), rec(0, 'token.request', { launchId: 'L', client_auth: 'client_secret_basic' }));
+    expect(basic.diagnosis!.fix).toContain('SMART_CLIENT_AUTH_ENCODING (form or raw)');
+    const warned = story(rec(0, 'discovery', { launchId: 'L', level: 'warn', warning: 'signing_alg_not_advertised', advertised: ['RS256'], ours: 'ES384', msg: 'discovery: Our client assertions are signed with ES384' }));
+    expect(warned).toMatchObject({ outcome: 'pending', steps: [{ outcome: 'warning', summary: 'Our client assertions are signed with ES384' }] });
+    expect(warned.steps[0]!.details.map((d) => d.label)).toEqual(expect.arrayContaining(['advertised', 'ours']));
+  });
 });
