@@ -18,20 +18,24 @@
 import { LRUCache } from 'lru-cache';
 
 export class ReadCache<V extends object> {
-  private readonly entries: LRUCache<string, V>;
+  /** Made at the first value kept: lru-cache allocates its whole capacity up front (start-up time). */
+  private lru: LRUCache<string, V> | undefined;
   /** Invalidations seen so far (any key): a read that overlaps one is not kept. */
   private invalidations = 0;
   private live: boolean;
 
-  constructor(opts: { max: number; ttlMs: number; live?: boolean }) {
-    this.entries = new LRUCache<string, V>({ max: opts.max, ttl: opts.ttlMs });
+  constructor(private readonly opts: { max: number; ttlMs: number; live?: boolean }) {
     this.live = opts.live ?? true;
+  }
+
+  private get entries(): LRUCache<string, V> {
+    return (this.lru ??= new LRUCache<string, V>({ max: this.opts.max, ttl: this.opts.ttlMs }));
   }
 
   /** The value under `key`: from memory, or `load()`ed from the store (and kept when nothing changed meanwhile). */
   async get(key: string, load: () => Promise<V | undefined | null>): Promise<V | undefined> {
-    if (this.live) {
-      const hit = this.entries.get(key);
+    if (this.live && this.lru) {
+      const hit = this.lru.get(key);
       if (hit !== undefined) return hit;
     }
     const before = this.invalidations;
@@ -43,7 +47,7 @@ export class ReadCache<V extends object> {
   /** The value under `key` changed (or is about to): forget it here, and do not keep reads in flight. */
   invalidate(key: string): void {
     this.invalidations++;
-    this.entries.delete(key);
+    this.lru?.delete(key);
   }
 
   /** Whether announcements are arriving; when they are not, nothing is kept. */
@@ -51,11 +55,11 @@ export class ReadCache<V extends object> {
     if (live === this.live) return;
     this.live = live;
     this.invalidations++;
-    this.entries.clear();
+    this.lru?.clear();
   }
 
   /** Entries held (tests). */
   get size(): number {
-    return this.entries.size;
+    return this.lru?.size ?? 0;
   }
 }
