@@ -21,6 +21,8 @@ import { Metrics, metricsHandler } from './observability/metrics.js';
 import type { RedisConnection } from './session/redis-client.js';
 import { createMemorySessionStore, createSessionMiddleware, requireSessionStore } from './session/session-middleware.js';
 import { MemoryTokenStore, type TokenStore } from './session/token-store.js';
+import { SessionEndings } from './session/session-endings.js';
+import { ContextEndings } from './smart/context-endings.js';
 import { MemoryTransactionStore, type TransactionStore } from './session/transaction-store.js';
 import { DiscoveryCache } from './smart/discovery.js';
 import { IdTokenVerifier } from './smart/id-token.js';
@@ -53,12 +55,14 @@ export interface AppDeps {
   redis?: RedisConnection;
   /** Injected to share discovery between app instances in tests; normally created here. */
   discovery?: DiscoveryCache;
+  /** Tests: how often this instance sweeps for sessions that ended idle, or never (false). Normally derived from SESSION_IDLE_MINUTES. */
+  sessionSweepIntervalMs?: number | false;
   /** Extra routers mounted before the 404 (e.g. backend services). */
   extraRoutes?: (app: Express) => void;
 }
 
 export interface App extends Express {
-  locals: Express['locals'] & { smart: SmartDeps; refresher: TokenRefresher; proxyAgents: ProxyAgents; exportJobs?: ExportJobs; admin?: AdminConsole };
+  locals: Express['locals'] & { smart: SmartDeps; sessionEndings: SessionEndings; refresher: TokenRefresher; proxyAgents: ProxyAgents; exportJobs?: ExportJobs; admin?: AdminConsole };
 }
 
 const VIEWS_DIR = fileURLToPath(new URL('../views', import.meta.url));
@@ -68,7 +72,7 @@ export function createApp(deps: AppDeps): App {
   const { config, logger } = deps;
   if (config.isProduction && deps.sandbox) throw new Error('the sandbox EHR is never mounted in production');
   const metrics = new Metrics();
-  const smart: SmartDeps = {
+  const base: Omit<SmartDeps, 'endings'> = {
     config,
     logger,
     registry: new Registry(config.registrations),
@@ -83,11 +87,19 @@ export function createApp(deps: AppDeps): App {
     callbacks: new CallbackDeduper(),
     metrics,
   };
+  const smart: SmartDeps = { ...base, endings: new ContextEndings(base) };
   const sessionStore = deps.sessionStore ?? createMemorySessionStore(config.sessionIdleSeconds);
+  // However a session ends (even silently, in the store), its launch contexts end and their tokens are revoked.
+  const sessionEndings = new SessionEndings({
+    config, tokenStore: smart.tokenStore, logger,
+    endContexts: (ids, ending, log) => void smart.endings.end(ids, ending, log),
+    ...(deps.sessionSweepIntervalMs !== undefined ? { sweepIntervalMs: deps.sessionSweepIntervalMs } : {}),
+  }, sessionStore);
   const refresher = new TokenRefresher(smart);
 
   const app = express() as App;
   app.locals.smart = smart;
+  app.locals.sessionEndings = sessionEndings;
   app.locals.refresher = refresher;
   app.locals.proxyAgents = createProxyAgents(); // keep-alive pools to the EHRs' FHIR servers
   app.disable('x-powered-by');
@@ -99,7 +111,7 @@ export function createApp(deps: AppDeps): App {
   app.set('views', VIEWS_DIR);
   app.set('view engine', 'ejs');
 
-  const sessionMiddleware = [...createSessionMiddleware(config, sessionStore), requireSessionStore()];
+  const sessionMiddleware = [...createSessionMiddleware(config, sessionStore, sessionEndings), requireSessionStore()];
   const apiHeaders: RequestHandler = (_req, res, next) => {
     // JSON and FHIR responses need none of the HTML-oriented headers, and carry session state: never cached.
     res.setHeader('X-Content-Type-Options', 'nosniff');

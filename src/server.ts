@@ -103,6 +103,9 @@ async function main(): Promise<void> {
     process.stderr.write(`${readyLine(config, port, Boolean(sandbox))}\n`);
   });
   installShutdown(server, logger, async () => {
+    app.locals.sessionEndings.close();
+    // revocations of ended launch contexts still in flight get a few seconds to finish
+    await app.locals.smart.endings.settled(5000);
     await app.locals.exportJobs?.stopAll();
     await sandbox?.close();
     await redis?.close();

@@ -1,7 +1,8 @@
 /**
  * Prometheus metrics (prom-client), one registry per app instance: launches and their outcome by error code,
- * token exchanges and refreshes by result, proxy requests by status with a latency histogram, upstream errors,
- * session store errors, and every error response by status and stable code. Served at /metrics only when METRICS_TOKEN is set, and only with that bearer token.
+ * token exchanges and refreshes by result, revocations of ended launch contexts by reason and result, proxy
+ * requests by status with a latency histogram, upstream errors, session store errors, and every error response
+ * by status and stable code. Served at /metrics only when METRICS_TOKEN is set, and only with that bearer token.
  */
 import { timingSafeEqual } from 'node:crypto';
 import client from 'prom-client';
@@ -13,6 +14,7 @@ export class Metrics {
   readonly launchStarts = new client.Counter({ name: 'smart_bff_launch_starts_total', help: 'Redirects to the authorization endpoint, by mode', labelNames: ['mode'], registers: [this.registry] });
   readonly tokenExchanges = new client.Counter({ name: 'smart_bff_token_exchanges_total', help: 'Authorization code exchanges by result (success or OAuth error)', labelNames: ['result'], registers: [this.registry] });
   readonly tokenRefreshes = new client.Counter({ name: 'smart_bff_token_refreshes_total', help: 'Refresh token grants by result', labelNames: ['result'], registers: [this.registry] });
+  readonly tokenRevocations = new client.Counter({ name: 'smart_bff_token_revocations_total', help: 'Launch contexts ended, by reason (logout, evicted, idle_timeout, absolute_timeout, refresh_invalid_grant, …) and what the EHR confirmed (revoked, unconfirmed, unsupported, dropped)', labelNames: ['reason', 'result'], registers: [this.registry] });
   readonly proxyRequests = new client.Counter({ name: 'smart_bff_proxy_requests_total', help: 'FHIR proxy requests by method and status', labelNames: ['method', 'status'], registers: [this.registry] });
   readonly proxyLatency = new client.Histogram({
     name: 'smart_bff_proxy_request_duration_seconds', help: 'FHIR proxy time to response end', labelNames: ['method'],

@@ -26,6 +26,7 @@ import { missingScopes } from '../smart/scopes.js';
 import { diagnoseTokenFailure } from '../smart/diagnosis.js';
 import { describeNetworkError, isNetworkError, isTimeout } from '../http/network-errors.js';
 import { addContext } from '../session/contexts.js';
+import { tokenTtlSeconds } from '../session/session-endings.js';
 import { oauthErrorDetails } from '../smart/oauth-errors.js';
 
 export function callbackHandler(deps: SmartDeps) {
@@ -273,7 +274,8 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
       ...(tokens.id_token ? { idToken: tokens.id_token } : {}),
       ...(expiresAt ? { expiresAt } : {}),
     },
-    deps.config.sessionAbsoluteSeconds,
+    // as long as the session that will hold the context (session-endings.ts); its touches extend it
+    tokenTtlSeconds(deps.config, req.session?.createdAt),
   ));
 
   // The session is created here, at the first completed launch, or given a new id if the browser has one
@@ -283,12 +285,13 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
   if (req.session.createdAt !== undefined) await steps.time('session', () => regenerateSession(req));
   req.session.createdAt ??= Date.now();
   const evicted = addContext(req, info, deps.config.maxContextsPerSession);
-  for (const id of evicted) await steps.time('token_store', () => deps.tokenStore.delete(id));
   const completed = { ...(req.session.completed ?? {}) };
   for (const [k, v] of Object.entries(completed)) if (Date.now() - v.at > deps.config.transactionTtlSeconds * 1000) delete completed[k];
   completed[stateKey(tx.state)] = { contextId, at: Date.now() };
   req.session.completed = completed;
   await steps.time('session', () => saveSession(req));
+  // the evicted contexts end: their tokens are revoked in the background, never delaying this redirect
+  if (evicted.length) deps.endings.end(evicted, { reason: 'evicted', sessionSha: sha256Short(req.sessionID) }, log);
 
   const missing = missingScopes(tx.scopes, granted);
   log.info(

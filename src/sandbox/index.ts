@@ -60,7 +60,10 @@ export interface Sandbox {
   registerBackendClient(input: { clientId?: string; jwks: unknown }): { clientId: string };
   /** The sample Group for group-level exports. */
   groupId: string;
-  /** 'token-request', 'token-response' (real secret values, for tests that prove they are never logged), 'fhir-request'. */
+  /**
+   * 'token-request', 'token-response' (real secret values, for tests that prove they are never logged),
+   * 'revocation' (each revocation request: the token, its hint, the client, the status answered), 'fhir-request'.
+   */
   events: EventEmitter;
   close(): Promise<void>;
 }

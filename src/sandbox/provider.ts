@@ -193,9 +193,15 @@ export async function createProvider(o: ProviderOptions): Promise<Provider> {
     };
   }
 
-  // SMART context in the token response, and events for tests that capture real secret values.
+  // SMART context in the token response, and events for tests that capture real secret values (token requests and
+  // responses, revocation requests).
   provider.use(async (ctx, next) => {
     await next();
+    if (ctx.method === 'POST' && ctx.path.endsWith('/token/revocation')) {
+      const params = (ctx.oidc?.params ?? {}) as Record<string, unknown>;
+      o.events.emit('revocation', { token: params.token, token_type_hint: params.token_type_hint, client_id: ctx.oidc?.client?.clientId, status: ctx.status });
+      return;
+    }
     if (ctx.method !== 'POST' || !ctx.path.endsWith('/token')) return;
     const params = (ctx.oidc?.params ?? {}) as Record<string, unknown>;
     o.events.emit('token-request', {

@@ -1,7 +1,9 @@
 /**
- * Redis for several instances: the express-session store (connect-redis), the token store (one key per launch
- * context, replaced whole in one SET) and the cross-instance refresh lock (SET NX PX, released only by its
- * holder). The client and its connection (TLS, timeouts, reconnection, readiness) are in redis-client.ts.
+ * Redis for several instances: the express-session store (connect-redis) with its session index (which sessions
+ * hold which launch contexts, so that the contexts of a session Redis expired are ended: session-endings.ts),
+ * the token store (one key per launch context, replaced whole in one SET) and the cross-instance refresh lock
+ * (SET NX PX, released only by its holder). The client and its connection (TLS, timeouts, reconnection,
+ * readiness) are in redis-client.ts.
  */
 import { randomBytes } from 'node:crypto';
 import { RedisStore } from 'connect-redis';
@@ -11,13 +13,17 @@ import type { TokenSet, TokenStore } from './token-store.js';
 import { StoreError } from '../http/errors.js';
 import { lookup, stateKey, toStored, type PendingLookup, type StoredLaunch, type TransactionStore } from './transaction-store.js';
 import type { LaunchTransaction } from './types.js';
+import { SESSION_INDEX, type SessionIndex, type SessionIndexEntry } from './session-endings.js';
 
 export type { RedisClient } from './redis-client.js';
 
 const PREFIX = 'smart-bff:';
 
+/** Sessions in Redis (`smart-bff:sess:<id>`, idle TTL), with their index (RedisSessionIndex) attached. */
 export function createRedisSessionStore(client: RedisClient, ttlSeconds: number): Store {
-  return new RedisStore({ client, prefix: `${PREFIX}sess:`, ttl: ttlSeconds });
+  const store = new RedisStore({ client, prefix: `${PREFIX}sess:`, ttl: ttlSeconds });
+  Object.defineProperty(store, SESSION_INDEX, { value: new RedisSessionIndex(client) });
+  return store;
 }
 
 export class RedisTokenStore implements TokenStore {
@@ -30,6 +36,23 @@ export class RedisTokenStore implements TokenStore {
 
   async set(contextId: string, tokens: TokenSet, ttlSeconds: number): Promise<void> {
     await this.client.set(`${PREFIX}tokens:${contextId}`, JSON.stringify(tokens), { EX: Math.max(1, Math.floor(ttlSeconds)) });
+  }
+
+  async replace(contextId: string, tokens: TokenSet): Promise<boolean> {
+    // XX: only while it exists (its context may have ended meanwhile); KEEPTTL: its expiry follows the session
+    const ok = await this.client.set(`${PREFIX}tokens:${contextId}`, JSON.stringify(tokens), { expiration: 'KEEPTTL', condition: 'XX' });
+    return ok === 'OK';
+  }
+
+  async take(contextId: string): Promise<TokenSet | undefined> {
+    const key = `${PREFIX}tokens:${contextId}`;
+    const [raw] = await this.client.multi().get(key).del(key).exec();
+    return typeof raw === 'string' ? (JSON.parse(raw) as TokenSet) : undefined;
+  }
+
+  async extend(contextIds: readonly string[], ttlSeconds: number): Promise<void> {
+    // sent in the caller's tick, so node-redis writes them with the session's own command
+    await Promise.all(contextIds.map((id) => this.client.expire(`${PREFIX}tokens:${id}`, Math.max(1, Math.ceil(ttlSeconds)))));
   }
 
   async delete(contextId: string): Promise<void> {
@@ -94,6 +117,85 @@ function parse(raw: string): StoredLaunch | undefined {
   if (dot === -1) return undefined;
   try {
     return { ...(JSON.parse(raw.slice(dot + 1)) as Omit<StoredLaunch, 'binding'>), binding: raw.slice(0, dot) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The session index in Redis (session-endings.ts): `smart-bff:sessidx:<session id hash>` holds the session's
+ * context ids and start (JSON), expiring some time after the session's deadline; the sorted set
+ * `smart-bff:sessidx-due` holds each entry's deadline (epoch ms, by the Redis server's clock, which also expires
+ * the session keys, so instances' clocks do not matter). Every step is one script (or one command), so an entry
+ * is taken once across instances. Keys are plain (no hash tags): a single Redis, as Heroku Redis and Memorystore
+ * give, not a cluster.
+ */
+export class RedisSessionIndex implements SessionIndex {
+  private static readonly NOW = "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)";
+  private static readonly SAVE = [
+    RedisSessionIndex.NOW,
+    "redis.call('SET', KEYS[1], ARGV[2], 'PX', tonumber(ARGV[3]) + tonumber(ARGV[4]))",
+    "redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])",
+    'return 1',
+  ].join('\n');
+  private static readonly TOUCH = [
+    RedisSessionIndex.NOW,
+    "if redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[3])) == 0 then return 0 end",
+    "redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[2]), ARGV[1])",
+    'return 1',
+  ].join('\n');
+  private static readonly CLAIM = [
+    "local v = redis.call('GET', KEYS[1])",
+    "redis.call('ZREM', KEYS[2], ARGV[1])",
+    'if not v then return false end',
+    "redis.call('DEL', KEYS[1])",
+    'return v',
+  ].join('\n');
+  private static readonly DUE = [
+    RedisSessionIndex.NOW,
+    "return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, tonumber(ARGV[2]))",
+  ].join('\n');
+
+  static readonly DUE_KEY = `${PREFIX}sessidx-due`;
+
+  constructor(private readonly client: RedisClient) {}
+
+  static entryKey(key: string): string {
+    return `${PREFIX}sessidx:${key}`;
+  }
+
+  async save(key: string, entry: { contexts: string[]; createdAt: number }, lifeMs: number, keepMs: number): Promise<void> {
+    const value = JSON.stringify({ c: entry.contexts, t: entry.createdAt });
+    await this.client.eval(RedisSessionIndex.SAVE, { keys: [RedisSessionIndex.entryKey(key), RedisSessionIndex.DUE_KEY], arguments: [key, value, String(Math.ceil(lifeMs)), String(Math.ceil(keepMs))] });
+  }
+
+  async touch(key: string, lifeMs: number, keepMs: number): Promise<void> {
+    await this.client.eval(RedisSessionIndex.TOUCH, { keys: [RedisSessionIndex.entryKey(key), RedisSessionIndex.DUE_KEY], arguments: [key, String(Math.ceil(lifeMs)), String(Math.ceil(keepMs))] });
+  }
+
+  async forget(key: string): Promise<void> {
+    await this.client.multi().del(RedisSessionIndex.entryKey(key)).zRem(RedisSessionIndex.DUE_KEY, key).exec();
+  }
+
+  async claim(key: string): Promise<SessionIndexEntry | undefined> {
+    const raw = await this.client.eval(RedisSessionIndex.CLAIM, { keys: [RedisSessionIndex.entryKey(key), RedisSessionIndex.DUE_KEY], arguments: [key] });
+    return typeof raw === 'string' ? parseEntry(key, raw) : undefined;
+  }
+
+  async claimDue(marginMs: number, max: number): Promise<SessionIndexEntry[]> {
+    const keys = await this.client.eval(RedisSessionIndex.DUE, { keys: [RedisSessionIndex.DUE_KEY], arguments: [String(marginMs), String(max)] });
+    if (!Array.isArray(keys) || keys.length === 0) return [];
+    // each claimed on its own: an entry another instance (or a request) took first comes back empty
+    const claimed = await Promise.all(keys.map((k) => this.claim(String(k))));
+    return claimed.filter((e): e is SessionIndexEntry => e !== undefined);
+  }
+}
+
+function parseEntry(key: string, raw: string): SessionIndexEntry | undefined {
+  try {
+    const v = JSON.parse(raw) as { c?: unknown; t?: unknown };
+    const contexts = Array.isArray(v.c) ? v.c.filter((c): c is string => typeof c === 'string') : [];
+    return { key, contexts, createdAt: typeof v.t === 'number' ? v.t : 0 };
   } catch {
     return undefined;
   }

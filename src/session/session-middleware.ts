@@ -4,7 +4,8 @@
  * in `embedded` mode SameSite=None; Secure; Partitioned (CHIPS) for EHRs that show the app in a cross-site
  * iframe. The cookie lives as long as the browser session; the server enforces the timeouts: the store entry
  * expires SESSION_IDLE_MINUTES after the last request (requests touch it, at most every idle/10 and once a
- * minute), and a session older than SESSION_MAX_HOURS is ended whatever its activity.
+ * minute), and a session older than SESSION_MAX_HOURS is ended whatever its activity. However a session ends, its
+ * launch contexts end with it and their tokens are revoked (session-endings.ts says how each ending is noticed).
  * Without a shared store, sessions live in a bounded in-memory store (single instance only).
  * Only signed-in browsers have a session: a launch in progress is a pending launch (transaction-store.ts), and
  * the session is created at the callback, so anonymous launches never occupy (or evict from) the session store.
@@ -17,6 +18,8 @@ import { LRUCache } from 'lru-cache';
 import type { RequestHandler } from 'express';
 import type { Config } from '../config.js';
 import { StoreError } from '../http/errors.js';
+import { sha256Short } from '../log.js';
+import type { SessionEndings } from './session-endings.js';
 
 export type SessionCookieConfig = Pick<Config, 'publicUrl' | 'cookieMode'>;
 
@@ -125,7 +128,12 @@ export function touchIntervalMs(idleSeconds: number): number {
   return Math.min(60_000, Math.floor((idleSeconds * 1000) / 10));
 }
 
-export function createSessionMiddleware(config: Config, store: Store): RequestHandler[] {
+/**
+ * `endings` has already wrapped the store (session-endings.ts); the throttle goes around it, so that what it does
+ * at a touch happens at the throttled moments only.
+ */
+export function createSessionMiddleware(config: Config, store: Store, endings: SessionEndings): RequestHandler[] {
+  endings.track(store);
   throttleTouches(store, touchIntervalMs(config.sessionIdleSeconds));
   typeStoreErrors(store);
   const middleware = session({
@@ -144,6 +152,8 @@ export function createSessionMiddleware(config: Config, store: Store): RequestHa
     const created = req.session?.createdAt;
     if (created !== undefined && Date.now() - created > config.sessionAbsoluteSeconds * 1000) {
       req.log?.info({ event: 'session.expired', reason: 'absolute_timeout' }, 'session: absolute timeout reached; ending it');
+      // its contexts end here (tokens revoked in the background); the regenerated session holds none
+      endings.endContexts(Object.keys(req.session.contexts ?? {}), { reason: 'absolute_timeout', noticed: 'request', sessionSha: sha256Short(req.sessionID) }, req.log);
       req.session.regenerate((err) => next(err ? typed('regenerate', err) : undefined));
       return;
     }

@@ -3,6 +3,11 @@
  * stale whole-session save (express-session saves the whole session, last write wins). Each write replaces
  * the whole token set at once. The in-memory store is a bounded cache (LRU + TTL) and says so; it serves one
  * instance only. RedisTokenStore (redis-store.ts) shares tokens and the refresh lock across instances.
+ *
+ * A token set lives as long as the session that holds its context, never longer (session-endings.ts): it is
+ * stored with the session's remaining life plus a grace period (tokenTtlMs), pushed forward at the session's
+ * own (throttled) touches and saves with `extend`, kept as it is by a refresh (`replace`), and removed by whoever
+ * ends its context with `take`, which hands it out once, so that its tokens are revoked once.
  */
 import { LRUCache } from 'lru-cache';
 
@@ -20,7 +25,17 @@ export interface TokenSet {
 
 export interface TokenStore {
   get(contextId: string): Promise<TokenSet | undefined>;
+  /** Stores a new token set for `ttlSeconds`. */
   set(contextId: string, tokens: TokenSet, ttlSeconds: number): Promise<void>;
+  /**
+   * Replaces a token set that is still stored (a refresh), keeping its expiry. False when it is gone: its context
+   * ended meanwhile, and the new tokens must not be stored (nor left unrevoked).
+   */
+  replace(contextId: string, tokens: TokenSet): Promise<boolean>;
+  /** Removes and returns a token set, atomically: of several callers (instances), one gets it. */
+  take(contextId: string): Promise<TokenSet | undefined>;
+  /** Sets the expiry of these token sets, those still stored, to `ttlSeconds` from now. */
+  extend(contextIds: readonly string[], ttlSeconds: number): Promise<void>;
   delete(contextId: string): Promise<void>;
   /**
    * A short lock so one refresh happens across all instances. Resolves to a release function, or undefined
@@ -33,13 +48,31 @@ export class MemoryTokenStore implements TokenStore {
   private readonly cache: LRUCache<string, TokenSet>;
   private readonly locks = new Set<string>();
   constructor(opts: { max?: number } = {}) {
-    this.cache = new LRUCache<string, TokenSet>({ max: opts.max ?? 10_000 });
+    // ttlAutopurge: an expired token set leaves memory when it expires, not when it is next looked at.
+    this.cache = new LRUCache<string, TokenSet>({ max: opts.max ?? 10_000, ttlAutopurge: true });
   }
   async get(contextId: string): Promise<TokenSet | undefined> {
     return this.cache.get(contextId);
   }
   async set(contextId: string, tokens: TokenSet, ttlSeconds: number): Promise<void> {
     this.cache.set(contextId, tokens, { ttl: ttlSeconds * 1000 });
+  }
+  async replace(contextId: string, tokens: TokenSet): Promise<boolean> {
+    const ttl = this.cache.getRemainingTTL(contextId);
+    if (!this.cache.has(contextId) || ttl <= 0) return false;
+    this.cache.set(contextId, tokens, Number.isFinite(ttl) ? { ttl } : {});
+    return true;
+  }
+  async take(contextId: string): Promise<TokenSet | undefined> {
+    const tokens = this.cache.get(contextId);
+    this.cache.delete(contextId);
+    return tokens;
+  }
+  async extend(contextIds: readonly string[], ttlSeconds: number): Promise<void> {
+    for (const id of contextIds) {
+      const tokens = this.cache.get(id, { updateAgeOnGet: false });
+      if (tokens) this.cache.set(id, tokens, { ttl: ttlSeconds * 1000 });
+    }
   }
   async delete(contextId: string): Promise<void> {
     this.cache.delete(contextId);
@@ -53,5 +86,13 @@ export class MemoryTokenStore implements TokenStore {
       clearTimeout(timer);
       this.locks.delete(contextId);
     };
+  }
+  /** Whether a token set is held in memory at all, expired or not (tests: nothing is left behind). */
+  holds(contextId: string): boolean {
+    return this.cache.peek(contextId, { allowStale: true }) !== undefined;
+  }
+  /** Seconds a token set has left (tests); undefined when none is held. */
+  remainingSeconds(contextId: string): number | undefined {
+    return this.cache.has(contextId) ? this.cache.getRemainingTTL(contextId) / 1000 : undefined;
   }
 }

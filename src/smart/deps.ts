@@ -8,6 +8,7 @@ import type { IdTokenVerifier } from './id-token.js';
 import type { Registry } from './registry.js';
 import type { CallbackDeduper, RecentCodes } from '../routes/replay-guards.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { ContextEndings } from './context-endings.js';
 
 export interface SmartDeps {
   config: Config;
@@ -22,4 +23,6 @@ export interface SmartDeps {
   recentCodes: RecentCodes;
   callbacks: CallbackDeduper;
   metrics: Metrics;
+  /** Ends launch contexts: takes their token sets and revokes their tokens in the background. */
+  endings: ContextEndings;
 }

@@ -2,8 +2,9 @@
  * The access token of a launch context, refreshed before it expires (expires_at minus a skew) or once after
  * an upstream 401. Concurrent callers that find the same stale token share one refresh (single flight, per
  * process); the new refresh token replaces the old one in one store write, so the old one is never sent again.
- * Refresh `invalid_grant` ends the launch context (401 session_expired); 5xx or timeout keeps the refresh token
- * for the next try (503). The client authenticates as in the code exchange (fresh private_key_jwt assertion,
+ * Refresh `invalid_grant` ends the launch context (401 session_expired) and revokes its access token, which may
+ * still be live; 5xx or timeout keeps the refresh token for the next try (503). New tokens for a context that
+ * ended while they were being fetched are revoked, never stored. The client authenticates as in the code exchange (fresh private_key_jwt assertion,
  * or Basic for symmetric clients).
  */
 import * as client from 'openid-client';
@@ -118,7 +119,8 @@ export class TokenRefresher {
           `refresh: refused (${clip(details.error, 60)})`,
         );
         if (details.error === 'invalid_grant') {
-          await this.deps.tokenStore.delete(ctx.id);
+          // the context ends; its access token may still be live: revoked in the background (the refresh token is dead)
+          this.deps.endings.end([ctx.id], { reason: 'refresh_invalid_grant' }, log, { refreshTokenDead: true });
           throw sessionExpired('The EHR no longer accepts this launch\'s refresh token.', diagnosis.causes);
         }
         if (details.status >= 500) throw refreshUnavailable(`The EHR's token endpoint answered ${details.status}.`, err);
@@ -152,7 +154,11 @@ export class TokenRefresher {
       ...(res.id_token ?? tokens.idToken ? { idToken: res.id_token ?? tokens.idToken } : {}),
       ...(expiresAt ? { expiresAt } : {}),
     };
-    await this.deps.tokenStore.set(ctx.id, next, this.deps.config.sessionAbsoluteSeconds);
+    // kept as long as the old set was (its session's life); not stored if the context ended during the refresh
+    if (!(await this.deps.tokenStore.replace(ctx.id, next))) {
+      void this.deps.endings.revokeTaken(ctx.id, next, { reason: 'ended_during_refresh' }, log);
+      throw sessionExpired('This launch ended while its token was being refreshed.');
+    }
     log.info(
       { event: 'token.refresh.response', contextId: ctx.id, status: observed?.status ?? 200, duration_ms: Date.now() - started, expires_in: res.expires_in ?? null, rotated: Boolean(res.refresh_token && res.refresh_token !== refreshToken), scope: res.scope ?? null },
       'refresh: new access token stored',

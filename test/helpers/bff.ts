@@ -25,7 +25,7 @@ export interface StartedBff {
 
 export async function startBff(
   env: Record<string, string>,
-  opts: { sessionStore?: Store; tokenStore?: TokenStore; transactionStore?: TransactionStore; discovery?: DiscoveryCache; host?: string; logs?: CapturedLogs } = {},
+  opts: { sessionStore?: Store; tokenStore?: TokenStore; transactionStore?: TransactionStore; discovery?: DiscoveryCache; host?: string; logs?: CapturedLogs; sessionSweepIntervalMs?: number | false } = {},
 ): Promise<StartedBff> {
   const server = http.createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -43,10 +43,15 @@ export async function startBff(
     ...(opts.tokenStore ? { tokenStore: opts.tokenStore } : {}),
     ...(opts.transactionStore ? { transactionStore: opts.transactionStore } : {}),
     ...(opts.discovery ? { discovery: opts.discovery } : {}),
+    ...(opts.sessionSweepIntervalMs !== undefined ? { sessionSweepIntervalMs: opts.sessionSweepIntervalMs } : {}),
   });
   server.on('request', app);
   return {
     url, config, app, logs, server,
-    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+    close: () => new Promise<void>((resolve) => {
+      app.locals.sessionEndings.close();
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
   };
 }
