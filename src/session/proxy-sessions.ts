@@ -74,12 +74,15 @@ export class ProxySessions {
 
   /**
    * Writes the session without one of its contexts (its tokens are gone). Like a save by express-session: the
-   * whole session, with the cookie it was stored with.
+   * whole session, with the cookie it was stored with; but from the store as it is now, not the cached copy: a
+   * session destroyed meanwhile (a logout on another instance) stays destroyed, and a save made meanwhile is kept.
    */
   async withoutContext(session: ProxySession, contextId: string): Promise<void> {
-    const contexts: Record<string, LaunchContextInfo> = { ...session.data.contexts };
+    const current = await this.storeGet(session.id);
+    if (!current || !Object.hasOwn(current.contexts ?? {}, contextId)) return;
+    const contexts: Record<string, LaunchContextInfo> = { ...current.contexts };
     delete contexts[contextId];
-    const next = { ...session.data, contexts } as SessionData;
+    const next = { ...current, contexts } as SessionData;
     await this.storeCall('set', (cb) => this.opts.store.set(session.id, next, cb));
   }
 

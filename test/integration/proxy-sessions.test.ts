@@ -67,11 +67,20 @@ async function launch(url: string, browser = new Browser()): Promise<{ browser: 
   return { browser, context, cookie: browser.cookieHeader(url) };
 }
 
-/** GET /fhir/Patient/<the launch patient> on `url` with this cookie header. */
+/** GET /fhir/Patient/<the launch patient> on `url` with this cookie header: the status. */
 async function read(url: string, cookie: string, context?: string): Promise<number> {
+  return Number((await readCode(url, cookie, context)).split(' ')[0]);
+}
+
+/** The same: `<status> <OperationOutcome code>`, or `200` alone. */
+async function readCode(url: string, cookie: string, context?: string): Promise<string> {
   const res = await fetch(`${url}/fhir/Patient/${sandbox.patients[0]!.id}`, { headers: { ...CSRF, cookie, ...(context ? { 'X-SMART-Context': context } : {}) } });
-  await res.arrayBuffer();
-  return res.status;
+  if (res.ok) {
+    await res.arrayBuffer();
+    return String(res.status);
+  }
+  const oo = (await res.json()) as { issue: { details: { coding: { code: string }[] } }[] };
+  return `${res.status} ${oo.issue[0]!.details.coding[0]!.code}`;
 }
 
 describe('memory store', () => {
@@ -117,13 +126,13 @@ describe('memory store', () => {
     const { store, calls } = countedStore();
     const b = await bff({ SESSION_MAX_HOURS: '0.0006' }, { sessionStore: store }); // 2.16 s
     const l = await launch(b.url);
-    const statuses: number[] = [];
+    const statuses: string[] = [];
     for (let i = 0; i < 7; i++) {
-      statuses.push(await read(b.url, l.cookie));
+      statuses.push(await readCode(b.url, l.cookie));
       await sleep(500);
     }
-    expect(statuses.slice(0, 2)).toEqual([200, 200]);
-    expect(statuses.at(-1)).toBe(401);
+    expect(statuses.slice(0, 2)).toEqual(['200', '200']);
+    expect(statuses.at(-1)).toBe('401 not_authenticated'); // the session ended, not only its tokens
     expect(b.logs.find('session.expired')).toEqual([expect.objectContaining({ reason: 'absolute_timeout' })]);
     expect(calls.destroy).toBeGreaterThanOrEqual(1);
     await sleep(200);
@@ -138,7 +147,15 @@ describe('memory store', () => {
       expect([second, await read(b.url, l.cookie)]).toEqual([second, 200]);
     }
     await sleep(4000);
-    expect(await read(b.url, l.cookie)).toBe(401);
+    expect(await readCode(b.url, l.cookie)).toBe('401 not_authenticated'); // the session itself is gone, not only its tokens
+  }, 20000);
+
+  test('idle timeout: a session in the read cache is not served once the store has let it expire', async () => {
+    const b = await bff({ SESSION_IDLE_MINUTES: '0.05' }); // 3 s; the sweep takes its tokens 2 s after that
+    const l = await launch(b.url);
+    expect(await read(b.url, l.cookie)).toBe(200); // read, cached and touched now
+    await sleep(3500);
+    expect(await readCode(b.url, l.cookie)).toBe('401 not_authenticated');
   }, 20000);
 });
 
@@ -149,7 +166,7 @@ function sessionIdOf(cookie: string): string {
 }
 
 /** Two instances of the app in this process, each with its own Redis connection, as two dynos would be. */
-async function instance(redis: TestRedis, logs: CapturedLogs, env: Record<string, string> = {}): Promise<{ url: string; app: App; tokenStore: TokenStore; sessionStore: Store }> {
+async function instance(redis: TestRedis, logs: CapturedLogs, env: Record<string, string> = {}): Promise<{ url: string; app: App; tokenStore: TokenStore; sessionStore: Store; client: RedisConnection['client'] }> {
   const server = http.createServer();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -170,7 +187,7 @@ async function instance(redis: TestRedis, logs: CapturedLogs, env: Record<string
     await new Promise((r) => server.close(r));
     await connection.close();
   });
-  return { url, app, tokenStore: app.locals.smart.tokenStore, sessionStore };
+  return { url, app, tokenStore: app.locals.smart.tokenStore, sessionStore, client: connection.client };
 }
 
 (redisAvailable() ? describe : describe.skip)('Redis, two instances, short timeouts', () => {
@@ -199,19 +216,20 @@ async function instance(redis: TestRedis, logs: CapturedLogs, env: Record<string
       expect([second, await read(url, l.cookie)]).toEqual([second, 200]);
     }
     await sleep(4000);
-    expect([await read(a.url, l.cookie), await read(b.url, l.cookie)]).toEqual([401, 401]);
+    // the session itself is gone (not only its tokens, which the sweep takes too)
+    expect([await readCode(a.url, l.cookie), await readCode(b.url, l.cookie)]).toEqual(['401 not_authenticated', '401 not_authenticated']);
   }, 30000);
 
   test('absolute timeout: the session ends however active, on the instance that meets it and on the other', async () => {
     const [a, b] = await pair({ SESSION_MAX_HOURS: '0.0006' }); // 2.16 s
     const l = await launch(a.url);
-    const statuses: number[] = [];
+    const statuses: string[] = [];
     for (let i = 0; i < 8; i++) {
-      statuses.push(await read(i % 2 ? b.url : a.url, l.cookie));
+      statuses.push(await readCode(i % 2 ? b.url : a.url, l.cookie));
       await sleep(500);
     }
-    expect(statuses.slice(0, 2)).toEqual([200, 200]);
-    expect(statuses.slice(-2)).toEqual([401, 401]);
+    expect(statuses.slice(0, 2)).toEqual(['200', '200']);
+    expect(statuses.slice(-2)).toEqual(['401 not_authenticated', '401 not_authenticated']); // the session ended, not only its tokens
     expect(logs.find('session.expired')).toEqual(expect.arrayContaining([expect.objectContaining({ reason: 'absolute_timeout' })]));
     await sleep(200);
     expect(await a.tokenStore.get(l.context)).toBeUndefined(); // its context ended: the tokens taken
@@ -243,14 +261,47 @@ async function instance(redis: TestRedis, logs: CapturedLogs, env: Record<string
     for (let i = 0; i < 3; i++) expect(await read(b.url, l.cookie)).toBe(200); // B holds it now
     const out = await fetch(`${a.url}/logout`, { method: 'POST', headers: { ...CSRF, cookie: l.cookie } });
     expect(out.status).toBe(200);
-    // the announcement travels through Redis: within a moment, far sooner than the caches' 5 s
-    const seen: number[] = [];
-    for (let i = 0; i < 20 && seen.at(-1) !== 401; i++) {
-      seen.push(await read(b.url, l.cookie));
-      if (seen.at(-1) !== 401) await sleep(25);
+    // the announcement travels through Redis: within a moment, far sooner than the caches' 5 s; B finds no session
+    // at all (not a cached session whose tokens are gone)
+    const seen: string[] = [];
+    for (let i = 0; i < 20 && seen.at(-1) !== '401 not_authenticated'; i++) {
+      seen.push(await readCode(b.url, l.cookie));
+      if (seen.at(-1) !== '401 not_authenticated') await sleep(25);
     }
-    expect(seen.at(-1)).toBe(401);
-    expect(seen.length).toBeLessThanOrEqual(20);
+    expect(seen.at(-1)).toBe('401 not_authenticated');
+  });
+
+  test('a session saved on one instance (a context dropped from it) is read again by the other at its next call', async () => {
+    const browser = new Browser();
+    const first = await launch(a.url, browser);
+    const second = await launch(a.url, browser); // the same browser: one session, two contexts (and a new id)
+    const cookie = second.cookie;
+    expect(await read(b.url, cookie, first.context)).toBe(200);
+    expect(await readCode(b.url, cookie)).toBe('400 context_required'); // B holds the session with both contexts
+    // the first context's tokens go; A's next call with it drops it from the session (a session save on A)
+    await a.tokenStore.delete(first.context);
+    expect(await readCode(a.url, cookie, first.context)).toBe('401 session_expired');
+    const seen: string[] = [];
+    for (let i = 0; i < 20 && seen.at(-1) !== '200'; i++) {
+      seen.push(await readCode(b.url, cookie));
+      if (seen.at(-1) !== '200') await sleep(25);
+    }
+    expect(seen.at(-1)).toBe('200'); // B reads the saved session: one context left, used without naming it
+  });
+
+  test('a session gone from Redis without a word (an announcement lost) is never written back when its tokens are found gone', async () => {
+    const l = await launch(a.url);
+    expect(await read(b.url, l.cookie, l.context)).toBe(200); // B holds the session
+    const key = `smart-bff:sess:${sessionIdOf(l.cookie)}`;
+    expect(await b.client.del(key)).toBe(1); // no announcement: B's cache still has it
+    await a.tokenStore.delete(l.context);
+    const seen: string[] = [];
+    for (let i = 0; i < 20 && seen.at(-1) !== '401 session_expired'; i++) {
+      seen.push(await readCode(b.url, l.cookie, l.context));
+      if (seen.at(-1) !== '401 session_expired') await sleep(25); // the tokens' announcement is on its way
+    }
+    expect(seen.at(-1)).toBe('401 session_expired');
+    expect(await b.client.exists(key)).toBe(0); // B dropped the context from the store's session, not its cached copy
   });
 
   test('tokens replaced on one instance (a refresh) are used by the other at its next call', async () => {
