@@ -68,10 +68,11 @@ async function main() {
   targets.push({ name: BARE, url: `${bareBase}/fhir/Patient/bench-1`, headers: {}, pid: bare.child.pid });
 
   if (available('nginx', ['-v'])) {
+    // one process, no master: killed at exit (SIGKILL) it leaves no orphaned worker behind
     const dir = mkdtempSync(join(os.tmpdir(), 'bench-nginx-'));
     const port = await freePort();
     for (const d of ['cb', 'px', 'fc', 'uw', 'sc']) mkdirSync(join(dir, d));
-    writeFileSync(join(dir, 'nginx.conf'), `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+    writeFileSync(join(dir, 'nginx.conf'), `master_process off; worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
 events { worker_connections 4096; }
 http { access_log off; client_body_temp_path ${dir}/cb; proxy_temp_path ${dir}/px; fastcgi_temp_path ${dir}/fc; uwsgi_temp_path ${dir}/uw; scgi_temp_path ${dir}/sc;
   upstream up { server 127.0.0.1:${upstreamPort}; keepalive 128; }
