@@ -1,52 +1,68 @@
 /**
- * Our server for the benchmark, in its own process: the real app (createApp) with a real launch completed
- * against the sandbox EHR, whose token context is then bound to the fast local upstream so that the proxy is
- * what gets measured. Prints {"port","cookie","context","iss"} when ready (`iss`: the sandbox's FHIR base, for
- * launches). `--redis URL` uses the Redis stores; FHIR_PROXY_REWRITE_LINKS=0 turns link rewriting off.
+ * Our server for the benchmark, in its own process: the real app (createApp) after a real standalone launch
+ * against the sandbox EHR (another process, bench/sandbox-server.ts), whose token is then bound to the fast local
+ * upstream so that the proxy is what gets measured. Usage: bff-server.ts <upstream FHIR base> <sandbox FHIR base>
+ * [--redis URL]. Prints {"port","cookie","context","iss"} when ready (`iss`: the sandbox's FHIR base, for launches).
+ *
+ * It logs as in production, at `info` (one `proxy.request` line per proxied call), with pino's own asynchronous
+ * destination, to BENCH_LOG_FILE (default /dev/null): the line is built and written, and nothing reads it.
+ * FHIR_PROXY_REWRITE_LINKS=0 turns link rewriting off. BENCH_CPU_PROFILE=file writes a CPU profile of the serving
+ * phase (start-up and the launch excluded) on SIGTERM.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { loadConfig } from '../src/config.js';
-import { createApp } from '../src/app.js';
-import { createLogger } from '../src/log.js';
-import { startSandbox } from '../src/sandbox/index.js';
-import { MemoryTokenStore, type TokenStore } from '../src/session/token-store.js';
-import { createRedisSessionStore, RedisTokenStore, RedisTransactionStore } from '../src/session/redis-store.js';
-import { RedisConnection } from '../src/session/redis-client.js';
+import { pino } from 'pino';
+import type { AppDeps } from '../src/app.js';
+import type { TokenStore } from '../src/session/token-store.js';
 import { Browser } from '../test/helpers/browser.js';
 import { authorize } from '../test/helpers/authorize.js';
 
-const upstreamBase = process.argv[2]!;
-const redisUrl = process.argv[3] === '--redis' ? process.argv[4] : undefined;
-const logger = createLogger({ level: 'silent' });
-const sandbox = await startSandbox({ clients: [{ client_id: 'bench', token_endpoint_auth_method: 'none', redirect_uris: [] }], redirectUriPattern: /^http:\/\/127\.0\.0\.1:\d+\/callback$/ });
+// The server's modules as production runs them: tsc's output in dist/ (npm run bench builds it first).
+// BENCH_FROM_SOURCE=1 runs src/ through tsx instead (whose helpers add a little to every function made per request).
+const from = <T>(module: string): Promise<T> => import(process.env.BENCH_FROM_SOURCE === '1' ? `../src/${module}.ts` : `../dist/${module}.js`) as Promise<T>;
+const { loadConfig } = await from<typeof import('../src/config.js')>('config');
+const { createApp } = await from<typeof import('../src/app.js')>('app');
+const { createLogger } = await from<typeof import('../src/log.js')>('log');
+const { MemoryTokenStore } = await from<typeof import('../src/session/token-store.js')>('session/token-store');
+
+const [upstreamBase, sandboxFhirBase] = process.argv.slice(2);
+const redisUrl = process.argv[4] === '--redis' ? process.argv[5] : undefined;
+if (!upstreamBase || !sandboxFhirBase) throw new Error('usage: bff-server.ts <upstream FHIR base> <sandbox FHIR base> [--redis URL]');
+const logger = createLogger({ level: 'info', destination: pino.destination({ dest: process.env.BENCH_LOG_FILE ?? '/dev/null', minLength: 0 }) });
 const server = http.createServer();
 server.keepAliveTimeout = 60_000;
 await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
 const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 const config = await loadConfig({
-  NODE_ENV: 'test', PUBLIC_URL: url, SESSION_SECRET: 'bench-9f8e7d6c5b4a3928170615243342516071829', SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'bench',
-  LOG_LEVEL: 'silent', ALLOW_INSECURE_HTTP: '1', SANDBOX: 'off', LAUNCH_RATE_LIMIT: '100000', FHIR_PROXY_REWRITE_LINKS: process.env.FHIR_PROXY_REWRITE_LINKS ?? '1', ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
+  NODE_ENV: 'test', PUBLIC_URL: url, SESSION_SECRET: 'bench-9f8e7d6c5b4a3928170615243342516071829', SMART_ISS: sandboxFhirBase, SMART_CLIENT_ID: 'bench',
+  LOG_LEVEL: 'info', ALLOW_INSECURE_HTTP: '1', SANDBOX: 'off', LAUNCH_RATE_LIMIT: '100000', FHIR_PROXY_REWRITE_LINKS: process.env.FHIR_PROXY_REWRITE_LINKS ?? '1',
+  ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
 });
 let tokenStore: TokenStore = new MemoryTokenStore();
-let extra = {};
+let stores: Partial<AppDeps> = {};
 if (redisUrl) {
+  const { createRedisSessionStore, RedisTokenStore, RedisTransactionStore } = await from<typeof import('../src/session/redis-store.js')>('session/redis-store');
+  const { RedisConnection } = await from<typeof import('../src/session/redis-client.js')>('session/redis-client');
   const redis = new RedisConnection(config.redis!, logger);
   const ready = new Promise<void>((resolve) => redis.client.once('ready', () => resolve()));
   void redis.start();
   await ready;
   tokenStore = new RedisTokenStore(redis.client);
-  extra = { sessionStore: createRedisSessionStore(redis.client, config.sessionIdleSeconds), transactionStore: new RedisTransactionStore(redis.client), redis };
+  stores = { sessionStore: createRedisSessionStore(redis.client, config.sessionIdleSeconds), transactionStore: new RedisTransactionStore(redis.client), redis };
 }
-server.on('request', createApp({ config, logger, tokenStore, ...extra }));
+server.on('request', createApp({ config, logger, tokenStore, ...stores }));
+
+// A real standalone launch: /login → the sandbox's sign-in and consent pages → /callback.
 const browser = new Browser();
-const start = await browser.get(`${url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient: sandbox.patients[0]!.id })}`);
+const start = await browser.get(`${url}/login?iss=${encodeURIComponent(sandboxFhirBase)}`);
 const done = await browser.get(await authorize(start.headers.get('location')!));
-const context = new URL(done.headers.get('location')!, url).searchParams.get('context')!;
+const location = done.headers.get('location');
+if (done.status !== 302 || !location?.includes('context=')) throw new Error(`the launch failed: /callback answered ${done.status} ${await done.text()}`);
+const context = new URL(location, url).searchParams.get('context')!;
 const tokens = (await tokenStore.get(context))!;
 await tokenStore.set(context, { ...tokens, fhirBaseUrl: upstreamBase, expiresAt: Date.now() + 3600_000 }, 7200);
-process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port, cookie: browser.cookieHeader(url), context, iss: sandbox.fhirBaseUrl })}\n`);
-// BENCH_CPU_PROFILE=file: a CPU profile of the serving phase only (start-up excluded), written on SIGTERM.
+process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port, cookie: browser.cookieHeader(url), context, iss: sandboxFhirBase })}\n`);
+
 const profileFile = process.env.BENCH_CPU_PROFILE;
 if (profileFile) {
   const { Session } = await import('node:inspector');

@@ -1,18 +1,19 @@
 /**
- * Launches and callbacks per second against our server and the sandbox authorization server (the sandbox
- * runs in the server's process, as in development). Launches: `GET /launch?iss=…&launch=…` answered with the
- * redirect to the authorization endpoint, discovery cached (autocannon). Callbacks: real authorization codes,
- * each earned by a standalone launch through the sandbox's sign-in and consent pages, then all redeemed at
- * `/callback` at a fixed concurrency: the token exchange at the sandbox's token endpoint, the id token check,
- * the session regenerated and saved.
+ * Launches and callbacks per second against our server and the sandbox EHR (its own process, as a real EHR is
+ * another machine). Launches: `GET /launch?iss=…&launch=…` answered with the redirect to the authorization
+ * endpoint, discovery cached (wrk). Callbacks: real authorization codes, each earned by a standalone launch
+ * through the sandbox's sign-in and consent pages, then all redeemed at `/callback` at a fixed concurrency: the
+ * token request to the sandbox's token endpoint, the token response and id_token checks, the token set and the
+ * session stored. The time of each step comes from the server's own `launch.complete` log lines (`timing_ms`).
  */
+import { readFileSync } from 'node:fs';
 import { Browser } from '../test/helpers/browser.js';
 import { authorize } from '../test/helpers/authorize.js';
-import { autocannon, percentile, type LoadResult } from './lib.js';
+import { median, percentile, wrk, type LoadResult } from './lib.js';
 
-export function launchesPerSecond(baseUrl: string, iss: string, connections: number): LoadResult {
+export function launchesPerSecond(baseUrl: string, iss: string, connections: number): Promise<LoadResult> {
   const url = `${baseUrl}/launch?iss=${encodeURIComponent(iss)}&launch=bench-launch-code`;
-  return autocannon(url, connections, {}, { expect: '3xx' });
+  return wrk(url, connections, {}, { expect: 302 });
 }
 
 async function pool<T>(items: number, concurrency: number, work: (i: number) => Promise<T>): Promise<T[]> {
@@ -27,7 +28,7 @@ async function pool<T>(items: number, concurrency: number, work: (i: number) => 
   return out;
 }
 
-export interface CallbackResult { callbacks: number; perSecond: number; p50: number; p99: number }
+export interface CallbackResult { callbacks: number; concurrency: number; perSecond: number; p50: number; p99: number }
 
 export async function callbacksPerSecond(baseUrl: string, iss: string, count: number, concurrency: number): Promise<CallbackResult> {
   // Codes are earned and redeemed in batches (only redemption is timed): the sandbox's codes live 60 s and its
@@ -55,5 +56,19 @@ export async function callbacksPerSecond(baseUrl: string, iss: string, count: nu
     });
     seconds += (performance.now() - started) / 1000;
   }
-  return { callbacks: count, perSecond: count / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+  return { callbacks: count, concurrency, perSecond: count / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+}
+
+/** The `timing_ms` of each callback in a server's log (its `launch.complete` lines), oldest first. */
+export function callbackTimings(logFile: string): Record<string, number>[] {
+  return readFileSync(logFile, 'utf8').split('\n').filter((line) => line.includes('"launch.complete"'))
+    .map((line) => (JSON.parse(line) as { timing_ms?: Record<string, number> }).timing_ms)
+    .filter((t): t is Record<string, number> => t !== undefined);
+}
+
+/** The median of each step over callbacks, in ms, in the order the steps first appear. */
+export function medianSteps(timings: Record<string, number>[]): Map<string, number> {
+  const byStep = new Map<string, number[]>();
+  for (const t of timings) for (const [step, ms] of Object.entries(t)) byStep.set(step, [...(byStep.get(step) ?? []), ms]);
+  return new Map([...byStep].map(([step, values]) => [step, median(values)]));
 }

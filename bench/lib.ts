@@ -1,11 +1,35 @@
-/** What the benchmarks share: child processes that are always killed, autocannon runs, CPU time and RSS. */
+/** What the benchmarks share: child processes that are always killed and pinned to CPUs, wrk runs, CPU time and RSS. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
+
+/** Whether a command runs here (`cmd args` exits 0 or 1: wrk -v exits 1). */
+export function available(cmd: string, args: string[]): boolean {
+  const r = spawnSync(cmd, args, { stdio: 'ignore' });
+  return r.error === undefined && (r.status === 0 || r.status === 1);
+}
+
+/**
+ * CPU pinning (taskset, Linux): the server under test gets the last CPU to itself; the load generator, the
+ * upstream, the sandbox EHR and Redis share the others. Every server under test (ours, the bare proxy, nginx)
+ * runs on the same CPU, so each is measured by its own cost per request, not by how it competes with the load
+ * generator for cores. BENCH_PIN=0 turns it off; it is off without taskset or with a single CPU.
+ */
+const CPUS = os.availableParallelism?.() ?? os.cpus().length;
+export const PINNED = process.env.BENCH_PIN !== '0' && CPUS >= 2 && available('taskset', ['-V']);
+export const SERVER_CPUS = String(CPUS - 1);
+export const LOAD_CPUS = CPUS === 2 ? '0' : `0-${CPUS - 2}`;
+export const pinning = PINNED ? `servers under test on CPU ${SERVER_CPUS}; wrk, the upstream, the sandbox EHR and Redis on CPU ${LOAD_CPUS} (taskset)` : 'no CPU pinning';
+
+/** `cmd args` run on `cpus` when pinning is on. */
+export function pinned(cpus: string, cmd: string, args: string[]): [string, string[]] {
+  return PINNED ? ['taskset', ['-c', cpus, cmd, ...args]] : [cmd, args];
+}
 
 const children = new Set<ChildProcess>();
 process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
@@ -16,10 +40,12 @@ export function track(child: ChildProcess): ChildProcess {
   return child;
 }
 
-/** Starts a process and resolves with its first line of output (a port, or a JSON object). */
-export function startChild(cmd: string, args: string[], env: Record<string, string> = {}): Promise<{ child: ChildProcess; firstLine: string }> {
+/** Starts a process (on `cpus` when pinning) and resolves with its first line of output (a port, or a JSON object). */
+export function startChild(cpus: string, cmd: string, args: string[], env: Record<string, string> = {}): Promise<{ child: ChildProcess; firstLine: string }> {
   return new Promise((resolve, reject) => {
-    const child = track(spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } }));
+    const [c, a] = pinned(cpus, cmd, args);
+    // taskset execs the command: the child's pid is the command's.
+    const child = track(spawn(c, a, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } }));
     let out = '';
     child.stdout!.on('data', (d) => {
       out += d;
@@ -40,23 +66,28 @@ export async function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
-export interface LoadResult { rps: number; p50: number; p99: number; total: number; statuses: Record<string, number> }
+export interface LoadResult { rps: number; p50: number; p99: number; total: number; seconds: number }
 
-/** autocannon in its own process; throws unless every response has the expected status class. */
-export function autocannon(url: string, connections: number, headers: Record<string, string>, opts: { seconds?: number; expect?: '2xx' | '3xx' } = {}): LoadResult {
-  const args = ['-c', String(connections), '-d', String(opts.seconds ?? DURATION), '-j', ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}=${v}`]), url];
-  const r = spawnSync(join(ROOT, 'node_modules/.bin/autocannon'), args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-  const json = JSON.parse(r.stdout) as {
-    requests: { average: number; total: number }; latency: { p50: number; p99: number }; errors: number;
-    '1xx': number; '2xx': number; '3xx': number; '4xx': number; '5xx': number;
-  };
-  const statuses = { '2xx': json['2xx'], '3xx': json['3xx'], '4xx': json['4xx'], '5xx': json['5xx'] };
-  const expected = json[opts.expect ?? '2xx'];
-  const completed = json['1xx'] + json['2xx'] + json['3xx'] + json['4xx'] + json['5xx'];
-  if (expected !== completed || json.errors > json.requests.total / 1000) {
-    throw new Error(`${url}: expected only ${opts.expect ?? '2xx'}, got ${JSON.stringify(statuses)} and ${json.errors} errors`);
-  }
-  return { rps: json.requests.average, p50: json.latency.p50, p99: json.latency.p99, total: json.requests.total, statuses };
+/**
+ * wrk, one thread, on the load CPUs: `seconds` at `connections` keep-alive connections, with `headers`.
+ * Latencies in milliseconds. Throws unless every response has a status below 400 and no socket failed (wrk counts
+ * 4xx/5xx as status errors); `expect` is checked on one request first (a 302 where a 302 is meant).
+ */
+export async function wrk(url: string, connections: number, headers: Record<string, string>, opts: { seconds?: number; expect?: number } = {}): Promise<LoadResult> {
+  const first = await fetch(url, { headers, redirect: 'manual' });
+  await first.arrayBuffer();
+  if (first.status !== (opts.expect ?? 200)) throw new Error(`${url}: expected ${opts.expect ?? 200}, got ${first.status}`);
+  const args = ['-t', '1', '-c', String(connections), '-d', `${opts.seconds ?? DURATION}s`, '--timeout', '10s', '-s', join(ROOT, 'bench/wrk-report.lua'),
+    ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]), url];
+  const [cmd, a] = pinned(LOAD_CPUS, 'wrk', args);
+  const r = spawnSync(cmd, a, { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+  const line = r.stdout.split('\n').find((l) => l.startsWith('WRK_JSON '));
+  if (!line) throw new Error(`wrk failed (${r.status}): ${r.stderr}${r.stdout}`);
+  const j = JSON.parse(line.slice(9)) as { requests: number; duration_us: number; errors: Record<string, number>; latency_us: { p50: number; p99: number } };
+  const failed = Object.entries(j.errors).filter(([, n]) => n > 0);
+  if (failed.length) throw new Error(`${url}: ${failed.map(([k, n]) => `${n} ${k} errors`).join(', ')} in ${j.requests} requests`);
+  const seconds = j.duration_us / 1e6;
+  return { rps: j.requests / seconds, p50: j.latency_us.p50 / 1000, p99: j.latency_us.p99 / 1000, total: j.requests, seconds };
 }
 
 /** Peak resident memory of a process since start or since the last reset (Linux /proc), in MiB. */

@@ -1,5 +1,5 @@
 // A fast local FHIR upstream for benchmarks, run as its own process. Prints its port.
-//   GET /fhir/Patient/bench-1          one small Patient, keep-alive
+//   GET /fhir/Patient/bench-1          one Patient of about 1 KB, keep-alive
 //   GET /fhir/Bundle/large?mb=N        a searchset Bundle of about N MB (Content-Length set), every entry's
 //                                      fullUrl and reference pointing at this server's base (work for the rewriter)
 //   GET /fhir/Observation.ndjson?mb=N  about N MB of Observation NDJSON (chunked), links likewise
@@ -10,7 +10,13 @@ const small = JSON.stringify({
   resourceType: 'Patient', id: 'bench-1', meta: { versionId: '1', lastUpdated: '2026-11-01T00:00:00Z' }, active: true,
   name: [{ use: 'official', family: 'Shaw', given: ['Amy', 'V.'] }], gender: 'female', birthDate: '1987-02-20',
   identifier: [{ system: 'urn:oid:2.16.840.1.113883.19.5.99999.1', value: '100200' }],
-  telecom: [{ system: 'phone', value: '555-0110', use: 'home' }],
+  telecom: [{ system: 'phone', value: '555-0110', use: 'home' }, { system: 'email', value: 'amy.shaw@example.com', use: 'work' }],
+  text: { status: 'generated', div: '<div xmlns="http://www.w3.org/1999/xhtml"><p>Amy V. Shaw, female, born 1987-02-20 (MRN 100200)</p></div>' },
+  address: [{ use: 'home', line: ['49 Meadow St'], city: 'Mounds', state: 'OK', postalCode: '74047', country: 'US' }],
+  maritalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-MaritalStatus', code: 'M', display: 'Married' }] },
+  contact: [{ relationship: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0131', code: 'C', display: 'Emergency Contact' }] }],
+    name: { family: 'Shaw', given: ['Jon'] }, telecom: [{ system: 'phone', value: '555-0111' }] }],
+  managingOrganization: { reference: 'Organization/bench-org', display: 'Bench Clinic' },
 });
 
 const MB = 1024 * 1024;

@@ -8,10 +8,9 @@ import express, { type Express, type RequestHandler } from 'express';
 import helmet from 'helmet';
 import type { Store } from 'express-session';
 import type { Config } from './config.js';
-import type { Logger } from './log.js';
+import { sha256Short, type Logger } from './log.js';
 import { accessLog } from './http/access-log.js';
 import { requireCsrfHeader } from './http/csrf.js';
-import { requestContext } from './http/request-context.js';
 import { errorHandler, isFhirUrl, jsonAnswers, notFound } from './http/error-handler.js';
 import { AppError, ErrorCode } from './http/errors.js';
 import { launchRateLimit } from './http/rate-limit.js';
@@ -19,7 +18,11 @@ import { originForm, requireOriginForm } from './http/request-target.js';
 import { trustProxyCheck } from './http/trust-proxy-check.js';
 import { Metrics, metricsHandler } from './observability/metrics.js';
 import type { RedisConnection } from './session/redis-client.js';
-import { createMemorySessionStore, createSessionMiddleware, requireSessionStore } from './session/session-middleware.js';
+import { createMemorySessionStore, createSessionMiddleware, requireSessionStore, sessionCookieName, touchIntervalMs } from './session/session-middleware.js';
+import { announceSessionWrites, busFor, CachingTokenStore, READ_CACHE_TTL_MS, REDIS_CLIENT } from './session/cached-stores.js';
+import { ProxySessions, type StoredSession } from './session/proxy-sessions.js';
+import { ReadCache } from './session/read-cache.js';
+import { SessionCookieReader } from './session/session-cookie.js';
 import { MemoryTokenStore, type TokenStore } from './session/token-store.js';
 import { SessionEndings } from './session/session-endings.js';
 import { ContextEndings } from './smart/context-endings.js';
@@ -72,6 +75,12 @@ const LAUNCH_ROUTES = ['/launch', '/launch/continue', '/login', '/callback'];
 const VIEWS_DIR = fileURLToPath(new URL('../views', import.meta.url));
 const PUBLIC_DIR = fileURLToPath(new URL('../public', import.meta.url));
 
+/** A token store shared through Redis, with the proxy's read cache in front (cached-stores.ts); any other as it is. */
+function withReadCache(store: TokenStore, logger: Logger): TokenStore {
+  if (store instanceof CachingTokenStore || !(store as { [REDIS_CLIENT]?: unknown })[REDIS_CLIENT]) return store;
+  return new CachingTokenStore(store, busFor(store, logger));
+}
+
 export function createApp(deps: AppDeps): App {
   const { config, logger } = deps;
   if (config.isProduction && deps.sandbox) throw new Error('the sandbox EHR is never mounted in production');
@@ -84,7 +93,8 @@ export function createApp(deps: AppDeps): App {
       ttlSeconds: config.discoveryTtlSeconds, timeoutMs: config.httpTimeoutMs, allowInsecureHttp: config.allowInsecureHttp,
       maxEntries: config.discoveryCacheMax, newIssuersPerMinute: config.discoveryNewPerMinute,
     }),
-    tokenStore: deps.tokenStore ?? new MemoryTokenStore(),
+    // a token store shared through Redis gets a read cache for the proxy's calls (cached-stores.ts)
+    tokenStore: deps.tokenStore ? withReadCache(deps.tokenStore, logger) : new MemoryTokenStore(),
     transactions: deps.transactionStore ?? new MemoryTransactionStore({ max: config.maxPendingLaunches }),
     idTokens: new IdTokenVerifier({ timeoutMs: config.httpTimeoutMs, maxEntries: config.discoveryCacheMax }),
     recentCodes: new RecentCodes(),
@@ -126,7 +136,21 @@ export function createApp(deps: AppDeps): App {
   // The FHIR proxy is the hot path: it runs ahead of Express (fhir-route.ts) with a short chain of its own: no
   // page headers, no static files, no access-log line (the proxy writes one richer line per call), and the
   // anti-forgery header checked before the session is loaded. Every other URL goes through Express below.
-  const fhir = fhirRoute({ metrics, steps: [requestContext(logger), apiHeaders, requireCsrfHeader, ...sessionMiddleware], proxy: fhirProxyHandler(smart, refresher, app.locals.proxyAgents) });
+  // Its session path reads the same store through the same wrappers as express-session (proxy-sessions.ts), with a
+  // read cache that every session write invalidates, on every instance.
+  const sessionBus = busFor(sessionStore, logger);
+  announceSessionWrites(sessionStore, sessionBus);
+  // A cached session lives less than the touch interval: a store entry alive when read, and touched then (or within
+  // the interval before), outlives it, so the cache never serves a session the idle timeout has ended.
+  const sessionCache = new ReadCache<StoredSession>({ max: 10_000, ttlMs: Math.min(READ_CACHE_TTL_MS, touchIntervalMs(config.sessionIdleSeconds)) });
+  sessionBus.register('session', sessionCache);
+  const proxySessions = new ProxySessions({
+    store: sessionStore, cookies: new SessionCookieReader(sessionCookieName(config), config.sessionSecret), cache: sessionCache,
+    absoluteSeconds: config.sessionAbsoluteSeconds,
+    // its contexts end here (tokens revoked in the background), as express-session's path does (session-middleware.ts)
+    onAbsoluteTimeout: (ids, sid, log) => sessionEndings.endContexts(ids, { reason: 'absolute_timeout', noticed: 'request', sessionSha: sha256Short(sid) }, log),
+  });
+  const fhir = fhirRoute({ logger, metrics, sessions: proxySessions, proxy: fhirProxyHandler(smart, refresher, app.locals.proxyAgents, proxySessions) });
   // express() returns `function app(req, res, next) { app.handle(req, res, next) }`: the one place to branch.
   type Handle = (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void;
   const withHandle = app as unknown as { handle: Handle };

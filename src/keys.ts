@@ -7,7 +7,10 @@
 import { createPrivateKey, generateKeyPairSync, type KeyObject, type webcrypto } from 'node:crypto';
 import { mkdirSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
-import * as jose from 'jose';
+// jose's subpath modules: the package index loads all of jose (some 180 modules) at start-up.
+import type * as jose from 'jose';
+import { calculateJwkThumbprint } from 'jose/jwk/thumbprint';
+import { importJWK } from 'jose/key/import';
 
 export type SigningAlg = 'RS384' | 'ES384';
 
@@ -57,8 +60,8 @@ export async function parsePrivateKey(input: string | Record<string, unknown>, k
   if (jwkAlg && jwkAlg !== alg) throw new Error(`the JWK says alg ${jwkAlg} but the key fits ${alg}; SMART allows RS384 and ES384`);
   const privateJwk = keyObject.export({ format: 'jwk' }) as jose.JWK;
   const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk } = privateJwk;
-  const kid = jwkKid ?? keyId ?? (await jose.calculateJwkThumbprint(publicJwk as jose.JWK, 'sha256'));
-  const privateKey = (await jose.importJWK({ ...privateJwk, alg }, alg)) as webcrypto.CryptoKey;
+  const kid = jwkKid ?? keyId ?? (await calculateJwkThumbprint(publicJwk as jose.JWK, 'sha256'));
+  const privateKey = (await importJWK({ ...privateJwk, alg }, alg)) as webcrypto.CryptoKey;
   return Object.freeze({ privateKey, alg, kid, publicJwk: Object.freeze({ ...publicJwk, kid, alg, use: 'sig' }) });
 }
 

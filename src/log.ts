@@ -16,19 +16,14 @@ import { pino, type Level, type Logger, type LoggerOptions, type DestinationStre
 export type { Logger };
 
 /** Field names that hold nothing but secrets, wherever they appear (top level or one/two levels down). */
-const SECRET_KEYS = [
+const SECRET_KEYS = new Set([
   'access_token', 'refresh_token', 'id_token', 'code_verifier', 'client_secret', 'client_assertion',
   'assertion', 'password', 'privateKey', 'private_key', 'secret', 'sessionSecret', 'authorization', 'cookie', 'tokens',
-];
+  'set-cookie',
+]);
 /** Objects that hold the parameters of an OAuth request, where `code` is an authorization code. */
-const PARAMETER_OBJECTS = ['query', 'body', 'params', 'form'];
-const REDACT_PATHS = [
-  ...SECRET_KEYS,
-  ...SECRET_KEYS.map((k) => `*.${k}`),
-  ...SECRET_KEYS.map((k) => `*.*.${k}`),
-  ...PARAMETER_OBJECTS.flatMap((o) => [`${o}.code`, `*.${o}.code`, `*.*.${o}.code`]),
-  'req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]', '*["set-cookie"]',
-];
+const PARAMETER_OBJECTS = new Set(['query', 'body', 'params', 'form']);
+const CENSOR = '[redacted]';
 
 /** Query parameters that carry secrets or one-time values: the callback's code and state, the launch code, tokens. */
 const SECRET_PARAMS = new Set(['code', 'state', 'launch', 'session_state', 'code_verifier', 'access_token', 'id_token', 'refresh_token', 'client_secret', 'client_assertion', 'assertion']);
@@ -51,31 +46,72 @@ export function redactUrl(url: string | undefined): string {
 }
 
 const URL_WITH_QUERY = /^(?:[a-z][a-z0-9+.-]*:\/\/|\/)[^\s]*\?/i;
+/** Levels of keys looked at: secret fields to two levels down (`key`, `*.key`, `*.*.key`), URLs to three. */
+const SECRET_LEVELS = 2;
+const URL_LEVELS = 3;
 
-/** Every URL-like string in a log object (to a few levels down) passed through redactUrl. */
-function redactUrls(value: unknown, depth: number): unknown {
-  if (typeof value === 'string') return URL_WITH_QUERY.test(value) ? redactUrl(value) : value;
-  if (depth === 0 || value === null || typeof value !== 'object') return value;
-  if (Array.isArray(value)) return value.map((v) => redactUrls(v, depth - 1));
-  if (Object.getPrototypeOf(value) !== Object.prototype) return value; // errors and class instances: their serializers decide
+/**
+ * The redaction, in one pass over a log object's plain objects and arrays, copying only what changes (the
+ * caller's object is never modified):
+ * - fields that only hold secrets, to two levels down, whatever their value;
+ * - `code` in a request's parameters (`query.code`, `x.body.code`, `x.y.form.code`, …);
+ * - every URL-like string, to three levels down, through redactUrl.
+ * Errors and other class instances are left to their serializers (the `err` serializer's output goes through the
+ * same pass). pino's own `redact` option did the first two with wildcard paths, at some 60 µs a line: for every
+ * top-level key it cloned and serialised the value; this costs about a microsecond on a flat line.
+ */
+export function redactLogObject<T>(value: T): T {
+  return redactValue(value, 0, false) as T;
+}
+
+function redactValue(value: unknown, level: number, inParameters: boolean): unknown {
+  if (typeof value === 'string') return level <= URL_LEVELS && URL_WITH_QUERY.test(value) ? redactUrl(value) : value;
+  if (value === null || typeof value !== 'object' || level > URL_LEVELS) return value;
+  if (Array.isArray(value)) {
+    let out: unknown[] | undefined;
+    for (let i = 0; i < value.length; i++) {
+      const r = redactValue(value[i], level + 1, false);
+      if (r !== value[i]) (out ??= [...value])[i] = r;
+    }
+    return out ?? value;
+  }
+  if (Object.getPrototypeOf(value) !== Object.prototype && Object.getPrototypeOf(value) !== null) return value;
   let out: Record<string, unknown> | undefined;
-  for (const [k, v] of Object.entries(value)) {
-    const r = redactUrls(v, depth - 1);
-    if (r !== v) (out ??= { ...(value as Record<string, unknown>) })[k] = r;
+  const record = value as Record<string, unknown>;
+  for (const k in record) {
+    if (!Object.hasOwn(record, k)) continue;
+    const v = record[k];
+    let r: unknown;
+    if (level <= SECRET_LEVELS && SECRET_KEYS.has(k)) r = CENSOR;
+    else if (inParameters && k === 'code') r = CENSOR;
+    else r = redactValue(v, level + 1, PARAMETER_OBJECTS.has(k));
+    if (r !== v) (out ??= { ...record })[k] = r;
   }
   return out ?? value;
+}
+
+/** What pino's err serializer makes (the error's fields on a prototype of its own), as plain objects, so the redaction sees them. */
+const SERIALIZED_ERROR = Object.getPrototypeOf(pino.stdSerializers.err(new Error('x'))) as object;
+function plainError(value: unknown, level = 0): unknown {
+  if (level > URL_LEVELS || value === null || typeof value !== 'object' || Object.getPrototypeOf(value) !== SERIALIZED_ERROR) return value;
+  const out: Record<string, unknown> = { ...(value as Record<string, unknown>) };
+  for (const k of Object.keys(out)) out[k] = plainError(out[k], level + 1);
+  return out;
 }
 
 export function createLogger(opts: { level?: LevelWithSilent; destination?: DestinationStream } = {}): Logger {
   const options: LoggerOptions = {
     level: opts.level ?? 'info',
     base: { service: 'smart-bff' },
-    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    // A child logger's bindings (`logger.child({...})`) are not a log object: pino's own redaction covers their
+    // top-level fields (without wildcards, which is what made it slow).
+    redact: { paths: [...SECRET_KEYS].map((k) => JSON.stringify([k])), censor: CENSOR },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: {
       level: (label) => ({ level: label }),
-      log: (object) => redactUrls(object, 4) as Record<string, unknown>,
+      log: redactLogObject,
     },
+    serializers: { err: (err: Error) => redactLogObject(plainError(pino.stdSerializers.err(err))) },
   };
   // pino's own default (stdout), made here so that a tapped logger can write to the very same stream.
   const destination = opts.destination ?? pino.destination(1);

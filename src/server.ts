@@ -10,8 +10,7 @@ import http from 'node:http';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { createApp, type AppDeps } from './app.js';
-import { createRedisSessionStore, RedisTokenStore, RedisTransactionStore } from './session/redis-store.js';
-import { RedisConnection } from './session/redis-client.js';
+import type { RedisConnection } from './session/redis-client.js';
 import { SANDBOX_CLIENT_ID, sandboxBaseUrl, sandboxLaunchRegistration } from './sandbox/launch-registration.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -56,6 +55,10 @@ async function main(): Promise<void> {
   let redis: RedisConnection | undefined;
   let stores: Pick<AppDeps, 'sessionStore' | 'tokenStore' | 'transactionStore'> = {};
   if (config.redis) {
+    // The Redis client (hundreds of modules) is loaded only when Redis is configured.
+    const [{ RedisConnection }, { createRedisSessionStore, RedisTokenStore, RedisTransactionStore }] = await Promise.all([
+      import('./session/redis-client.js'), import('./session/redis-store.js'),
+    ]);
     redis = new RedisConnection(config.redis, logger.child({ component: 'redis' }));
     await redis.start();
     stores = {

@@ -20,20 +20,19 @@
  *   browser cuts short is never sent when read whole, and ends the upstream request (and its connection) when
  *   streaming.
  */
-import http from 'node:http';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
-import type { Request, Response } from 'express';
 import { AppError, ErrorCode } from '../http/errors.js';
-import type { Logger } from '../log.js';
-import { saveSession } from '../session/session-ops.js';
 import type { TokenSet } from '../session/token-store.js';
 import type { LaunchContextInfo } from '../session/types.js';
 import { selectContext } from '../session/contexts.js';
+import type { ProxySessions } from '../session/proxy-sessions.js';
 import type { SmartDeps } from '../smart/deps.js';
 import type { TokenRefresher } from '../smart/token-refresher.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { LinkRewriter, isRewritable, needlesFor, rewriteBody } from './link-rewriter.js';
 import { buildTargetUrl, proxyUrlFor } from './target-url.js';
+import type { ProxyCall } from './fhir-route.js';
 
 const ALLOWED_METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD']);
 const SAFE_METHODS = new Set(['GET', 'HEAD']);
@@ -65,47 +64,47 @@ class UpstreamFailure extends Error {
   }
 }
 
-export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, agents: ProxyAgents) {
+export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, agents: ProxyAgents, sessions: Pick<ProxySessions, 'withoutContext'>) {
   const proxyBase = `${deps.config.publicUrl}/fhir`;
 
-  return async function fhirProxy(req: Request, res: Response): Promise<void> {
-    if (!ALLOWED_METHODS.has(req.method)) {
+  return async function fhirProxy(call: ProxyCall, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const method = req.method ?? 'GET';
+    if (!ALLOWED_METHODS.has(method)) {
       res.setHeader('Allow', [...ALLOWED_METHODS].join(', '));
-      throw new AppError(ErrorCode.METHOD_NOT_ALLOWED, 405, `Method ${req.method} is not allowed through the FHIR proxy.`);
+      throw new AppError(ErrorCode.METHOD_NOT_ALLOWED, 405, `Method ${method} is not allowed through the FHIR proxy.`);
     }
-    refuseDeclaredBody(req);
-    const ctx = selectContext(req);
-    const log = () => req.log; // built on first use: a fresh-token call that logs nothing never builds it
-    // req.url is relative to the /fhir mount point and still undecoded.
-    let tokens = await tokensOrEndContext(req, ctx, log, refresher);
-    const target = buildTargetUrl(req.url, tokens.fhirBaseUrl);
+    refuseDeclaredBody(req, method);
+    const ctx = selectContext({ session: call.session?.data, headers: req.headers });
+    const log = () => call.log(); // built on first use: a fresh-token call that logs nothing never builds it
+    let tokens = await tokensOrEndContext(call, ctx, refresher, sessions);
+    const target = buildTargetUrl(call.path, tokens.fhirBaseUrl); // relative to /fhir, still undecoded
 
     const declared = Number(req.headers['content-length'] ?? '0');
     if (declared > deps.config.proxyMaxBodyBytes) {
-      deps.metrics.proxyRequests.inc({ method: req.method, status: '413' });
+      deps.metrics.proxyRequests.inc({ method, status: '413' });
       throw new AppError(ErrorCode.PAYLOAD_TOO_LARGE, 413, `The request body is larger than ${deps.config.proxyMaxBodyBytes} bytes.`);
     }
 
     const started = Date.now();
-    const canRetry = SAFE_METHODS.has(req.method);
+    const canRetry = SAFE_METHODS.has(method);
     let upstream: http.IncomingMessage;
     try {
-      const body = BODILESS_METHODS.has(req.method) ? { kind: 'none' as const } : await readBody(req, deps.config.proxyMaxBodyBytes);
-      upstream = await send(req, res, target, tokens, deps, agents, body);
+      const body = BODILESS_METHODS.has(method) ? { kind: 'none' as const } : await readBody(req, deps.config.proxyMaxBodyBytes);
+      upstream = await send(call, req, res, target, tokens, deps, agents, body);
       if (upstream.statusCode === 401 && canRetry) {
         upstream.resume();
         log().info({ event: 'proxy.upstream_401', contextId: ctx.id, path: target.pathname }, 'proxy: upstream answered 401; refreshing once and retrying');
-        tokens = await tokensOrEndContext(req, ctx, log, refresher, tokens.accessToken);
-        upstream = await send(req, res, target, tokens, deps, agents, body);
+        tokens = await tokensOrEndContext(call, ctx, refresher, sessions, tokens.accessToken);
+        upstream = await send(call, req, res, target, tokens, deps, agents, body);
       } else if (upstream.statusCode === 401) {
         // Not safe to replay: refresh for the next call and pass the 401 through.
         void refresher.tokensFor(ctx, log, tokens.accessToken).catch(() => undefined);
       }
     } catch (err) {
-      if (err instanceof AppError && err.status === 413) deps.metrics.proxyRequests.inc({ method: req.method, status: '413' });
+      if (err instanceof AppError && err.status === 413) deps.metrics.proxyRequests.inc({ method, status: '413' });
       if (err instanceof UpstreamFailure) {
         if (err.kind !== 'too_large') deps.metrics.upstreamErrors.inc({ kind: err.kind });
-        deps.metrics.proxyRequests.inc({ method: req.method, status: err.kind === 'timeout' ? '504' : err.kind === 'too_large' ? '413' : '502' });
+        deps.metrics.proxyRequests.inc({ method, status: err.kind === 'timeout' ? '504' : err.kind === 'too_large' ? '413' : '502' });
         throw upstreamError(err, deps.config.proxyTimeoutMs);
       }
       throw err;
@@ -114,7 +113,7 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
     const status = upstream.statusCode ?? 502;
     const contentType = upstream.headers['content-type'];
     const encoded = upstream.headers['content-encoding'] && upstream.headers['content-encoding'] !== 'identity';
-    const rewrite = deps.config.proxyRewriteLinks && isRewritable(contentType) && !encoded && req.method !== 'HEAD';
+    const rewrite = deps.config.proxyRewriteLinks && isRewritable(contentType) && !encoded && method !== 'HEAD';
     const declaredLength = Number(upstream.headers['content-length'] ?? NaN);
     // A small body of known length is rewritten whole and sent with its new Content-Length (no chunked framing);
     // anything else streams through the rewriter in constant memory.
@@ -131,7 +130,7 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
         log().info({ event: 'proxy.header_dropped', header: h, contextId: ctx.id, status }, `proxy: dropped a ${h} that points outside the FHIR base`);
       }
     }
-    headers['x-request-id'] = req.id;
+    headers['x-request-id'] = call.id;
     upstream.on('error', () => res.destroy());
     if (rewriteWhole) {
       const chunks: Buffer[] = [];
@@ -150,26 +149,26 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
     }
     res.on('close', () => {
       if (!res.writableFinished) upstream.destroy();
-      deps.metrics.proxyRequests.inc({ method: req.method, status: String(status) });
-      deps.metrics.proxyLatency.observe({ method: req.method }, (Date.now() - started) / 1000);
-      if (deps.logger.isLevelEnabled('info')) log().info({ event: 'proxy.request', contextId: ctx.id, method: req.method, path: target.pathname, status, duration_ms: Date.now() - started, aborted: !res.writableFinished }, 'proxy: request forwarded');
+      deps.metrics.proxyRequests.inc({ method, status: String(status) });
+      deps.metrics.proxyLatency.observe({ method }, (Date.now() - started) / 1000);
+      if (deps.logger.isLevelEnabled('info')) log().info({ event: 'proxy.request', contextId: ctx.id, method, path: target.pathname, status, duration_ms: Date.now() - started, aborted: !res.writableFinished }, 'proxy: request forwarded');
     });
   };
 }
 
 /** A GET, HEAD or DELETE may not declare a body: the EHR could frame it differently from us (checklist #41). */
-function refuseDeclaredBody(req: Request): void {
-  if (!BODILESS_METHODS.has(req.method)) return;
+function refuseDeclaredBody(req: IncomingMessage, method: string): void {
+  if (!BODILESS_METHODS.has(method)) return;
   const length = req.headers['content-length'];
   if (req.headers['transfer-encoding'] === undefined && (length === undefined || Number(length) === 0)) return;
-  throw new AppError(ErrorCode.REQUEST_BODY_NOT_ALLOWED, 400, `A ${req.method} request cannot carry a body through the FHIR proxy (it declared one with ${req.headers['transfer-encoding'] !== undefined ? 'Transfer-Encoding' : 'Content-Length'}).`);
+  throw new AppError(ErrorCode.REQUEST_BODY_NOT_ALLOWED, 400, `A ${method} request cannot carry a body through the FHIR proxy (it declared one with ${req.headers['transfer-encoding'] !== undefined ? 'Transfer-Encoding' : 'Content-Length'}).`);
 }
 
 /**
  * Reads a POST, PUT or PATCH body: whole when it ends within WHOLE_REQUEST_BODY_LIMIT, else the part read so far
  * (the rest streams on). Past `maxBytes` → 413; the browser going away → 499, and nothing is sent upstream.
  */
-function readBody(req: Request, maxBytes: number): Promise<RequestBody> {
+function readBody(req: IncomingMessage, maxBytes: number): Promise<RequestBody> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let length = 0;
@@ -208,10 +207,10 @@ function readBody(req: Request, maxBytes: number): Promise<RequestBody> {
 }
 
 /** Sends one upstream request; resolves with the response once its headers arrive. */
-function send(req: Request, res: Response, target: URL, tokens: TokenSet, deps: SmartDeps, agents: ProxyAgents, body: RequestBody): Promise<http.IncomingMessage> {
+function send(call: ProxyCall, req: IncomingMessage, res: ServerResponse, target: URL, tokens: TokenSet, deps: SmartDeps, agents: ProxyAgents, body: RequestBody): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
     const isHttps = target.protocol === 'https:';
-    const headers = upstreamRequestHeaders(req.headers, tokens.accessToken, req.id);
+    const headers = upstreamRequestHeaders(req.headers, tokens.accessToken, call.id);
     // Framing is Node's, from the bytes sent: an exact Content-Length for a body read whole, chunked for a stream.
     if (body.kind === 'whole') headers['content-length'] = body.data.length;
     const upstreamReq = (isHttps ? https : http).request(target, {
@@ -276,16 +275,14 @@ function send(req: Request, res: Response, target: URL, tokens: TokenSet, deps: 
   });
 }
 
-async function tokensOrEndContext(req: Request, ctx: LaunchContextInfo, log: () => Logger, refresher: TokenRefresher, rejectedToken?: string): Promise<TokenSet> {
+async function tokensOrEndContext(call: ProxyCall, ctx: LaunchContextInfo, refresher: TokenRefresher, sessions: Pick<ProxySessions, 'withoutContext'>, rejectedToken?: string): Promise<TokenSet> {
   try {
-    return await refresher.tokensFor(ctx, log, rejectedToken);
+    return await refresher.tokensFor(ctx, () => call.log(), rejectedToken);
   } catch (err) {
-    if (err instanceof AppError && err.code === ErrorCode.SESSION_EXPIRED && Object.hasOwn(req.session.contexts ?? {}, ctx.id)) {
-      const contexts = { ...req.session.contexts };
-      delete contexts[ctx.id];
-      req.session.contexts = contexts;
-      await saveSession(req).catch(() => undefined);
-      log().info({ event: 'context.ended', reason: 'session_expired' }, 'launch context ended');
+    // The tokens are gone: the session no longer names this context.
+    if (err instanceof AppError && err.code === ErrorCode.SESSION_EXPIRED && call.session && Object.hasOwn(call.session.data.contexts ?? {}, ctx.id)) {
+      await sessions.withoutContext(call.session, ctx.id).catch(() => undefined);
+      call.log().info({ event: 'context.ended', reason: 'session_expired' }, 'launch context ended');
     }
     throw err;
   }

@@ -1,34 +1,76 @@
 /**
  * The FHIR proxy's own entry, ahead of Express. A proxied call is the hot path and needs none of the page
- * machinery (view engine, static files, helmet, the access log, Express's request and response prototypes),
- * which cost more than the proxying itself (docs/benchmarks.md). A bare router (the `router` package, Express's
- * own) mounted at /fhir runs `steps` (request id, headers, the anti-forgery check, the same express-session
- * middleware the pages use) and then the proxy; any error becomes a FHIR OperationOutcome through the shared
- * error reporting.
+ * machinery (view engine, static files, helmet, the access log, Express's request and response prototypes) nor
+ * express-session's (docs/benchmarks.md): it runs one short sequence on Node's own request and response:
+ *
+ *   request id and the API headers → the anti-forgery header (before any session is looked up) → the session
+ *   (proxy-sessions.ts: cookie, store through its read cache, absolute timeout, throttled touch) → the proxy
+ *
+ * and any error becomes a FHIR OperationOutcome through the shared error reporting (its metrics and log line).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import Router from 'router';
-import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
+import { csrfHeaderError } from '../http/csrf.js';
 import { reportError, sendFhirError } from '../http/error-handler.js';
-import { AppError, ErrorCode } from '../http/errors.js';
+import { requestIdFor } from '../http/request-context.js';
+import type { Logger } from '../log.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { ProxySession, ProxySessions } from '../session/proxy-sessions.js';
+
+/** One proxied call: what the proxy needs of the request besides Node's request and response. */
+export class ProxyCall {
+  /** The session the cookie names, once looked up (undefined: none). */
+  session: ProxySession | undefined;
+  #log: Logger | undefined;
+
+  constructor(
+    private readonly logger: Logger,
+    /** The request id (the caller's X-Request-Id when it is a plain token, else a new one). */
+    readonly id: string,
+    /** The URL after `/fhir`, still undecoded, from `/`: `/Patient/1?_elements=id`. */
+    readonly path: string,
+  ) {}
+
+  /** The request's logger, made on first use: a call that logs nothing else never makes it. */
+  log(): Logger {
+    return (this.#log ??= this.logger.child({ requestId: this.id }));
+  }
+}
 
 export interface FhirRouteDeps {
+  logger: Logger;
   metrics: Metrics;
-  steps: readonly (RequestHandler | ErrorRequestHandler)[];
+  sessions: Pick<ProxySessions, 'forRequest'>;
   /** The proxy itself; rejects with the error to answer. */
-  proxy: (req: Request, res: Response) => Promise<void>;
+  proxy: (call: ProxyCall, req: IncomingMessage, res: ServerResponse) => Promise<void>;
+}
+
+/** `/fhir/Patient/1?x` → `/Patient/1?x`; `/fhir` → `/`; `/fhir?x` → `/?x` (what a mount at /fhir sees). */
+export function pathAfterFhir(url: string): string {
+  const rest = url.slice('/fhir'.length);
+  return rest.startsWith('/') ? rest : `/${rest}`;
 }
 
 export function fhirRoute(deps: FhirRouteDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const router = Router({ caseSensitive: true }); // as the app's routes (app.ts): /FHIR is not /fhir
-  (router.use as (path: string, ...handlers: unknown[]) => void)('/fhir', ...deps.steps, deps.proxy);
-  return (rawReq, res) => {
-    const req = rawReq as Request;
-    // The router's final handler: an error from any step, or (never expected: only /fhir URLs arrive) no match.
-    router.handle(rawReq, res, (err?: unknown) => {
-      const error = err ?? new AppError(ErrorCode.NOT_FOUND, 404, 'There is nothing at this address.');
-      sendFhirError(reportError(error, req, deps.metrics), req, res);
+  const { logger, metrics, sessions, proxy } = deps;
+
+  async function handle(call: ProxyCall, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const refused = csrfHeaderError(req.headers);
+    if (refused) throw refused;
+    call.session = await sessions.forRequest(req.headers.cookie, () => call.log());
+    await proxy(call, req, res);
+  }
+
+  return (req, res) => {
+    const url = req.url ?? '/fhir';
+    const call = new ProxyCall(logger, requestIdFor(req.headers['x-request-id']), pathAfterFhir(url));
+    res.setHeader('X-Request-Id', call.id);
+    // JSON and FHIR answers need none of the HTML-oriented headers, and carry session state: never cached.
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('Cross-Origin-Resource-Policy', 'same-origin');
+    res.setHeader('Cache-Control', 'no-store');
+    handle(call, req, res).catch((err: unknown) => {
+      const context = { headers: req.headers, method: req.method, originalUrl: url, id: call.id, get log() { return call.log(); } };
+      sendFhirError(reportError(err, context, metrics), context, res);
     });
   };
 }

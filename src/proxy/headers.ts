@@ -32,8 +32,12 @@ const RESPONSE_ALLOW = new Set([
   'x-progress', 'preference-applied', 'x-correlation-id',
 ]);
 
-function namedInConnection(headers: IncomingHttpHeaders): Set<string> {
+const NONE: ReadonlySet<string> = new Set();
+
+/** Header names a Connection header lists (hop-by-hop); its usual values name none. */
+function namedInConnection(headers: IncomingHttpHeaders): ReadonlySet<string> {
   const c = headers.connection;
+  if (c === undefined || c === 'keep-alive' || c === 'close') return NONE;
   return new Set((Array.isArray(c) ? c.join(',') : c ?? '').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean));
 }
 

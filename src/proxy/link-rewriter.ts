@@ -8,6 +8,7 @@
  * body is never decoded and a multibyte character split between chunks needs no care.
  */
 import { Transform, type TransformCallback } from 'node:stream';
+import { LRUCache } from 'lru-cache';
 
 const BOUNDARY = new Set(['/', '?', '#', '"', "'", '<', '\\', ',', ' ', '\n', '\r', '\t', '}', ']']);
 
@@ -70,7 +71,20 @@ export function rewriteBody(body: Buffer, needles: readonly Needle[]): Buffer {
   return Buffer.from(rewriteText(body.toString('latin1'), needles, true).out, 'latin1');
 }
 
-export function needlesFor(upstreamBase: string, proxyBase: string): Needle[] {
+/** Needles by FHIR base and proxy base: a bounded cache, read per proxied call. */
+const needleCache = new LRUCache<string, readonly Needle[]>({ max: 1000 });
+
+export function needlesFor(upstreamBase: string, proxyBase: string): readonly Needle[] {
+  const key = `${upstreamBase} ${proxyBase}`;
+  let needles = needleCache.get(key);
+  if (!needles) {
+    needles = Object.freeze(makeNeedles(upstreamBase, proxyBase));
+    needleCache.set(key, needles);
+  }
+  return needles;
+}
+
+function makeNeedles(upstreamBase: string, proxyBase: string): Needle[] {
   const from = upstreamBase.replace(/\/+$/, '');
   const to = proxyBase.replace(/\/+$/, '');
   const esc = (s: string) => s.replace(/\//g, '\\/');

@@ -4,6 +4,7 @@
  * base or change the host is refused — `..` and its encodings, `//host`, `\host`, absolute URLs, encoded
  * slashes, backslashes and NUL — and the result is checked again after URL resolution.
  */
+import { LRUCache } from 'lru-cache';
 import { AppError, ErrorCode } from '../http/errors.js';
 
 export class PathRejected extends AppError {
@@ -13,6 +14,17 @@ export class PathRejected extends AppError {
 }
 
 const FORBIDDEN_ENCODINGS = /%(2f|5c|00|2e)/i;
+
+/** The FHIR bases, parsed (with a trailing slash), by the text the token set holds: a bounded cache, read per proxied call. */
+const bases = new LRUCache<string, URL>({ max: 1000 });
+function parsedBase(fhirBaseUrl: string): URL {
+  let base = bases.get(fhirBaseUrl);
+  if (!base) {
+    base = new URL(fhirBaseUrl.endsWith('/') ? fhirBaseUrl : `${fhirBaseUrl}/`);
+    bases.set(fhirBaseUrl, base);
+  }
+  return base;
+}
 
 /**
  * @param rawPathAndQuery the request's original URL after the `/fhir` mount point, e.g. `/Patient/1?_count=5`.
@@ -34,7 +46,7 @@ export function buildTargetUrl(rawPathAndQuery: string, fhirBaseUrl: string): UR
   if (segments.some((s) => s.includes(':') && /^[A-Za-z][A-Za-z0-9+.-]*:$/.test(s))) throw new PathRejected('absolute URL');
   if (rawPathAndQuery.includes('#')) throw new PathRejected('fragment');
 
-  const base = new URL(fhirBaseUrl.endsWith('/') ? fhirBaseUrl : `${fhirBaseUrl}/`);
+  const base = parsedBase(fhirBaseUrl);
   const target = new URL(rest + rawQuery, base);
   // Belt and braces: whatever the parser did, the result must stay under the base.
   if (target.origin !== base.origin || !(target.pathname === base.pathname.replace(/\/$/, '') || target.pathname.startsWith(base.pathname))) {
@@ -50,7 +62,7 @@ export function buildTargetUrl(rawPathAndQuery: string, fhirBaseUrl: string): UR
  * EHR's origin, another scheme. A relative value is relative to the FHIR base, as FHIR's relative references are.
  */
 export function proxyUrlFor(value: string, fhirBaseUrl: string, proxyBase: string): string | undefined {
-  const base = new URL(fhirBaseUrl.endsWith('/') ? fhirBaseUrl : `${fhirBaseUrl}/`);
+  const base = parsedBase(fhirBaseUrl);
   let url: URL;
   try {
     url = new URL(value, base);

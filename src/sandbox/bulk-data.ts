@@ -139,6 +139,7 @@ export function bulkDataRouter(o: {
       if (!types.length) throw new BulkError(403, 'forbidden', 'The token\'s scopes allow exporting no resource type (ask for system/*.rs, or system/<Type>.rs per type).');
     }
 
+    o.engine.ready();
     let patients: Set<string> | undefined;
     if (level === 'group') {
       const group = await o.engine.repo.readResource<Group>('Group', groupId!).catch(() => undefined);

@@ -112,6 +112,7 @@ export function fhirServerRouter(opts: FhirServerOptions): Router {
     const path = interaction === 'search' ? `/${type}` : `/${segments.join('/')}`;
     const method: HttpMethod = interaction === 'search' ? 'GET' : (req.method as HttpMethod);
     const fhirReq: FhirRequest = { method, url: `${path}${query.size ? `?${query}` : ''}`, pathname: '', query: {}, params: {}, body: req.body, headers: req.headers as FhirRequest['headers'] };
+    opts.engine.ready();
     const [oo, resource] = await opts.engine.router.handleRequest(fhirReq, opts.engine.repo);
     const status = getStatus(oo);
     if (!resource) return done(status, oo);

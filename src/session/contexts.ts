@@ -4,6 +4,7 @@
  * it, the session's only context is used, and with several the request is refused (`context_required`).
  * The header is user input: only the session's own keys can match (never `__proto__`, `constructor`, …).
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Request } from 'express';
 import { AppError, ErrorCode } from '../http/errors.js';
 import type { LaunchContextInfo } from './types.js';
@@ -25,7 +26,8 @@ export function addContext(req: Request, info: LaunchContextInfo, max: number): 
   return evicted;
 }
 
-export function selectContext(req: Pick<Request, 'session' | 'headers'>): LaunchContextInfo {
+/** The launch context a request names (or the session's only one); `session` is the request's session data, if any. */
+export function selectContext(req: { session?: { contexts?: Record<string, LaunchContextInfo> } | undefined; headers: IncomingHttpHeaders }): LaunchContextInfo {
   const contexts = req.session?.contexts ?? {};
   const ids = Object.keys(contexts);
   const named = req.headers[CONTEXT_HEADER] as string | undefined; // Node joins repeated x- headers into one string

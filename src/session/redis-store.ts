@@ -14,6 +14,7 @@ import { StoreError } from '../http/errors.js';
 import { lookup, stateKey, toStored, type PendingLookup, type StoredLaunch, type TransactionStore } from './transaction-store.js';
 import type { LaunchTransaction } from './types.js';
 import { SESSION_INDEX, type SessionIndex, type SessionIndexEntry } from './session-endings.js';
+import { REDIS_CLIENT } from './cached-stores.js';
 
 export type { RedisClient } from './redis-client.js';
 
@@ -23,11 +24,18 @@ const PREFIX = 'smart-bff:';
 export function createRedisSessionStore(client: RedisClient, ttlSeconds: number): Store {
   const store = new RedisStore({ client, prefix: `${PREFIX}sess:`, ttl: ttlSeconds });
   Object.defineProperty(store, SESSION_INDEX, { value: new RedisSessionIndex(client) });
+  // its writes are announced to every instance's read caches through this client (cached-stores.ts)
+  Object.defineProperty(store, REDIS_CLIENT, { value: client });
   return store;
 }
 
 export class RedisTokenStore implements TokenStore {
-  constructor(private readonly client: RedisClient) {}
+  /** Its writes are announced to every instance's read caches through this client (cached-stores.ts). */
+  readonly [REDIS_CLIENT]: RedisClient;
+
+  constructor(private readonly client: RedisClient) {
+    this[REDIS_CLIENT] = client;
+  }
 
   async get(contextId: string): Promise<TokenSet | undefined> {
     const raw = await this.client.get(`${PREFIX}tokens:${contextId}`);

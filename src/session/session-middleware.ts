@@ -105,18 +105,20 @@ export function throttleTouches(store: Store, intervalMs: number): void {
   const marked = store as Store & { [THROTTLED]?: true };
   if (!touch || intervalMs <= 0 || marked[THROTTLED]) return; // a store shared by several apps is wrapped once
   marked[THROTTLED] = true;
-  const recent = new LRUCache<string, true>({ max: 100_000, ttl: intervalMs });
+  // made at the first touch: lru-cache allocates its whole capacity up front (some 30 ms of start-up)
+  let recentCache: LRUCache<string, true> | undefined;
+  const recent = () => (recentCache ??= new LRUCache<string, true>({ max: 100_000, ttl: intervalMs }));
   store.touch = (sid, sess, callback) => {
-    if (recent.has(sid)) return callback?.();
-    recent.set(sid, true);
+    if (recent().has(sid)) return callback?.();
+    recent().set(sid, true);
     touch(sid, sess, ((err?: unknown) => {
-      if (err) recent.delete(sid);
+      if (err) recent().delete(sid);
       (callback as ((err?: unknown) => void) | undefined)?.(err);
     }) as () => void);
   };
   const destroy = store.destroy.bind(store);
   store.destroy = (sid, callback) => {
-    recent.delete(sid);
+    recentCache?.delete(sid);
     destroy(sid, callback);
   };
 }

@@ -25,6 +25,12 @@ export interface TokenSet {
 
 export interface TokenStore {
   get(contextId: string): Promise<TokenSet | undefined>;
+  /**
+   * The token set from a read cache, when the store has one (CachingTokenStore, for a store shared through
+   * Redis): possibly a few seconds old, never older than the last write announced to this instance. For the
+   * proxy's calls; whatever decides a refresh reads with `get`.
+   */
+  cached?(contextId: string): Promise<TokenSet | undefined>;
   /** Stores a new token set for `ttlSeconds`. */
   set(contextId: string, tokens: TokenSet, ttlSeconds: number): Promise<void>;
   /**

@@ -25,6 +25,8 @@ export interface HttpObservation {
   /** The Retry-After header (429, 503). */
   retryAfter: string | null;
   durationMs: number;
+  /** The same, to a fraction of a millisecond (the callback's step times). */
+  elapsedMs: number;
 }
 
 export interface OAuthConfigOptions {
@@ -59,9 +61,10 @@ export function buildOAuthConfig(server: DiscoveredServer, credentials: ClientCr
   const { observe, timeoutMs, ignoreIdToken } = opts;
   config[client.customFetch] = async (url, init) => {
     const started = Date.now();
+    const startedHr = performance.now();
     const signal = init.signal ?? AbortSignal.timeout(timeoutMs);
     const res = await fetch(url, { ...init, signal } as RequestInit);
-    observe?.({ url, status: res.status, date: res.headers.get('date'), retryAfter: res.headers.get('retry-after'), durationMs: Date.now() - started });
+    observe?.({ url, status: res.status, date: res.headers.get('date'), retryAfter: res.headers.get('retry-after'), durationMs: Date.now() - started, elapsedMs: performance.now() - startedHr });
     if (ignoreIdToken && url === smart.token_endpoint && res.status === 200) return withoutIdToken(res, ignoreIdToken);
     return res;
   };

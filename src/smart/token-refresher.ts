@@ -33,7 +33,10 @@ export class TokenRefresher {
    * to log: most calls find a fresh token and log nothing, so they never build a request logger.
    */
   async tokensFor(ctx: LaunchContextInfo, log: () => Logger, rejectedToken?: string): Promise<TokenSet> {
-    const tokens = await this.deps.tokenStore.get(ctx.id);
+    // a call reads through the store's cache when it has one; after a 401 the store itself (a refresh elsewhere may
+    // have replaced the token), and a refresh re-reads it once it holds the lock
+    const store = this.deps.tokenStore;
+    const tokens = rejectedToken === undefined && store.cached ? await store.cached(ctx.id) : await store.get(ctx.id);
     if (!tokens) throw sessionExpired('The tokens of this launch are gone (the launch ended or the server restarted).');
     const skewMs = this.deps.config.tokenRefreshSkewSeconds * 1000;
     const stale = rejectedToken !== undefined

@@ -11,9 +11,13 @@ export interface ServerProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** `nodeArgs` go before the entry point (e.g. another `--import`). */
-export async function startServerProcess(env: Record<string, string>, port: number, opts: { nodeArgs?: string[] } = {}): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', ...(opts.nodeArgs ?? []), 'src/server.ts'], {
+/**
+ * `nodeArgs` go before the entry point (e.g. another `--import`). `entry`: a built JavaScript entry point (such as
+ * dist/server.js) run by Node itself, instead of src/server.ts through tsx.
+ */
+export async function startServerProcess(env: Record<string, string>, port: number, opts: { nodeArgs?: string[]; entry?: string } = {}): Promise<ServerProcess> {
+  const args = opts.entry ? [...(opts.nodeArgs ?? []), opts.entry] : ['--import', 'tsx', ...(opts.nodeArgs ?? []), 'src/server.ts'];
+  const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', NODE_ENV: 'test', HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -3,6 +3,7 @@
  * authorization server (oidc-provider) and FHIR server.
  */
 import http from 'node:http';
+import { jest } from '@jest/globals';
 import type { AddressInfo } from 'node:net';
 import { generateKeyPairSync } from 'node:crypto';
 import * as jose from 'jose';
@@ -12,6 +13,7 @@ import { json } from '../helpers/json.js';
 import { Browser } from '../helpers/browser.js';
 import { startBff, type StartedBff } from '../helpers/bff.js';
 import { parsePrivateKey } from '../../src/keys.js';
+import { createMemorySessionStore } from '../../src/session/session-middleware.js';
 
 const CSRF = { 'X-CSRF': '1' };
 const CLIENT_SECRET = 'sandbox-client-secret-that-must-never-be-logged-7f3a';
@@ -262,6 +264,26 @@ describe('state handling', () => {
     expect(after).not.toBe(before);
     const old = await fetch(`${b.url}/api/session`, { headers: { cookie: `smart-bff.sid=${before}`, ...CSRF } });
     expect(old.status).toBe(401);
+  });
+
+  test('a first sign-in destroys nothing in the store (its session is new); a second one destroys the old session', async () => {
+    const store = createMemorySessionStore();
+    const destroyed: string[] = [];
+    const destroy = store.destroy.bind(store);
+    store.destroy = (sid, cb) => {
+      destroyed.push(sid);
+      destroy(sid, cb);
+    };
+    const b = await bff({}, { sessionStore: store });
+    const browser = new Browser();
+    // a cookie naming no stored session (expired, or planted) is no session either: express-session gives a new id
+    browser.setCookie(b.url, 'smart-bff.sid', 's%3Aplanted-session-id.bm90LWEtc2lnbmF0dXJl');
+    await ehrLaunch(b, browser);
+    expect(destroyed).toEqual([]);
+    const first = browser.cookies(b.url).get('smart-bff.sid')!;
+    await ehrLaunch(b, browser, sandbox.patients[1]!.id);
+    expect(destroyed).toEqual([decodeURIComponent(first).slice(2, decodeURIComponent(first).lastIndexOf('.'))]);
+    expect((await sessionJson(b, browser)).status).toBe(400); // two contexts: one must be named
   });
 });
 
@@ -565,4 +587,25 @@ describe('discovery', () => {
     await ehrLaunch(b, new Browser());
     expect(b.app.locals.smart.discovery.fetchCount).toBe(n);
   });
+
+  test('the JWKS that checks id_token signatures is fetched once, not at every callback; launch.complete says where the time went', async () => {
+    const b = await bff();
+    const config = (await (await fetch(`${sandbox.fhirBaseUrl}/.well-known/smart-configuration`)).json()) as { jwks_uri: string };
+    const fetches = jest.spyOn(globalThis, 'fetch');
+    try {
+      await ehrLaunch(b, new Browser());
+      await ehrLaunch(b, new Browser());
+      expect(fetches.mock.calls.filter(([url]) => String(url) === config.jwks_uri).length).toBeLessThanOrEqual(1);
+    } finally {
+      fetches.mockRestore();
+    }
+    for (const t of b.logs.find('launch.complete').map((e) => e.timing_ms as Record<string, number>)) {
+      expect(t).toEqual({
+        pending: expect.any(Number), discovery: expect.any(Number), token_request: expect.any(Number), token_response: expect.any(Number),
+        id_token_signature: expect.any(Number), token_store: expect.any(Number), session: expect.any(Number), total: expect.any(Number),
+      });
+      expect(t.total).toBeGreaterThanOrEqual(t.token_request! + t.id_token_signature!);
+    }
+  });
+
 });

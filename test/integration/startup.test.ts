@@ -186,6 +186,21 @@ describe('startup', () => {
     expect(loaded.some((l) => l.startsWith('cjs ') && l.includes('/node_modules/express-session/'))).toBe(true);
     const forbidden = loaded.filter((l) => /\/node_modules\/(oidc-provider|@medplum)\/|\/src\/(sandbox|cli)\//.test(l));
     expect(forbidden).toEqual([]);
+    // with REDIS_URL the Redis client is loaded (the check below can fail)
+    expect(loaded.some((l) => l.includes('/node_modules/@redis/client/'))).toBe(true);
+  });
+
+  test('production without REDIS_URL never loads the Redis client', async () => {
+    const trace = join(mkdtempSync(join(tmpdir(), 'smart-bff-trace-')), 'modules.txt');
+    const port = await freePort();
+    const server = await startServerProcess({ ...PRODUCTION, PORT: String(port), MODULE_TRACE_FILE: trace, SINGLE_INSTANCE: '1' }, port, { nodeArgs: ['--import', './test/helpers/module-trace.mjs'] });
+    for (const path of ['/', '/healthz', '/readyz', '/launch?iss=https://evil.example&launch=x', '/login', '/fhir/Patient']) {
+      await fetch(`${server.url}${path}`, { redirect: 'manual' }).then((r) => r.arrayBuffer());
+    }
+    expect(await server.stop('SIGTERM')).toBe(0);
+    const loaded = readFileSync(trace, 'utf8').split('\n').filter(Boolean);
+    expect(loaded.some((l) => l.startsWith('esm ') && l.endsWith('/src/app.ts'))).toBe(true);
+    expect(loaded.filter((l) => /\/node_modules\/(redis|@redis\/[^/]+|connect-redis)\/|\/src\/session\/redis-/.test(l))).toEqual([]);
   });
 
   test('the same trace in development with the sandbox does see oidc-provider, @medplum and src/sandbox (the check above can fail)', async () => {

@@ -1,75 +1,104 @@
 /**
- * fhirRoute: the steps run in order before the proxy, with req.url relative to /fhir; an error skips to the
- * next 4-argument step, which may replace it; whatever error remains (or a rejected proxy) is answered as an
- * OperationOutcome carrying the request id.
+ * fhirRoute: the request id and the API headers, the anti-forgery header before any session lookup, the session,
+ * then the proxy with the URL after /fhir; any error (a refused header, a store that fails, a proxy that rejects
+ * or throws) is answered as an OperationOutcome carrying the request id, internals hidden.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
-import { fhirRoute } from '../../src/proxy/fhir-route.js';
+import { fhirRoute, pathAfterFhir, type FhirRouteDeps } from '../../src/proxy/fhir-route.js';
 import { Metrics } from '../../src/observability/metrics.js';
-import { AppError, ErrorCode } from '../../src/http/errors.js';
+import { AppError, ErrorCode, StoreError } from '../../src/http/errors.js';
+import { createLogger } from '../../src/log.js';
+import type { ProxySession } from '../../src/session/proxy-sessions.js';
 
-async function serve(steps: (RequestHandler | ErrorRequestHandler)[], proxy: (req: Request, res: Response) => Promise<void>) {
-  const withId: RequestHandler = (req, _res, next) => { req.id = 'req-12345678'; next(); };
-  const route = fhirRoute({ metrics: new Metrics(), steps: [withId, ...steps], proxy });
+const CSRF = { 'X-CSRF': '1', 'X-Request-Id': 'req-12345678' };
+
+async function serve(sessions: FhirRouteDeps['sessions'], proxy: FhirRouteDeps['proxy']) {
+  const route = fhirRoute({ logger: createLogger({ level: 'silent' }), metrics: new Metrics(), sessions, proxy });
   const server = http.createServer(route);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { get: (path: string) => fetch(url + path), close: () => new Promise((r) => server.close(r)) };
+  return { get: (path: string, headers: Record<string, string> = CSRF) => fetch(url + path, { headers }), close: () => new Promise((r) => server.close(r)) };
 }
 
-test('steps run in order, then the proxy sees the URL relative to /fhir', async () => {
+const session: ProxySession = { id: 'sid-1', data: { contexts: {} } };
+
+async function outcome(res: Response) {
+  expect(res.headers.get('content-type')).toMatch(/^application\/fhir\+json/);
+  const oo = await res.json() as { resourceType: string; issue: { details: { coding: { code: string }[]; text: string }; diagnostics: string }[] };
+  expect(oo.resourceType).toBe('OperationOutcome');
+  return { code: oo.issue[0]!.details.coding[0]!.code, text: oo.issue[0]!.details.text, diagnostics: oo.issue[0]!.diagnostics };
+}
+
+test('the session is looked up after the anti-forgery header, then the proxy sees the URL after /fhir and the session', async () => {
   const seen: string[] = [];
-  const step = (name: string): RequestHandler => (_q, _s, next) => { seen.push(name); next(); };
-  const s = await serve([step('a'), step('b')], async (req, res) => {
-    seen.push(`proxy ${req.url} ${req.originalUrl}`);
-    res.end('ok');
-  });
+  const s = await serve(
+    { forRequest: async (cookie) => { seen.push(`session ${cookie}`); return session; } },
+    async (call, req, res) => {
+      seen.push(`proxy ${call.path} ${req.url} ${call.session?.id} ${call.id}`);
+      res.end('ok');
+    },
+  );
   try {
-    const res = await s.get('/fhir/Patient/1?x=1');
+    const res = await s.get('/fhir/Patient/1?x=1', { ...CSRF, cookie: 'a=b' });
     expect(await res.text()).toBe('ok');
-    expect(seen).toEqual(['a', 'b', 'proxy /Patient/1?x=1 /fhir/Patient/1?x=1']);
+    expect(res.headers.get('x-request-id')).toBe('req-12345678');
+    expect([res.headers.get('x-content-type-options'), res.headers.get('cache-control'), res.headers.get('cross-origin-resource-policy')]).toEqual(['nosniff', 'no-store', 'same-origin']);
+    expect(seen).toEqual(['session a=b', 'proxy /Patient/1?x=1 /fhir/Patient/1?x=1 sid-1 req-12345678']);
   } finally {
     await s.close();
   }
 });
 
-test('an error skips plain steps and reaches the next error handler, which may replace it', async () => {
+test('without X-CSRF: 401 before any session lookup or proxying', async () => {
   const seen: string[] = [];
-  const failing: RequestHandler = (_q, _s, next) => next(new Error('store down'));
-  const skipped: RequestHandler = (_q, _s, next) => { seen.push('skipped'); next(); };
-  const translate: ErrorRequestHandler = (err, _q, _s, next) => {
-    seen.push(`handler:${(err as Error).message}`);
-    next(new AppError(ErrorCode.SESSION_STORE_UNAVAILABLE, 503, 'The session store is unavailable.'));
-  };
-  const s = await serve([failing, skipped, translate, skipped], async () => { seen.push('proxy'); });
+  const s = await serve({ forRequest: async () => { seen.push('session'); return session; } }, async () => { seen.push('proxy'); });
+  try {
+    for (const headers of [{}, { 'X-CSRF': '0' }, { 'X-CSRF': 'yes' }] as Record<string, string>[]) {
+      const res = await s.get('/fhir/Patient/1', headers);
+      expect(res.status).toBe(401);
+      expect((await outcome(res)).code).toBe(ErrorCode.CSRF_HEADER_REQUIRED);
+    }
+    expect(seen).toEqual([]);
+  } finally {
+    await s.close();
+  }
+});
+
+test('a store that fails is 503 session_store_unavailable, never "no session"; the proxy is not reached', async () => {
+  const seen: string[] = [];
+  const s = await serve({ forRequest: async () => { throw new StoreError('get', new Error('ECONNREFUSED')); } }, async () => { seen.push('proxy'); });
   try {
     const res = await s.get('/fhir/Patient/1');
     expect(res.status).toBe(503);
-    expect(res.headers.get('content-type')).toMatch(/^application\/fhir\+json/);
-    const oo = await res.json() as { resourceType: string; issue: { details: { coding: { code: string }[] }; diagnostics: string }[] };
-    expect(oo.resourceType).toBe('OperationOutcome');
-    expect(oo.issue[0]!.details.coding[0]!.code).toBe(ErrorCode.SESSION_STORE_UNAVAILABLE);
-    expect(oo.issue[0]!.diagnostics).toContain('req-12345678');
-    expect(seen).toEqual(['handler:store down']);
+    const o = await outcome(res);
+    expect(o.code).toBe(ErrorCode.SESSION_STORE_UNAVAILABLE);
+    expect(o.diagnostics).toContain('req-12345678');
+    expect(seen).toEqual([]);
   } finally {
     await s.close();
   }
 });
 
-test('a step that throws or a proxy that rejects is an OperationOutcome, not a crash; internals stay hidden', async () => {
-  const thrower = await serve([() => { throw new Error('boom at /secret/path'); }], async () => undefined);
-  const rejecter = await serve([], async () => { throw new AppError(ErrorCode.UPSTREAM_TIMEOUT, 504, 'The EHR did not answer.'); });
+test('a proxy that throws or rejects is an OperationOutcome, not a crash; internals stay hidden', async () => {
+  const thrower = await serve({ forRequest: async () => session }, () => { throw new Error('boom at /secret/path'); });
+  const rejecter = await serve({ forRequest: async () => session }, async () => { throw new AppError(ErrorCode.UPSTREAM_TIMEOUT, 504, 'The EHR did not answer.'); });
   try {
     const a = await thrower.get('/fhir/Patient/1');
     expect(a.status).toBe(500);
-    expect(await a.text()).not.toContain('boom');
+    expect(JSON.stringify(await outcome(a))).not.toContain('boom');
     const b = await rejecter.get('/fhir');
     expect(b.status).toBe(504);
-    expect(await b.text()).toContain('The EHR did not answer.');
+    expect((await outcome(b)).text).toBe('The EHR did not answer.');
   } finally {
     await thrower.close();
     await rejecter.close();
   }
+});
+
+test('the path after /fhir is what a mount at /fhir sees', () => {
+  expect(pathAfterFhir('/fhir/Patient/1?x=1')).toBe('/Patient/1?x=1');
+  expect(pathAfterFhir('/fhir')).toBe('/');
+  expect(pathAfterFhir('/fhir?x=1')).toBe('/?x=1');
+  expect(pathAfterFhir('/fhir/')).toBe('/');
 });

@@ -45,3 +45,19 @@ test('fields that only hold secrets are redacted wherever they are; a code is lo
   const e = logged({ access_token: 'a', tokens: { refresh_token: 'r' }, x: { y: { client_secret: 's', code_verifier: 'v' } }, code_fp: 'len:42/sha:abc' });
   expect(e).toMatchObject({ access_token: '[redacted]', tokens: '[redacted]', x: { y: { client_secret: '[redacted]', code_verifier: '[redacted]' } }, code_fp: 'len:42/sha:abc' });
 });
+
+test('the same redaction in a child logger\'s bindings, in arrays, in headers, and in a logged error\'s own fields', () => {
+  const logs = captureLogs();
+  logs.logger.child({ requestId: 'r1', cookie: 'sid=secret' }).info({ list: [{ refresh_token: 'r' }], res: { headers: { 'set-cookie': ['a=b'] } }, req: { headers: { authorization: 'Bearer t' } } }, 'm');
+  logs.logger.error({ err: Object.assign(new Error('boom'), { access_token: 'a', status: 400, cause: Object.assign(new Error('inner'), { refresh_token: 'rt-secret' }) }) }, 'failed');
+  const [first, second] = logs.entries();
+  expect(first).toMatchObject({ requestId: 'r1', cookie: '[redacted]', list: [{ refresh_token: '[redacted]' }], res: { headers: { 'set-cookie': '[redacted]' } }, req: { headers: { authorization: '[redacted]' } } });
+  expect(second!.err).toMatchObject({ message: 'boom: inner', access_token: '[redacted]', status: 400 });
+  expect(logs.text()).not.toMatch(/sid=secret|Bearer t|"a=b"|rt-secret/);
+});
+
+test('the caller\'s object is never modified by the redaction', () => {
+  const obj = { access_token: 'a', query: { code: AUTH_CODE }, url: `/callback?code=${AUTH_CODE}` };
+  logged(obj);
+  expect(obj).toEqual({ access_token: 'a', query: { code: AUTH_CODE }, url: `/callback?code=${AUTH_CODE}` });
+});

@@ -1,0 +1,93 @@
+/**
+ * The built server as `npm start`, Heroku's Procfile and App Engine's entrypoint run it: dist/server.js, one
+ * bundle (scripts/bundle-server.mjs) with chunks beside it. Bundled here into a directory of its own, laid out as
+ * the repository is (views, public and node_modules beside dist), then run with Node alone: it serves its pages
+ * (paths relative to the bundle), its static files and the FHIR proxy's refusals in production, without loading
+ * the sandbox, the Redis client or the packages only they use; and the sandbox in development, whose packages
+ * are loaded from node_modules.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '../helpers/net.js';
+import { startServerProcess } from '../helpers/server-process.js';
+import { redisAvailable, startRedis } from '../helpers/redis.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const SECRET = 'bundle-test-session-secret-0123456789abcdefghij';
+let dir: string;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'smart-bff-bundle-'));
+  for (const d of ['views', 'public', 'node_modules']) symlinkSync(join(ROOT, d), join(dir, d));
+  const r = spawnSync(process.execPath, ['scripts/bundle-server.mjs', '--outdir', join(dir, 'dist')], { cwd: ROOT, encoding: 'utf8' });
+  expect([r.status, r.stderr]).toEqual([0, '']);
+}, 60000);
+
+test('the bundle is one module with chunks beside it, and a source map', () => {
+  const files = readdirSync(join(dir, 'dist'));
+  expect(files).toEqual(expect.arrayContaining(['server.js', 'server.js.map']));
+  expect(files.filter((f) => f.endsWith('.js')).every((f) => f === 'server.js' || /^server\..+-[A-Z0-9]{8}\.js$/.test(f))).toBe(true);
+  expect(files.some((f) => f.startsWith('server.sandbox-'))).toBe(true);
+  const sources = (JSON.parse(readFileSync(join(dir, 'dist/server.js.map'), 'utf8')) as { sources: string[] }).sources;
+  expect(sources.map((s) => join(dir, 'dist', s))).toContain(join(ROOT, 'src/app.ts'));
+});
+
+test('production: pages, static files and the proxy\'s refusals; nothing of the sandbox or Redis is loaded', async () => {
+  const trace = join(dir, 'modules.txt');
+  const port = await freePort();
+  const server = await startServerProcess({
+    NODE_ENV: 'production', PUBLIC_URL: 'https://app.example.com', SESSION_SECRET: SECRET, SMART_ISS: 'https://fhir.example.com/r4', SMART_CLIENT_ID: 'client-1',
+    SINGLE_INSTANCE: '1', MODULE_TRACE_FILE: trace,
+  }, port, { entry: join(dir, 'dist/server.js'), nodeArgs: ['--import', join(ROOT, 'test/helpers/module-trace.mjs')] });
+  try {
+    const health = await fetch(`${server.url}/healthz`);
+    expect([health.status, await health.json()]).toEqual([200, { status: 'ok' }]);
+    const home = await fetch(`${server.url}/`);
+    expect([home.status, home.headers.get('content-type')]).toEqual([200, expect.stringMatching(/^text\/html/)]);
+    expect(await home.text()).toContain('https://app.example.com/launch');
+    const css = await fetch(`${server.url}/static/style.css`);
+    expect([css.status, await css.text()]).toEqual([200, readFileSync(join(ROOT, 'public/style.css'), 'utf8')]);
+    const fhir = await fetch(`${server.url}/fhir/Patient`);
+    expect([fhir.status, ((await fhir.json()) as { resourceType: string }).resourceType]).toEqual([401, 'OperationOutcome']);
+  } finally {
+    expect(await server.stop('SIGTERM')).toBe(0);
+  }
+  const loaded = readFileSync(trace, 'utf8').split('\n').filter(Boolean);
+  expect(loaded).toContain(`esm file://${join(dir, 'dist/server.js')}`);
+  expect(loaded.filter((l) => /\/node_modules\/(oidc-provider|@medplum|redis|@redis\/[^/]+)\/|\/dist\/server\.(sandbox|redis)-|\/src\//.test(l))).toEqual([]);
+  // the packages are in the bundle: none of the production ones is loaded from node_modules
+  expect(loaded.filter((l) => /\/node_modules\/(express|express-session|pino|zod|openid-client|jose|prom-client)\//.test(l))).toEqual([]);
+}, 60000);
+
+(redisAvailable() ? test : test.skip)('production with Redis: the Redis client runs from its chunk', async () => {
+  const redis = await startRedis();
+  const port = await freePort();
+  const server = await startServerProcess({
+    NODE_ENV: 'production', PUBLIC_URL: 'https://app.example.com', SESSION_SECRET: SECRET, SMART_ISS: 'https://fhir.example.com/r4', SMART_CLIENT_ID: 'client-1', REDIS_URL: redis.url,
+  }, port, { entry: join(dir, 'dist/server.js') });
+  try {
+    const ready = await fetch(`${server.url}/readyz`);
+    expect([ready.status, await ready.json()]).toEqual([200, { status: 'ready', checks: { config: 'ok', redis: 'ok' } }]);
+  } finally {
+    expect(await server.stop('SIGTERM')).toBe(0);
+    await redis.stop();
+  }
+}, 60000);
+
+test('development: the sandbox runs from its chunk, with its packages from node_modules', async () => {
+  const port = await freePort();
+  const server = await startServerProcess({ NODE_ENV: 'development', SESSION_SECRET: SECRET, PUBLIC_URL: `http://127.0.0.1:${port}` }, port, { entry: join(dir, 'dist/server.js') });
+  try {
+    const page = await fetch(`${server.url}/sandbox/`);
+    expect(page.status).toBe(200);
+    const smart = await fetch(`${server.url}/sandbox/fhir/.well-known/smart-configuration`);
+    expect([smart.status, ((await smart.json()) as { token_endpoint: string }).token_endpoint]).toEqual([200, `${server.url}/sandbox/auth/token`]);
+    const fhir = await fetch(`${server.url}/sandbox/fhir/Patient`);
+    expect(fhir.status).toBe(401); // the sandbox's FHIR server wants a token
+  } finally {
+    expect(await server.stop('SIGTERM')).toBe(0);
+  }
+}, 60000);
