@@ -18,12 +18,12 @@ import { originForm, requireOriginForm } from './http/request-target.js';
 import { trustProxyCheck } from './http/trust-proxy-check.js';
 import { Metrics, metricsHandler } from './observability/metrics.js';
 import type { RedisConnection } from './session/redis-client.js';
-import { createMemorySessionStore, createSessionMiddleware, requireSessionStore, sessionCookieName, touchIntervalMs } from './session/session-middleware.js';
+import { createMemorySessionStore, MEMORY_SESSIONS_MAX, createSessionMiddleware, requireSessionStore, sessionCookieName, touchIntervalMs } from './session/session-middleware.js';
 import { announceSessionWrites, busFor, CachingTokenStore, READ_CACHE_TTL_MS, REDIS_CLIENT } from './session/cached-stores.js';
 import { ProxySessions, type StoredSession } from './session/proxy-sessions.js';
 import { ReadCache } from './session/read-cache.js';
 import { SessionCookieReader } from './session/session-cookie.js';
-import { MemoryTokenStore, type TokenStore } from './session/token-store.js';
+import { MemoryTokenStore, type TokenSet, type TokenStore } from './session/token-store.js';
 import { SessionEndings } from './session/session-endings.js';
 import { ContextEndings } from './smart/context-endings.js';
 import { MemoryTransactionStore, type TransactionStore } from './session/transaction-store.js';
@@ -85,6 +85,7 @@ export function createApp(deps: AppDeps): App {
   const { config, logger } = deps;
   if (config.isProduction && deps.sandbox) throw new Error('the sandbox EHR is never mounted in production');
   const metrics = new Metrics();
+  let tokensPushedOut: ((contextId: string, tokens: TokenSet) => void) | undefined;
   const base: Omit<SmartDeps, 'endings'> = {
     config,
     logger,
@@ -94,7 +95,11 @@ export function createApp(deps: AppDeps): App {
       maxEntries: config.discoveryCacheMax, newIssuersPerMinute: config.discoveryNewPerMinute,
     }),
     // a token store shared through Redis gets a read cache for the proxy's calls (cached-stores.ts)
-    tokenStore: deps.tokenStore ? withReadCache(deps.tokenStore, logger) : new MemoryTokenStore(),
+    // a token set pushed out of a full memory store is revoked, not forgotten (set once `smart` exists, below)
+    tokenStore: deps.tokenStore ? withReadCache(deps.tokenStore, logger) : new MemoryTokenStore({
+      max: MEMORY_SESSIONS_MAX * config.maxContextsPerSession,
+      onEvict: (contextId, tokens) => tokensPushedOut?.(contextId, tokens),
+    }),
     transactions: deps.transactionStore ?? new MemoryTransactionStore({ max: config.maxPendingLaunches }),
     idTokens: new IdTokenVerifier({ timeoutMs: config.httpTimeoutMs, maxEntries: config.discoveryCacheMax }),
     recentCodes: new RecentCodes(),
@@ -102,6 +107,10 @@ export function createApp(deps: AppDeps): App {
     metrics,
   };
   const smart: SmartDeps = { ...base, endings: new ContextEndings(base) };
+  tokensPushedOut = (contextId, tokens) => {
+    logger.warn({ event: 'tokens.memory_full', contextId, max: MEMORY_SESSIONS_MAX * config.maxContextsPerSession }, 'the in-memory token store is full: the least recently used token set was pushed out and its tokens are being revoked (use Redis for more sessions)');
+    void smart.endings.revokeTaken(contextId, tokens, { reason: 'memory_full' });
+  };
   const sessionStore = deps.sessionStore ?? createMemorySessionStore(config.sessionIdleSeconds);
   // However a session ends (even silently, in the store), its launch contexts end and their tokens are revoked.
   const sessionEndings = new SessionEndings({

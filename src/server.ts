@@ -11,7 +11,6 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { createApp, type AppDeps } from './app.js';
 import type { RedisConnection } from './session/redis-client.js';
-import { SANDBOX_CLIENT_ID, sandboxBaseUrl, sandboxLaunchRegistration } from './sandbox/launch-registration.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -31,7 +30,10 @@ async function main(): Promise<void> {
 
   let sandbox: { handler: import('express').RequestHandler; close(): Promise<void> } | undefined;
   if (config.sandbox) {
-    const { createSandbox } = await import('./sandbox/index.js');
+    // the sandbox's modules, light ones included, load only when it runs (production never imports src/sandbox/)
+    const [{ createSandbox }, { SANDBOX_CLIENT_ID, sandboxBaseUrl, sandboxLaunchRegistration }] = await Promise.all([
+      import('./sandbox/index.js'), import('./sandbox/launch-registration.js'),
+    ]);
     const sb = await createSandbox({
       baseUrl: sandboxBaseUrl(config),
       clients: [{ client_id: SANDBOX_CLIENT_ID, token_endpoint_auth_method: 'none', redirect_uris: [config.redirectUri], launch_uri: `${config.publicUrl}/launch` }],

@@ -14,7 +14,7 @@ export class Metrics {
   readonly launchStarts = new client.Counter({ name: 'smart_bff_launch_starts_total', help: 'Redirects to the authorization endpoint, by mode', labelNames: ['mode'], registers: [this.registry] });
   readonly tokenExchanges = new client.Counter({ name: 'smart_bff_token_exchanges_total', help: 'Authorization code exchanges by result (success or OAuth error)', labelNames: ['result'], registers: [this.registry] });
   readonly tokenRefreshes = new client.Counter({ name: 'smart_bff_token_refreshes_total', help: 'Refresh token grants by result', labelNames: ['result'], registers: [this.registry] });
-  readonly tokenRevocations = new client.Counter({ name: 'smart_bff_token_revocations_total', help: 'Launch contexts ended, by reason (logout, evicted, idle_timeout, absolute_timeout, refresh_invalid_grant, …) and what the EHR confirmed (revoked, unconfirmed, unsupported, dropped)', labelNames: ['reason', 'result'], registers: [this.registry] });
+  readonly tokenRevocations = new client.Counter({ name: 'smart_bff_token_revocations_total', help: 'Launch contexts ended, by reason (logout, evicted, idle_timeout, absolute_timeout, refresh_invalid_grant, memory_full, …) and what the EHR confirmed (revoked, unconfirmed, unsupported, dropped)', labelNames: ['reason', 'result'], registers: [this.registry] });
   readonly proxyRequests = new client.Counter({ name: 'smart_bff_proxy_requests_total', help: 'FHIR proxy requests by method and status', labelNames: ['method', 'status'], registers: [this.registry] });
   readonly proxyLatency = new client.Histogram({
     name: 'smart_bff_proxy_request_duration_seconds', help: 'FHIR proxy time to response end', labelNames: ['method'],

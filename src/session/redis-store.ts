@@ -29,6 +29,15 @@ export function createRedisSessionStore(client: RedisClient, ttlSeconds: number)
   return store;
 }
 
+/**
+ * A Redis command of the token store, its failure made a StoreError (503 session_store_unavailable, counted as a
+ * store error), like the session and pending-launch stores': a token store that is down is a store outage, not a
+ * 500. Started by the caller, so commands still leave in the caller's tick.
+ */
+function stored<T>(operation: string, command: Promise<T>): Promise<T> {
+  return command.catch((err: unknown) => { throw new StoreError(operation, err); });
+}
+
 export class RedisTokenStore implements TokenStore {
   /** Its writes are announced to every instance's read caches through this client (cached-stores.ts). */
   readonly [REDIS_CLIENT]: RedisClient;
@@ -38,43 +47,43 @@ export class RedisTokenStore implements TokenStore {
   }
 
   async get(contextId: string): Promise<TokenSet | undefined> {
-    const raw = await this.client.get(`${PREFIX}tokens:${contextId}`);
+    const raw = await stored('tokens.get', this.client.get(`${PREFIX}tokens:${contextId}`));
     return raw ? (JSON.parse(raw) as TokenSet) : undefined;
   }
 
   async set(contextId: string, tokens: TokenSet, ttlSeconds: number): Promise<void> {
-    await this.client.set(`${PREFIX}tokens:${contextId}`, JSON.stringify(tokens), { EX: Math.max(1, Math.floor(ttlSeconds)) });
+    await stored('tokens.set', this.client.set(`${PREFIX}tokens:${contextId}`, JSON.stringify(tokens), { EX: Math.max(1, Math.floor(ttlSeconds)) }));
   }
 
   async replace(contextId: string, tokens: TokenSet): Promise<boolean> {
     // XX: only while it exists (its context may have ended meanwhile); KEEPTTL: its expiry follows the session
-    const ok = await this.client.set(`${PREFIX}tokens:${contextId}`, JSON.stringify(tokens), { expiration: 'KEEPTTL', condition: 'XX' });
+    const ok = await stored('tokens.replace', this.client.set(`${PREFIX}tokens:${contextId}`, JSON.stringify(tokens), { expiration: 'KEEPTTL', condition: 'XX' }));
     return ok === 'OK';
   }
 
   async take(contextId: string): Promise<TokenSet | undefined> {
     const key = `${PREFIX}tokens:${contextId}`;
-    const [raw] = await this.client.multi().get(key).del(key).exec();
+    const [raw] = await stored('tokens.take', this.client.multi().get(key).del(key).exec());
     return typeof raw === 'string' ? (JSON.parse(raw) as TokenSet) : undefined;
   }
 
   async extend(contextIds: readonly string[], ttlSeconds: number): Promise<void> {
     // sent in the caller's tick, so node-redis writes them with the session's own command
-    await Promise.all(contextIds.map((id) => this.client.expire(`${PREFIX}tokens:${id}`, Math.max(1, Math.ceil(ttlSeconds)))));
+    await stored('tokens.extend', Promise.all(contextIds.map((id) => this.client.expire(`${PREFIX}tokens:${id}`, Math.max(1, Math.ceil(ttlSeconds))))));
   }
 
   async delete(contextId: string): Promise<void> {
-    await this.client.del(`${PREFIX}tokens:${contextId}`);
+    await stored('tokens.delete', this.client.del(`${PREFIX}tokens:${contextId}`));
   }
 
   async tryLock(contextId: string, ttlMs: number): Promise<(() => Promise<void>) | undefined> {
     const key = `${PREFIX}lock:refresh:${contextId}`;
     const owner = randomBytes(12).toString('base64url');
-    const ok = await this.client.set(key, owner, { NX: true, PX: ttlMs });
+    const ok = await stored('tokens.lock', this.client.set(key, owner, { NX: true, PX: ttlMs }));
     if (ok !== 'OK') return undefined;
     return async () => {
-      // release only our own lock (compare-and-delete)
-      await this.client.eval("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end", { keys: [key], arguments: [owner] });
+      // release only our own lock (compare-and-delete); one left behind expires by itself
+      await stored('tokens.unlock', this.client.eval("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end", { keys: [key], arguments: [owner] }));
     };
   }
 }

@@ -8,7 +8,8 @@
  * signature verified are remembered, so a forged or altered cookie is checked (and refused) every time, and
  * cannot push good entries out.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac } from 'node:crypto';
+import { sameSecret } from '../http/secret-compare.js';
 import { LRUCache } from 'lru-cache';
 
 /**
@@ -75,9 +76,9 @@ function decode(value: string): string {
 export function unsign(input: string, secret: string): string | false {
   const dot = input.lastIndexOf('.');
   const value = input.slice(0, dot);
-  const expected = Buffer.from(`${value}.${createHmac('sha256', secret).update(value).digest('base64').replace(/=+$/, '')}`);
-  const given = Buffer.from(input);
-  return expected.length === given.length && timingSafeEqual(expected, given) ? value : false;
+  const expected = `${value}.${createHmac('sha256', secret).update(value).digest('base64').replace(/=+$/, '')}`;
+  // compared as every secret is (secret-compare.ts); a cookie value is verified once, then remembered
+  return sameSecret(input, expected) ? value : false;
 }
 
 /** Session ids from session cookies, each signature verified once (see the module comment). */

@@ -41,7 +41,8 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { TokenStore } from './token-store.js';
 
-export type ContextEndReason = 'logout' | 'evicted' | 'absolute_timeout' | 'idle_timeout' | 'refresh_invalid_grant' | 'ended_during_refresh';
+/** `memory_full`: the in-memory token store was full and pushed this context's token set out (token-store.ts). */
+export type ContextEndReason = 'logout' | 'evicted' | 'absolute_timeout' | 'idle_timeout' | 'refresh_invalid_grant' | 'ended_during_refresh' | 'memory_full';
 
 export interface ContextEnding {
   reason: ContextEndReason;

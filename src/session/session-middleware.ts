@@ -37,7 +37,10 @@ export function sessionCookieOptions(config: SessionCookieConfig): { httpOnly: t
 }
 
 /** Signed-in sessions in memory: an LRU of `max` sessions (single instance only). */
-export function createMemorySessionStore(ttlSeconds = 8 * 3600, max = 10_000): Store {
+/** Sessions the in-memory session store holds at most (the least recently used goes first). */
+export const MEMORY_SESSIONS_MAX = 10_000;
+
+export function createMemorySessionStore(ttlSeconds = 8 * 3600, max = MEMORY_SESSIONS_MAX): Store {
   const MemoryStore = createMemoryStore(session);
   return new MemoryStore({ checkPeriod: 10 * 60 * 1000, max, ttl: ttlSeconds * 1000 });
 }

@@ -50,12 +50,30 @@ export interface TokenStore {
   tryLock(contextId: string, ttlMs: number): Promise<(() => Promise<void>) | undefined>;
 }
 
+export interface MemoryTokenStoreOptions {
+  /**
+   * Token sets held at most: app.ts sizes it for every context of every session the memory session store can
+   * hold, so that a live session's tokens are never pushed out.
+   */
+  max?: number;
+  /**
+   * Called with a token set pushed out because the store was full (never for one taken, deleted or expired):
+   * its tokens are still valid at the EHR, so the app revokes them (context-endings.ts) rather than forget them.
+   */
+  onEvict?: (contextId: string, tokens: TokenSet) => void;
+}
+
 export class MemoryTokenStore implements TokenStore {
   private readonly cache: LRUCache<string, TokenSet>;
   private readonly locks = new Set<string>();
-  constructor(opts: { max?: number } = {}) {
-    // ttlAutopurge: an expired token set leaves memory when it expires, not when it is next looked at.
-    this.cache = new LRUCache<string, TokenSet>({ max: opts.max ?? 10_000, ttlAutopurge: true });
+  constructor(opts: MemoryTokenStoreOptions = {}) {
+    const onEvict = opts.onEvict;
+    this.cache = new LRUCache<string, TokenSet>({
+      max: opts.max ?? 10_000,
+      // ttlAutopurge: an expired token set leaves memory when it expires, not when it is next looked at.
+      ttlAutopurge: true,
+      ...(onEvict ? { dispose: (tokens: TokenSet, contextId: string, reason: LRUCache.DisposeReason) => { if (reason === 'evict') onEvict(contextId, tokens); } } : {}),
+    });
   }
   async get(contextId: string): Promise<TokenSet | undefined> {
     return this.cache.get(contextId);

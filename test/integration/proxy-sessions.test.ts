@@ -342,6 +342,20 @@ async function instance(redis: TestRedis, logs: CapturedLogs, env: Record<string
     expect(Object.keys((stored as { contexts: object }).contexts)).toEqual([]);
   });
 
+  test('a token store that fails (a Redis error on the token set\'s key) is 503 session_store_unavailable, never a 500', async () => {
+    const l = await launch(a.url);
+    // a real Redis error on the token read only: the key now holds a list (WRONGTYPE); B has never read these tokens
+    const key = `smart-bff:tokens:${l.context}`;
+    const tokens = await a.client.get(key);
+    expect(tokens).toBeTruthy();
+    await a.client.del(key);
+    await a.client.lPush(key, 'not a token set');
+    expect(await readCode(b.url, l.cookie, l.context)).toBe('503 session_store_unavailable');
+    await a.client.del(key);
+    await a.client.set(key, tokens!, { EX: 600 });
+    expect(await read(b.url, l.cookie, l.context)).toBe(200);
+  });
+
   test('the anti-forgery header is still required on a session both instances hold; a forged cookie is never a session', async () => {
     const l = await launch(a.url);
     for (const url of [a.url, b.url]) expect(await read(url, l.cookie)).toBe(200);

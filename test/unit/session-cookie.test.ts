@@ -8,7 +8,8 @@ import fc from 'fast-check';
 import { cookieValue, SessionCookieReader, unsign } from '../../src/session/session-cookie.js';
 
 // express-session's own dependencies, as the reference
-const require = createRequire(import.meta.url);
+// (resolved from express-session itself: the app's own `cookie` dependency may be another major version)
+const require = createRequire(createRequire(import.meta.url).resolve('express-session'));
 const cookie = require('cookie') as { parse(header: string): Record<string, string> };
 const signature = require('cookie-signature') as { sign(value: string, secret: string): string; unsign(value: string, secret: string): string | false };
 

@@ -1,0 +1,34 @@
+/**
+ * The in-memory token store's bound (token-store.ts): a token set pushed out because the store is full is handed
+ * to onEvict (so that the app revokes its tokens), and only then: never one taken, deleted, replaced or expired.
+ */
+import { MemoryTokenStore, type TokenSet } from '../../src/session/token-store.js';
+
+const set = (n: number): TokenSet => ({ accessToken: `at-${n}`, refreshToken: `rt-${n}`, tokenType: 'Bearer', fhirBaseUrl: 'https://ehr.example/fhir', registration: 'default' });
+
+test('a token set pushed out of a full store is handed to onEvict; the others stay', async () => {
+  const evicted: [string, TokenSet][] = [];
+  const store = new MemoryTokenStore({ max: 2, onEvict: (id, tokens) => evicted.push([id, tokens]) });
+  await store.set('a', set(1), 60);
+  await store.set('b', set(2), 60);
+  await store.get('a'); // b is now the least recently used
+  await store.set('c', set(3), 60);
+  expect(evicted).toEqual([['b', set(2)]]);
+  expect(await store.get('a')).toEqual(set(1));
+  expect(await store.get('c')).toEqual(set(3));
+});
+
+test('taken, deleted, replaced or expired token sets are not "pushed out"', async () => {
+  const evicted: string[] = [];
+  const store = new MemoryTokenStore({ max: 3, onEvict: (id) => evicted.push(id) });
+  await store.set('taken', set(1), 60);
+  await store.set('deleted', set(2), 60);
+  await store.set('replaced', set(3), 60);
+  expect(await store.take('taken')).toEqual(set(1));
+  await store.delete('deleted');
+  expect(await store.replace('replaced', set(4))).toBe(true);
+  await store.set('short', set(5), 0.05);
+  await new Promise((r) => setTimeout(r, 120));
+  expect(await store.get('short')).toBeUndefined();
+  expect(evicted).toEqual([]);
+});
