@@ -41,8 +41,8 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { TokenStore } from './token-store.js';
 
-/** `memory_full`: the in-memory token store was full and pushed this context's token set out (token-store.ts). */
-export type ContextEndReason = 'logout' | 'evicted' | 'absolute_timeout' | 'idle_timeout' | 'refresh_invalid_grant' | 'ended_during_refresh' | 'memory_full';
+/** `refresh_id_token_invalid`: a refresh's ID token failed a check (token-refresher.ts). `memory_full`: the in-memory token store was full and pushed this context's token set out (token-store.ts). */
+export type ContextEndReason = 'logout' | 'evicted' | 'absolute_timeout' | 'idle_timeout' | 'refresh_invalid_grant' | 'ended_during_refresh' | 'refresh_id_token_invalid' | 'memory_full';
 
 export interface ContextEnding {
   reason: ContextEndReason;

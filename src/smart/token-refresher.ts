@@ -130,7 +130,11 @@ export class TokenRefresher {
         throw new AppError(ErrorCode.TOKEN_EXCHANGE_FAILED, 502, `The EHR refused to refresh the access token (${clip(details.error, 60)}).`, { causes: diagnosis.causes, cause: err });
       }
       const idToken = idTokenClaimFailure(err, { issuer: server.configuration.issuer, clientId: registration.clientId });
-      if (idToken) throw refreshIdTokenInvalid(idToken, ctx, log, err);
+      if (idToken) {
+        // the response's tokens never reached us (openid-client refused the response); the launch ends
+        this.deps.endings.end([ctx.id], { reason: 'refresh_id_token_invalid' }, log);
+        throw refreshIdTokenInvalid(idToken, ctx, log, err);
+      }
       const timedOut = isTimeout(err);
       const reason = !timedOut && err instanceof client.ClientError && observed && observed.status >= 500 ? `status ${observed.status}` : describeNetworkError(err);
       log.warn({ event: 'token.refresh.response', contextId: ctx.id, outcome: 'unavailable', reason, status: observed?.status ?? null, duration_ms: durationMs }, 'refresh: token endpoint unavailable; the refresh token is kept');
@@ -141,7 +145,14 @@ export class TokenRefresher {
         await this.deps.idTokens.verifySignature(res.id_token, server);
       } catch (err) {
         this.deps.metrics.tokenRefreshes.inc({ result: 'id_token_invalid' });
-        throw refreshIdTokenInvalid(err instanceof IdTokenError ? err.failure : { check: 'signature', reason: 'its signature could not be verified' }, ctx, log, err);
+        const failed = refreshIdTokenInvalid(err instanceof IdTokenError ? err.failure : { check: 'signature', reason: 'its signature could not be verified' }, ctx, log, err);
+        // the launch ends: its stored tokens and the ones this response carried (never kept) are revoked
+        this.deps.endings.end([ctx.id], { reason: 'refresh_id_token_invalid' }, log);
+        void this.deps.endings.revokeTaken(ctx.id, {
+          accessToken: res.access_token, tokenType: 'Bearer', fhirBaseUrl: tokens.fhirBaseUrl, registration: tokens.registration,
+          ...(res.refresh_token && res.refresh_token !== refreshToken ? { refreshToken: res.refresh_token } : {}),
+        }, { reason: 'refresh_id_token_invalid' }, log);
+        throw failed;
       }
     }
     if (idTokenIgnored) log.info({ event: 'token.id_token_ignored', contextId: ctx.id, reason: 'openid_not_requested' }, 'refresh: the server sent an ID token although openid was not requested; it was set aside unread');
@@ -174,13 +185,17 @@ export function sessionExpired(message: string, causes: string[] = []): AppError
   return new AppError(ErrorCode.SESSION_EXPIRED, 401, message, { hint: 'Launch the app again from the EHR (or sign in again).', causes, relaunch: true });
 }
 
-/** A refresh whose id_token fails a check: nothing of the response is kept (the launch keeps its tokens until they expire). */
+/**
+ * A refresh whose id_token fails a check: nothing of the response is kept, and the launch ends (its tokens, and
+ * the response's when it got that far, are revoked): a server whose ID tokens cannot be trusted gets no more
+ * refreshes, and the person launches again.
+ */
 function refreshIdTokenInvalid(failure: IdTokenFailure, ctx: LaunchContextInfo, log: Logger, cause: unknown): AppError {
   log.warn(
     { event: 'token.refresh.response', contextId: ctx.id, outcome: 'id_token_invalid', id_token_check: failure.check, reason: failure.reason },
     `refresh: the ID token failed the ${failure.check} check: ${failure.reason}`,
   );
-  return new AppError(ErrorCode.ID_TOKEN_INVALID, 502, `The EHR's refreshed ID token failed validation: ${failure.reason}.`, { hint: 'Launch the app again; if it keeps failing, give the correlation id to the operator.', cause });
+  return new AppError(ErrorCode.ID_TOKEN_INVALID, 502, `The EHR's refreshed ID token failed validation: ${failure.reason}.`, { hint: 'Launch the app again; if it keeps failing, give the correlation id to the operator.', relaunch: true, cause });
 }
 
 function refreshUnavailable(message: string, cause: unknown): AppError {

@@ -9,6 +9,7 @@
  * signed out).
  */
 import * as jose from 'jose';
+import { fingerprint } from '../../src/log.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { authorize } from '../helpers/authorize.js';
 import { json } from '../helpers/json.js';
@@ -136,7 +137,7 @@ describe('#17 the id_token is verified before anything in it is used', () => {
   test.each([
     ['a wrong iss', (): IdTokenTamper => ({ claims: { iss: 'https://evil.example/auth' } }), 'iss'],
     ['a signature by a key that is not in the JWKS', (): IdTokenTamper => ({ signWith: 'rogue' }), 'signature'],
-  ])('#17 a refreshed id_token is checked too: %s at refresh → 502 id_token_invalid, the refresh is not kept', async (_name, tamper, check) => {
+  ])('#17 a refreshed id_token is checked too: %s at refresh → 502 id_token_invalid, the refresh is not kept and the launch ends, its tokens revoked', async (_name, tamper, check) => {
     const b = await bff({ TOKEN_REFRESH_SKEW_SECONDS: '3600' }); // every proxied call refreshes first
     const { browser, context } = await launch(b);
     const patient = sandbox.patients[0]!.id;
@@ -147,7 +148,19 @@ describe('#17 the id_token is verified before anything in it is used', () => {
     expect(res.status).toBe(502);
     expect((await json(res)).issue?.[0]?.details?.text ?? '').toMatch(/ID token failed validation/);
     expect(b.logs.find('token.refresh.response').at(-1)).toMatchObject({ outcome: 'id_token_invalid', id_token_check: check });
-    expect((await b.app.locals.smart.tokenStore.get(context!))!.accessToken).toBe(stored!.accessToken);
+    // nothing of the response is kept, and the launch ends: its stored tokens are revoked at the EHR and, when the
+    // response got as far as our signature check, the tokens it carried as well
+    await b.app.locals.smart.endings.settled(10_000);
+    expect(await b.app.locals.smart.tokenStore.get(context!)).toBeUndefined();
+    const ended = b.logs.find('context.ended').filter((r) => r.reason === 'refresh_id_token_invalid');
+    expect(ended.map((r) => r.access_fp)).toContain(fingerprint(stored!.accessToken));
+    expect(ended).toHaveLength(check === 'signature' ? 2 : 1);
+    const revocations = b.logs.find('token.revocation').filter((x) => x.reason === 'refresh_id_token_invalid');
+    expect(revocations).toHaveLength(ended.length);
+    for (const r of revocations) expect(r).toMatchObject({ access: { outcome: 'revoked' } });
+    front.tamper = undefined;
+    const after = await browser.get(`${b.url}/fhir/Patient/${patient}`, { ...CSRF, 'X-SMART-Context': context! });
+    expect(after.status).toBe(401);
   });
 
   test('#17 no jwks_uri: openid and fhirUser are not asked for, and an id_token sent anyway is set aside unread', async () => {
