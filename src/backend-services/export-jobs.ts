@@ -209,10 +209,14 @@ export class ExportJobs {
     const found = await this.get(id); // read again under the lease
     if (!found) return undefined;
     if (found.job.status !== 'running') return { job: found.job, cancelled: false };
+    // The cancelled record first, then the server's DELETE: a process still driving the job (another instance on
+    // this directory without Redis) that meets the deleted job afterwards finds the record final, and its write
+    // is dropped. The other way round, its `failed` could land first and the cancel be the write dropped.
+    const job: JobRecord = { ...found.job, status: 'cancelled', progress: null, updatedAt: new Date().toISOString() };
+    const onDisk = await this.write(job);
+    if (onDisk.status !== 'cancelled') return { job: onDisk, cancelled: false }; // it finished meanwhile: that stands
     const registration = this.registration(found.job.registration);
     if (registration) await this.exporterFor(found.job, registration, new AbortController().signal, this.o.logger).cancel().catch(() => false);
-    const job: JobRecord = { ...found.job, status: 'cancelled', progress: null, updatedAt: new Date().toISOString() };
-    await this.write(job);
     this.o.logger.info({ event: 'bulk.job.cancelled', jobId: id }, 'bulk export job: cancelled');
     return { job, cancelled: true };
   }
@@ -277,7 +281,7 @@ export class ExportJobs {
   private start(job: JobRecord): void {
     const registration = this.registration(job.registration);
     const log = this.o.logger.child({ jobId: job.id });
-    const writer = new JobWriter(job, (r) => this.write(r));
+    const writer = new JobWriter(job, async (r) => { await this.write(r); });
     if (!registration) {
       void writer.finish({
         status: 'failed', updatedAt: new Date().toISOString(),
@@ -384,16 +388,20 @@ export class ExportJobs {
     return join(this.o.dir, id);
   }
 
-  /** Writes a job's record, unless the record on disk is already final: a late write never revives a finished or cancelled job. */
-  private async write(job: JobRecord): Promise<void> {
+  /**
+   * Writes a job's record, unless the record on disk is already final: a late write never revives a finished or
+   * cancelled job. Resolves to the record on disk afterwards (this one, or the final one that stood).
+   */
+  private async write(job: JobRecord): Promise<JobRecord> {
     const path = join(this.jobDir(job.id), 'job.json');
     const onDisk = await readFile(path, 'utf8').then((t) => JSON.parse(t) as JobRecord, () => undefined);
     if (onDisk && onDisk.status !== 'running') {
       this.o.logger.info({ event: 'bulk.job.write_dropped', jobId: job.id, on_disk: onDisk.status, dropped: job.status }, 'bulk export job: the record is already final; a later write is dropped');
-      return;
+      return onDisk;
     }
     const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
     await writeFile(tmp, JSON.stringify(job, null, 2));
     await rename(tmp, path);
+    return job;
   }
 }

@@ -296,12 +296,15 @@ describe('ExportJobs: cancel against a concurrent writer, and listing without re
 
   test('a cancel written while another process still drives the job is final: the driver\'s later writes never revive it', async () => {
     if (!apps.length) await app();
-    Object.assign(bulk.knobs, { pollsBeforeDone: 3, retryAfterSeconds: 1 });
+    // the server deletes the job at once but answers the DELETE late: the driver's next poll meets the deleted job
+    // while the cancel is still under way, so the cancel must be on disk before the DELETE is sent
+    Object.assign(bulk.knobs, { pollsBeforeDone: 3, retryAfterSeconds: 1, deleteAnswerDelayMs: 2500 });
     const dir = mkdtempSync(join(tmpdir(), 'bulk-race-'));
     const x = jobsOn(dir); // drives the job
     const y = jobsOn(dir); // another process on the same directory, without Redis: it cancels
+    const before = bulk.requests.length; // earlier tests' requests do not count
     const job = await x.jobs.create(apps[0]!.config.backend.registrations[0]!, { level: 'system', types: ['Patient'] });
-    for (let i = 0; i < 100 && !bulk.requests.some((r) => r.method === 'GET' && r.path.startsWith('/fhir/jobs/')); i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 250 && !bulk.requests.slice(before).some((r) => r.method === 'GET' && r.path.startsWith('/fhir/jobs/')); i++) await new Promise((r) => setTimeout(r, 20));
     const cancelled = await y.jobs.cancel(job.id);
     expect(cancelled).toMatchObject({ cancelled: true, job: { status: 'cancelled' } });
     // x goes on (its next poll finds the job deleted on the server and fails): its final write is dropped
@@ -310,6 +313,7 @@ describe('ExportJobs: cancel against a concurrent writer, and listing without re
     expect(x.logs.find('bulk.job.write_dropped').map((e) => e.on_disk)).toContain('cancelled');
     expect((await y.jobs.get(job.id))!.job.status).toBe('cancelled');
     expect((await jobsOn(dir).jobs.get(job.id))!.job.status).toBe('cancelled');
+    bulk.knobs.deleteAnswerDelayMs = 0;
   }, 60000);
 
   test('listing reads a finished job once (a bounded cache of final records), a running one each time', async () => {
