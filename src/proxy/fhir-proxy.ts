@@ -137,7 +137,7 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
       upstream.on('data', (chunk: Buffer) => chunks.push(chunk));
       upstream.on('end', () => {
         if (res.destroyed) return;
-        const out = rewriteBody(Buffer.concat(chunks), needlesFor(tokens.fhirBaseUrl, proxyBase));
+        const out = rewriteBody(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), needlesFor(tokens.fhirBaseUrl, proxyBase));
         headers['content-length'] = out.length;
         res.writeHead(status, headers);
         res.end(out);
