@@ -84,7 +84,7 @@ function withReadCache(store: TokenStore, logger: Logger): TokenStore {
 export function createApp(deps: AppDeps): App {
   const { config, logger } = deps;
   if (config.isProduction && deps.sandbox) throw new Error('the sandbox EHR is never mounted in production');
-  const metrics = new Metrics();
+  const metrics = new Metrics({ processMetrics: config.metricsToken !== undefined }); // read only through /metrics
   let tokensPushedOut: ((contextId: string, tokens: TokenSet) => void) | undefined;
   const base: Omit<SmartDeps, 'endings'> = {
     config,

@@ -24,8 +24,12 @@ export class Metrics {
   readonly sessionStoreErrors = new client.Counter({ name: 'smart_bff_session_store_errors_total', help: 'Requests refused because the session store (or the pending-launch store) failed or was unreachable', registers: [this.registry] });
   readonly errorResponses = new client.Counter({ name: 'smart_bff_error_responses_total', help: 'Error responses by HTTP status and stable error code', labelNames: ['status', 'code'], registers: [this.registry] });
 
-  constructor() {
-    client.collectDefaultMetrics({ register: this.registry, prefix: 'smart_bff_' });
+  /**
+   * @param processMetrics prom-client's default metrics (CPU, memory, event loop lag, GC …): only when /metrics is
+   * served, since they cost start-up time (some 30 ms) and keep collecting (an event-loop monitor, a GC observer).
+   */
+  constructor(opts: { processMetrics?: boolean } = {}) {
+    if (opts.processMetrics ?? true) client.collectDefaultMetrics({ register: this.registry, prefix: 'smart_bff_' });
   }
 }
 

@@ -137,7 +137,7 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
       upstream.on('data', (chunk: Buffer) => chunks.push(chunk));
       upstream.on('end', () => {
         if (res.destroyed) return;
-        const out = rewriteBody(Buffer.concat(chunks), needlesFor(tokens.fhirBaseUrl, proxyBase));
+        const out = rewriteBody(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), needlesFor(tokens.fhirBaseUrl, proxyBase));
         headers['content-length'] = out.length;
         res.writeHead(status, headers);
         res.end(out);
@@ -213,7 +213,13 @@ function send(call: ProxyCall, req: IncomingMessage, res: ServerResponse, target
     const headers = upstreamRequestHeaders(req.headers, tokens.accessToken, call.id);
     // Framing is Node's, from the bytes sent: an exact Content-Length for a body read whole, chunked for a stream.
     if (body.kind === 'whole') headers['content-length'] = body.data.length;
-    const upstreamReq = (isHttps ? https : http).request(target, {
+    // The request's own options from the URL already checked (what Node's urlToHttpOptions would make of it, without
+    // the copy of every URL field per call): an IPv6 host without its brackets, the path with its query.
+    const upstreamReq = (isHttps ? https : http).request({
+      protocol: target.protocol,
+      hostname: target.hostname.startsWith('[') ? target.hostname.slice(1, -1) : target.hostname,
+      ...(target.port ? { port: Number(target.port) } : {}),
+      path: `${target.pathname}${target.search}`,
       method: req.method,
       headers,
       agent: isHttps ? agents.https : agents.http,

@@ -66,8 +66,12 @@ export function rewriteText(text: string, needles: readonly Needle[], final: boo
   return { out, carry: text.slice(carryFrom) };
 }
 
-/** Rewrites a whole body at once. */
+/**
+ * Rewrites a whole body at once. A body in which no needle occurs (most single-resource reads: their references
+ * are relative) is returned as it is, found by a byte search, without converting it to a string and back.
+ */
 export function rewriteBody(body: Buffer, needles: readonly Needle[]): Buffer {
+  if (!needles.some((n) => body.includes(n.from, 0, 'latin1'))) return body;
   return Buffer.from(rewriteText(body.toString('latin1'), needles, true).out, 'latin1');
 }
 

@@ -121,11 +121,17 @@ export function sessionKey(sid: string): string {
 
 /** The index in memory, for the memory session store (one instance): a bounded cache, and it says so. */
 export class MemorySessionIndex implements SessionIndex {
-  private readonly entries: LRUCache<string, { contexts: string[]; createdAt: number; deadline: number }>;
+  /** Made at the first session saved: lru-cache allocates its whole capacity up front (some 30 ms of start-up). */
+  private lru: LRUCache<string, { contexts: string[]; createdAt: number; deadline: number }> | undefined;
+  private readonly max: number;
 
   constructor(opts: { max?: number; now?: () => number } = {}) {
-    this.entries = new LRUCache({ max: opts.max ?? 100_000, ttlAutopurge: true });
+    this.max = opts.max ?? 100_000;
     if (opts.now) this.now = opts.now;
+  }
+
+  private get entries(): LRUCache<string, { contexts: string[]; createdAt: number; deadline: number }> {
+    return (this.lru ??= new LRUCache({ max: this.max, ttlAutopurge: true }));
   }
 
   private now = (): number => Date.now();
@@ -135,16 +141,16 @@ export class MemorySessionIndex implements SessionIndex {
   }
 
   async touch(key: string, lifeMs: number, keepMs: number): Promise<void> {
-    const e = this.entries.get(key, { updateAgeOnGet: false });
+    const e = this.lru?.get(key, { updateAgeOnGet: false });
     if (e) this.entries.set(key, { ...e, deadline: this.now() + lifeMs }, { ttl: lifeMs + keepMs });
   }
 
   async forget(key: string): Promise<void> {
-    this.entries.delete(key);
+    this.lru?.delete(key);
   }
 
   async claim(key: string): Promise<SessionIndexEntry | undefined> {
-    const e = this.entries.get(key, { updateAgeOnGet: false });
+    const e = this.lru?.get(key, { updateAgeOnGet: false });
     if (!e) return undefined;
     this.entries.delete(key);
     return { key, contexts: e.contexts, createdAt: e.createdAt };
@@ -153,7 +159,8 @@ export class MemorySessionIndex implements SessionIndex {
   async claimDue(marginMs: number, max: number): Promise<SessionIndexEntry[]> {
     const before = this.now() - marginMs;
     const due: SessionIndexEntry[] = [];
-    for (const [key, e] of this.entries.entries()) {
+    if (!this.lru) return due;
+    for (const [key, e] of this.lru.entries()) {
       if (due.length >= max) break;
       if (e.deadline <= before) due.push({ key, contexts: e.contexts, createdAt: e.createdAt });
     }
@@ -163,7 +170,7 @@ export class MemorySessionIndex implements SessionIndex {
 
   /** Entries held (tests). */
   get size(): number {
-    return this.entries.size;
+    return this.lru?.size ?? 0;
   }
 }
 

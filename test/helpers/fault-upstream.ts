@@ -30,7 +30,8 @@ export interface FaultUpstream {
   close(): Promise<void>;
 }
 
-export async function startFaultUpstream(path = '/fhir'): Promise<FaultUpstream> {
+/** `host`: the address to listen on (`::1` for an EHR reached at an IPv6 literal, `http://[::1]:port`). */
+export async function startFaultUpstream(path = '/fhir', host = '127.0.0.1'): Promise<FaultUpstream> {
   const state: { mode: FaultMode; received: Received[]; aborted: number } = { mode: { kind: 'ok' }, received: [], aborted: 0 };
   const sockets = new Set<import('node:net').Socket>();
   const server = http.createServer((req, res) => {
@@ -77,8 +78,8 @@ export async function startFaultUpstream(path = '/fhir'): Promise<FaultUpstream>
     });
   });
   server.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  await new Promise<void>((r) => server.listen(0, host, r));
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${(server.address() as AddressInfo).port}`;
   return {
     url,
     base: `${url}${path}`,

@@ -202,6 +202,21 @@ describe('path and method safety: 400/405 and no upstream call', () => {
     expect(res.headers.get('cache-control')).toBe('no-store');
   });
 
+  test('an EHR at an IPv6 literal (http://[::1]:port/fhir) gets the path and query, and links come back mapped', async () => {
+    const v6 = await startFaultUpstream('/fhir', '::1');
+    try {
+      await tokenStore.set(context, { ...(await tokenStore.get(context))!, fhirBaseUrl: v6.base }, 3600);
+      v6.mode = { kind: 'ok', body: JSON.stringify({ resourceType: 'Bundle', link: [{ relation: 'next', url: `${v6.base}/Patient?page=2` }] }) };
+      const res = await fhir(browser, '/Patient?name=Shaw&_count=2', context);
+      expect(res.status).toBe(200);
+      expect(v6.received.map((r) => r.url)).toEqual(['/fhir/Patient?name=Shaw&_count=2']);
+      expect((await json(res)).link[0].url).toBe(`${b.url}/fhir/Patient?page=2`);
+    } finally {
+      await tokenStore.set(context, { ...(await tokenStore.get(context))!, fhirBaseUrl: upstream.base }, 3600);
+      await v6.close();
+    }
+  });
+
   test('body size limit → 413 (declared and streamed)', async () => {
     upstream.mode = { kind: 'echo' };
     const big = 'x'.repeat(70 * 1024);

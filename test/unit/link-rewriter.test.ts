@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
-import { LinkRewriter, needlesFor } from '../../src/proxy/link-rewriter.js';
+import { LinkRewriter, needlesFor, rewriteBody } from '../../src/proxy/link-rewriter.js';
 
 const UP = 'https://ehr.example.com/fhir/r4';
 const PROXY = 'https://app.example.org/fhir';
@@ -58,5 +58,23 @@ describe('LinkRewriter', () => {
       const out = await text(Readable.from(parts).pipe(new LinkRewriter(needlesFor(up, PROXY))));
       expect(out).toBe(`{"a":"${PROXY}/Patient/1","b":"${up}x","c":"ö ${PROXY}"}`);
     }
+  });
+});
+
+describe('rewriteBody (a small body, whole)', () => {
+  const needles = needlesFor(UP, PROXY);
+
+  test('a body where the base occurs only JSON-escaped is rewritten', () => {
+    const body = Buffer.from(String.raw`{"url":"https:\/\/ehr.example.com\/fhir\/r4\/Patient\/2","name":"José"}`);
+    expect(rewriteBody(body, needles).toString()).toBe(String.raw`{"url":"https:\/\/app.example.org\/fhir\/Patient\/2","name":"José"}`);
+  });
+
+  test('a body with the base in its plain form is rewritten', () => {
+    expect(rewriteBody(Buffer.from(`{"fullUrl":"${UP}/Patient/1"}`), needles).toString()).toBe(`{"fullUrl":"${PROXY}/Patient/1"}`);
+  });
+
+  test('a body where the base does not occur comes back unchanged, byte for byte', () => {
+    const body = Buffer.from('{"resourceType":"Patient","id":"1","name":[{"family":"Núñez 🚑"}],"managingOrganization":{"reference":"Organization/o"}}');
+    expect(rewriteBody(body, needles).equals(body)).toBe(true);
   });
 });
