@@ -39,7 +39,8 @@ export interface OAuthConfigOptions {
    * No id_token is wanted (openid was not requested, or cannot be verified): one in a token response is removed
    * before openid-client reads it, and this is called.
    */
-  ignoreIdToken?: () => void;
+  /** Called with an id_token set aside unread (for its fingerprint in the log; never logged itself). */
+  ignoreIdToken?: (idToken: unknown) => void;
 }
 
 export function hasIssuer(server: DiscoveredServer): boolean {
@@ -72,7 +73,7 @@ export function buildOAuthConfig(server: DiscoveredServer, credentials: ClientCr
 }
 
 /** The same token response without its id_token (told to `ignored` when there was one); anything not JSON passes. */
-async function withoutIdToken(res: Response, ignored: () => void): Promise<Response> {
+async function withoutIdToken(res: Response, ignored: (idToken: unknown) => void): Promise<Response> {
   const text = await res.text();
   const headers = new Headers(res.headers);
   headers.delete('content-length');
@@ -84,7 +85,8 @@ async function withoutIdToken(res: Response, ignored: () => void): Promise<Respo
     return new Response(text, init);
   }
   if (!body || typeof body !== 'object' || Array.isArray(body) || !Object.hasOwn(body, 'id_token')) return new Response(text, init);
+  const idToken = (body as Record<string, unknown>).id_token;
   delete (body as Record<string, unknown>).id_token;
-  ignored();
+  ignored(idToken);
   return new Response(JSON.stringify(body), init);
 }
