@@ -7,6 +7,7 @@ import type { ClientKey } from '../keys.js';
 import { describeNetworkError, isTimeout } from '../http/network-errors.js';
 import type { DoctorCheck } from './model.js';
 import type { JwksUrl } from './targets.js';
+import { readBodyAtMost } from '../http/capped-body.js';
 
 const MAX_BYTES = 256 * 1024;
 
@@ -42,7 +43,7 @@ export async function jwksUrlCheck(j: JwksUrl, key: ClientKey, opts: { timeoutMs
       await res.body?.cancel();
       return fail('unreachable', `${capitalize(where)}: larger than ${MAX_BYTES} bytes.`);
     }
-    const text = await readAtMost(res, MAX_BYTES);
+    const text = await readBodyAtMost(res, MAX_BYTES);
     if (text === undefined) return fail('unreachable', `${capitalize(where)}: larger than ${MAX_BYTES} bytes.`);
     body = JSON.parse(text);
   } catch (err) {
@@ -60,24 +61,6 @@ export async function jwksUrlCheck(j: JwksUrl, key: ClientKey, opts: { timeoutMs
   return { id: 'jwks_url', status: 'ok', message: `${capitalize(where)}: holds our key ${key.kid} (${key.alg}), the same public key.` };
 }
 
-/** The body as text, or undefined past `max` bytes (the rest is not read). */
-async function readAtMost(res: Response, max: number): Promise<string | undefined> {
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > max) {
-      await reader.cancel();
-      return undefined;
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
 
 function samePublicKey(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
   if (a.kty !== b.kty) return false;

@@ -11,6 +11,7 @@ import type { Logger } from '../log.js';
 import { describeNetworkError, isTimeout } from '../http/network-errors.js';
 import { discoveryWarnings } from './compatibility.js';
 import type { ClientCredentials } from './client-auth.js';
+import { readBodyAtMost } from '../http/capped-body.js';
 
 export interface SmartConfiguration {
   issuer?: string;
@@ -281,26 +282,9 @@ export class DiscoveryCache {
 }
 
 async function readCapped(res: Response, maxBytes: number): Promise<string> {
-  const declared = Number(res.headers.get('content-length') ?? '0');
-  if (declared > maxBytes) {
-    await res.body?.cancel();
-    throw new AppError(ErrorCode.DISCOVERY_INVALID, 502, `The SMART configuration is larger than ${maxBytes} bytes.`);
-  }
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel();
-      throw new AppError(ErrorCode.DISCOVERY_INVALID, 502, `The SMART configuration is larger than ${maxBytes} bytes.`);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+  const text = await readBodyAtMost(res, maxBytes);
+  if (text === undefined) throw new AppError(ErrorCode.DISCOVERY_INVALID, 502, `The SMART configuration is larger than ${maxBytes} bytes.`);
+  return text;
 }
 
 /** Validates a SMART configuration document; resolves relative URLs against the FHIR base. */

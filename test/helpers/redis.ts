@@ -7,6 +7,8 @@
  * (CI=true) a missing redis-server is an error.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createClient } from 'redis';
+import type { RedisClient } from '../../src/session/redis-client.js';
 import { freePort, waitForPort } from './net.js';
 import { makeTestCertificates, type TestCertificates } from './tls-certs.js';
 
@@ -53,4 +55,24 @@ export async function startRedis(opts: { tls?: boolean; password?: string; start
   if (opts.started !== false) await start();
   const auth = opts.password ? `:${encodeURIComponent(opts.password)}@` : '';
   return { url: `${certs ? 'rediss' : 'redis'}://${auth}127.0.0.1:${port}`, port, ...(certs ? { certs } : {}), output: () => out, stop, start };
+}
+
+/**
+ * For a test file whose tests each want clients of one Redis: the server starts at the first client asked for;
+ * after the file's tests every client is closed and the server stopped. Call at the top level of the file.
+ */
+export function redisClientsForFile(): () => Promise<RedisClient> {
+  let redis: TestRedis | undefined;
+  const clients: RedisClient[] = [];
+  afterAll(async () => {
+    for (const c of clients) await c.close();
+    await redis?.stop();
+  });
+  return async () => {
+    redis ??= await startRedis();
+    const c = createClient({ url: redis.url }) as unknown as RedisClient;
+    await c.connect();
+    clients.push(c);
+    return c;
+  };
 }

@@ -9,6 +9,8 @@ import type { AddressInfo } from 'node:net';
 import { Browser } from '../helpers/browser.js';
 import { startBff, type StartedBff } from '../helpers/bff.js';
 import { json } from '../helpers/json.js';
+import { DiscoveryCache } from '../../src/smart/discovery.js';
+import { captureLogs } from '../helpers/log-capture.js';
 
 let ehr: http.Server;
 let origin: string;
@@ -69,4 +71,20 @@ test('#45 new issuers beyond SMART_DISCOVERY_NEW_PER_MINUTE → 503 discovery_ra
   expect((await launch(b, `${origin}/t/flood-3`)).status).toBe(302);
   expect((await launch(b, `${origin}/static`)).status).toBe(302);
   expect(b.logs.find('discovery.rate_limited').length).toBeGreaterThan(0);
+});
+
+test('a SMART configuration larger than the limit is refused (discovery_invalid), streamed without a Content-Length too', async () => {
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' }); // chunked: no size declared
+    res.write('{"issuer":"');
+    res.end(`${'x'.repeat(8 * 1024)}"}`);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const iss = `http://127.0.0.1:${(server.address() as AddressInfo).port}/fhir`;
+    const discovery = new DiscoveryCache({ ttlSeconds: 60, timeoutMs: 5000, allowInsecureHttp: true, maxBytes: 4096 });
+    await expect(discovery.get(iss, captureLogs().logger)).rejects.toMatchObject({ code: 'discovery_invalid', message: expect.stringMatching(/larger than 4096 bytes/) });
+  } finally {
+    await new Promise((r) => server.close(r));
+  }
 });

@@ -3,25 +3,11 @@
  * at the same moment (two instances, a request and the sweep); it is due only once its deadline has passed; a
  * touch pushes the deadline of an entry that exists and never recreates one that was taken or forgotten.
  */
-import { createClient } from 'redis';
 import { MemorySessionIndex, type SessionIndex } from '../../src/session/session-endings.js';
-import { RedisSessionIndex, type RedisClient } from '../../src/session/redis-store.js';
-import { redisAvailable, startRedis, type TestRedis } from '../helpers/redis.js';
+import { RedisSessionIndex } from '../../src/session/redis-store.js';
+import { redisAvailable, redisClientsForFile } from '../helpers/redis.js';
 
-let redis: TestRedis | undefined;
-const clients: RedisClient[] = [];
-async function client(): Promise<RedisClient> {
-  redis ??= await startRedis();
-  const c = createClient({ url: redis.url }) as unknown as RedisClient;
-  await c.connect();
-  clients.push(c);
-  return c;
-}
-
-afterAll(async () => {
-  for (const c of clients) await c.close();
-  await redis?.stop();
-});
+const client = redisClientsForFile();
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const KEEP = 60_000;

@@ -4,27 +4,13 @@
  * (a refresh) keeps the expiry that follows the session and never brings back a token set whose context ended;
  * `extend` moves the expiry of the token sets still stored and creates none.
  */
-import { createClient } from 'redis';
 import { MemoryTokenStore, type TokenSet, type TokenStore } from '../../src/session/token-store.js';
-import { RedisTokenStore, type RedisClient } from '../../src/session/redis-store.js';
-import { redisAvailable, startRedis, type TestRedis } from '../helpers/redis.js';
+import { RedisTokenStore } from '../../src/session/redis-store.js';
+import { redisAvailable, redisClientsForFile } from '../helpers/redis.js';
 
 const set = (n: number): TokenSet => ({ accessToken: `at-${n}`, refreshToken: `rt-${n}`, tokenType: 'Bearer', fhirBaseUrl: 'https://ehr.example/fhir', registration: 'default' });
 
-let redis: TestRedis | undefined;
-const clients: RedisClient[] = [];
-async function client(): Promise<RedisClient> {
-  redis ??= await startRedis();
-  const c = createClient({ url: redis.url }) as unknown as RedisClient;
-  await c.connect();
-  clients.push(c);
-  return c;
-}
-
-afterAll(async () => {
-  for (const c of clients) await c.close();
-  await redis?.stop();
-});
+const client = redisClientsForFile();
 
 const kinds = redisAvailable() ? ['memory', 'redis'] : ['memory'];
 
