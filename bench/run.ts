@@ -86,6 +86,9 @@ http { access_log off; client_body_temp_path ${dir}/cb; proxy_temp_path ${dir}/p
   }
 
   const ours = await startOurs(upstreamBase, sandbox.fhirBaseUrl, []);
+  // Every target gets the same request, as the app's page sends it (the session cookie, X-CSRF, X-SMART-Context):
+  // a proxy in front of an EHR receives them whatever it does with them, and the others ignore them.
+  for (const t of targets) t.headers = oursHeaders(ours);
   targets.push({ name: OURS, url: `http://127.0.0.1:${ours.port}/fhir/Patient/bench-1`, headers: oursHeaders(ours), pid: ours.child.pid });
   let redisUrl: string | undefined;
   if (available('redis-server', ['--version'])) {
@@ -282,6 +285,8 @@ proxy forwards with a bearer token over keep-alive (the same agent settings as o
 "smart-bff" is the real app after a real launch against the sandbox EHR (session cookie, launch context, access
 token, the anti-forgery header, header allow-lists both ways, link rewriting, metrics, and the \`proxy.request\` log
 line at \`info\`, written to /dev/null by pino's asynchronous destination) with the token bound to that upstream.
+Every target gets the same request, as the app's page sends it: the session cookie, \`X-CSRF\` and
+\`X-SMART-Context\` (the upstream, the bare proxy and nginx ignore them; a proxy still reads them).
 Each row is the round with the median req/s; "range" is the lowest and highest of the rounds. Latencies in
 milliseconds as wrk measures them. "CPU µs/req" is the server process's own CPU time (user + system) divided by the
 requests it answered.

@@ -24,6 +24,20 @@ try {
   // no outdir yet
 }
 
+/**
+ * Two packages the server loads have large parts it never uses, which Node would parse at every start: zod's
+ * message locales (English is all the server speaks) and iconv-lite's charset tables (express's body-parser
+ * loads them; the server's JSON bodies are UTF-8). The bundle gets small stand-ins (scripts/bundle-stubs/, each
+ * saying what it keeps); tsc's output in dist/, the CLI and the tests use the packages themselves.
+ */
+const lighterPackages = {
+  name: 'lighter-packages',
+  setup(b) {
+    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) => (/[\\/]zod[\\/]v4[\\/](classic|core)[\\/]/.test(args.importer) ? { path: join(root, 'scripts/bundle-stubs/zod-locales.js') } : undefined));
+    b.onResolve({ filter: /^iconv-lite$/ }, () => ({ path: join(root, 'scripts/bundle-stubs/iconv-lite.cjs') }));
+  },
+};
+
 await build({
   absWorkingDir: root,
   entryPoints: ['src/server.ts'],
@@ -39,6 +53,9 @@ await build({
   // CommonJS packages call require() for Node's own modules; an ES module has none of its own.
   banner: { js: "import { createRequire as __smartBffCreateRequire } from 'node:module'; const require = __smartBffCreateRequire(import.meta.url);" },
   sourcemap: true,
+  minifyWhitespace: true,
+  minifySyntax: true,
   sourcesContent: false,
   logLevel: 'warning',
+  plugins: [lighterPackages],
 });

@@ -19,11 +19,13 @@ export function isFhirPath(req: Request): boolean {
 /**
  * Every `/fhir` answer, proxied or our own: whatever the EHR sends is a document of no origin (a sandbox with
  * nothing allowed), never sniffed into something executable, so an HTML or SVG body from upstream cannot act as
- * the app.
+ * the app, readable by no other origin, and never cached (it carries session state).
  */
 export const FHIR_SECURITY_HEADERS = Object.freeze({
   'content-security-policy': "sandbox; default-src 'none'",
   'x-content-type-options': 'nosniff',
+  'cross-origin-resource-policy': 'same-origin',
+  'cache-control': 'no-store',
 });
 
 type ErrorContext = Pick<IncomingMessage, 'headers' | 'method'> & { originalUrl: string; log?: Logger; id: string };
@@ -53,7 +55,7 @@ export function sendFhirError(appErr: AppError, req: ErrorContext, res: ServerRe
     return;
   }
   const body = JSON.stringify(operationOutcome(appErr, publicMessage(appErr), req.id));
-  res.writeHead(appErr.status, { ...FHIR_SECURITY_HEADERS, 'content-type': 'application/fhir+json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  res.writeHead(appErr.status, { ...FHIR_SECURITY_HEADERS, 'x-request-id': req.id, 'content-type': 'application/fhir+json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
   res.end(body);
 }
 

@@ -151,7 +151,9 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
       if (!res.writableFinished) upstream.destroy();
       deps.metrics.proxyRequests.inc({ method, status: String(status) });
       deps.metrics.proxyLatency.observe({ method }, (Date.now() - started) / 1000);
-      if (deps.logger.isLevelEnabled('info')) log().info({ event: 'proxy.request', contextId: ctx.id, method, path: target.pathname, status, duration_ms: Date.now() - started, aborted: !res.writableFinished }, 'proxy: request forwarded');
+      // the request's own logger would write the same line (requestId after the base fields); a call that logged
+      // nothing else on the way never makes one
+      if (deps.logger.isLevelEnabled('info')) deps.logger.info({ requestId: call.id, event: 'proxy.request', contextId: ctx.id, method, path: target.pathname, status, duration_ms: Date.now() - started, aborted: !res.writableFinished }, 'proxy: request forwarded');
     });
   };
 }

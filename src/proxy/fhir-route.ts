@@ -3,10 +3,13 @@
  * machinery (view engine, static files, helmet, the access log, Express's request and response prototypes) nor
  * express-session's (docs/benchmarks.md): it runs one short sequence on Node's own request and response:
  *
- *   request id and the API headers → the anti-forgery header (before any session is looked up) → the session
- *   (proxy-sessions.ts: cookie, store through its read cache, absolute timeout, throttled touch) → the proxy
+ *   request id → the anti-forgery header (before any session is looked up) → the session (proxy-sessions.ts:
+ *   cookie, store through its read cache, absolute timeout, throttled touch) → the proxy
  *
  * and any error becomes a FHIR OperationOutcome through the shared error reporting (its metrics and log line).
+ * Every answer, the proxy's and the errors', is written with one writeHead that carries the request id and the
+ * headers every /fhir answer has (FHIR_SECURITY_HEADERS: CSP sandbox, nosniff, same-origin, no-store), so no
+ * header is set on the response before (each setHeader costs a validation and a merge into writeHead's).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { csrfHeaderError } from '../http/csrf.js';
@@ -63,11 +66,6 @@ export function fhirRoute(deps: FhirRouteDeps): (req: IncomingMessage, res: Serv
   return (req, res) => {
     const url = req.url ?? '/fhir';
     const call = new ProxyCall(logger, requestIdFor(req.headers['x-request-id']), pathAfterFhir(url));
-    res.setHeader('X-Request-Id', call.id);
-    // JSON and FHIR answers need none of the HTML-oriented headers, and carry session state: never cached.
-    res.setHeader('X-Content-Type-Options', 'nosniff');
-    res.setHeader('Cross-Origin-Resource-Policy', 'same-origin');
-    res.setHeader('Cache-Control', 'no-store');
     handle(call, req, res).catch((err: unknown) => {
       const context = { headers: req.headers, method: req.method, originalUrl: url, id: call.id, get log() { return call.log(); } };
       sendFhirError(reportError(err, context, metrics), context, res);

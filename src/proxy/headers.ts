@@ -63,8 +63,7 @@ export function browserResponseHeaders(upstream: IncomingHttpHeaders, opts: { dr
     if (opts.dropContentLength && name === 'content-length') continue;
     out[name] = value;
   }
-  Object.assign(out, FHIR_SECURITY_HEADERS);
-  out['cache-control'] = 'no-store';
+  Object.assign(out, FHIR_SECURITY_HEADERS); // with Cache-Control: no-store
   out.pragma = 'no-cache';
   return out;
 }

@@ -5,7 +5,7 @@
  * - RecentCodes: hashes of codes already sent to a token endpoint, to diagnose "code reused".
  * Both are bounded caches and say so; neither holds a secret (codes are stored as SHA-256 hashes).
  */
-import { LRUCache } from 'lru-cache';
+import { LazyLru } from '../lazy-lru.js';
 import { sha256Short } from '../log.js';
 
 export interface CallbackOutcome {
@@ -37,15 +37,14 @@ function key(state: string, browser: string): string {
 }
 
 export class RecentCodes {
-  /** Made at the first callback: lru-cache allocates its whole capacity up front (some 15 ms of start-up for this one). */
-  private seen: LRUCache<string, number> | undefined;
+  /** Made at the first callback (lazy-lru.ts). */
+  private readonly seen = new LazyLru<string, number>({ max: 50_000, ttl: 15 * 60 * 1000 });
 
   /** Records the code; returns when it was first sent if it had been sent before. */
   markSent(code: string): number | undefined {
     const key = sha256Short(code, 22);
-    this.seen ??= new LRUCache<string, number>({ max: 50_000, ttl: 15 * 60 * 1000 });
-    const before = this.seen.get(key);
-    if (before === undefined) this.seen.set(key, Date.now());
+    const before = this.seen.cache.get(key);
+    if (before === undefined) this.seen.cache.set(key, Date.now());
     return before;
   }
 }

@@ -15,21 +15,23 @@
  *
  * Only values found are kept: a miss always goes to the store.
  */
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { LazyLru } from '../lazy-lru.js';
 
 export class ReadCache<V extends object> {
-  /** Made at the first value kept: lru-cache allocates its whole capacity up front (start-up time). */
-  private lru: LRUCache<string, V> | undefined;
+  /** Made at the first value kept (lazy-lru.ts). */
+  private readonly lazy: LazyLru<string, V>;
   /** Invalidations seen so far (any key): a read that overlaps one is not kept. */
   private invalidations = 0;
   private live: boolean;
 
-  constructor(private readonly opts: { max: number; ttlMs: number; live?: boolean }) {
+  constructor(opts: { max: number; ttlMs: number; live?: boolean }) {
     this.live = opts.live ?? true;
+    this.lazy = new LazyLru<string, V>({ max: opts.max, ttl: opts.ttlMs });
   }
 
-  private get entries(): LRUCache<string, V> {
-    return (this.lru ??= new LRUCache<string, V>({ max: this.opts.max, ttl: this.opts.ttlMs }));
+  private get lru(): LRUCache<string, V> | undefined {
+    return this.lazy.made;
   }
 
   /** The value under `key`: from memory, or `load()`ed from the store (and kept when nothing changed meanwhile). */
@@ -40,7 +42,7 @@ export class ReadCache<V extends object> {
     }
     const before = this.invalidations;
     const value = (await load()) ?? undefined;
-    if (value !== undefined && this.live && this.invalidations === before) this.entries.set(key, value);
+    if (value !== undefined && this.live && this.invalidations === before) this.lazy.cache.set(key, value);
     return value;
   }
 

@@ -10,7 +10,7 @@
  */
 import { createHmac } from 'node:crypto';
 import { sameSecret } from '../http/secret-compare.js';
-import { LRUCache } from 'lru-cache';
+import { LazyLru } from '../lazy-lru.js';
 
 /**
  * The first value of cookie `name` in a Cookie header, exactly as the `cookie` package's parse() finds it
@@ -84,7 +84,7 @@ export function unsign(input: string, secret: string): string | false {
 /** Session ids from session cookies, each signature verified once (see the module comment). */
 export class SessionCookieReader {
   /** Verified cookie values → session ids: a bounded cache, and it says so. */
-  private readonly verified = new LRUCache<string, string>({ max: 10_000 });
+  private readonly verified = new LazyLru<string, string>({ max: 10_000 });
 
   constructor(private readonly name: string, private readonly secret: string) {}
 
@@ -93,11 +93,11 @@ export class SessionCookieReader {
     if (!cookieHeader) return undefined;
     const raw = cookieValue(cookieHeader, this.name);
     if (!raw || !raw.startsWith('s:')) return undefined; // express-session ignores an unsigned value too
-    const known = this.verified.get(raw);
+    const known = this.verified.made?.get(raw);
     if (known !== undefined) return known;
     const sid = unsign(raw.slice(2), this.secret);
     if (sid === false) return undefined;
-    this.verified.set(raw, sid);
+    this.verified.cache.set(raw, sid);
     return sid;
   }
 }

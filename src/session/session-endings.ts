@@ -36,7 +36,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { Store } from 'express-session';
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { LazyLru } from '../lazy-lru.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { TokenStore } from './token-store.js';
@@ -121,17 +122,20 @@ export function sessionKey(sid: string): string {
 
 /** The index in memory, for the memory session store (one instance): a bounded cache, and it says so. */
 export class MemorySessionIndex implements SessionIndex {
-  /** Made at the first session saved: lru-cache allocates its whole capacity up front (some 30 ms of start-up). */
-  private lru: LRUCache<string, { contexts: string[]; createdAt: number; deadline: number }> | undefined;
-  private readonly max: number;
+  /** Made at the first session saved (lazy-lru.ts). */
+  private readonly lazy: LazyLru<string, { contexts: string[]; createdAt: number; deadline: number }>;
 
   constructor(opts: { max?: number; now?: () => number } = {}) {
-    this.max = opts.max ?? 100_000;
+    this.lazy = new LazyLru({ max: opts.max ?? 100_000, ttlAutopurge: true });
     if (opts.now) this.now = opts.now;
   }
 
   private get entries(): LRUCache<string, { contexts: string[]; createdAt: number; deadline: number }> {
-    return (this.lru ??= new LRUCache({ max: this.max, ttlAutopurge: true }));
+    return this.lazy.cache;
+  }
+
+  private get lru(): LRUCache<string, { contexts: string[]; createdAt: number; deadline: number }> | undefined {
+    return this.lazy.made;
   }
 
   private now = (): number => Date.now();
@@ -195,7 +199,7 @@ export class SessionEndings {
   readonly index: SessionIndex;
   private readonly timer: NodeJS.Timeout | undefined;
   /** Session ids already looked up after a miss (a bounded cache: a stale cookie is sent with every request). */
-  private readonly missed = new LRUCache<string, true>({ max: 10_000, ttl: 60_000 });
+  private readonly missed = new LazyLru<string, true>({ max: 10_000, ttl: 60_000 });
   private sweeping: Promise<number> | undefined;
   private lastProblem: string | undefined;
 
@@ -272,8 +276,8 @@ export class SessionEndings {
   }
 
   private onMiss(sid: string): void {
-    if (this.missed.has(sid)) return;
-    this.missed.set(sid, true);
+    if (this.missed.made?.has(sid)) return;
+    this.missed.cache.set(sid, true);
     const key = sessionKey(sid);
     this.quietly(this.index.claim(key).then((entry) => {
       if (entry) this.end(entry, 'request');

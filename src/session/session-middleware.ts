@@ -14,7 +14,7 @@
  */
 import session, { type Store } from 'express-session';
 import createMemoryStore from 'memorystore';
-import { LRUCache } from 'lru-cache';
+import { LazyLru } from '../lazy-lru.js';
 import type { RequestHandler } from 'express';
 import type { Config } from '../config.js';
 import { StoreError } from '../http/errors.js';
@@ -108,9 +108,9 @@ export function throttleTouches(store: Store, intervalMs: number): void {
   const marked = store as Store & { [THROTTLED]?: true };
   if (!touch || intervalMs <= 0 || marked[THROTTLED]) return; // a store shared by several apps is wrapped once
   marked[THROTTLED] = true;
-  // made at the first touch: lru-cache allocates its whole capacity up front (some 30 ms of start-up)
-  let recentCache: LRUCache<string, true> | undefined;
-  const recent = () => (recentCache ??= new LRUCache<string, true>({ max: 100_000, ttl: intervalMs }));
+  // made at the first touch (lazy-lru.ts)
+  const touched = new LazyLru<string, true>({ max: 100_000, ttl: intervalMs });
+  const recent = () => touched.cache;
   store.touch = (sid, sess, callback) => {
     if (recent().has(sid)) return callback?.();
     recent().set(sid, true);
@@ -121,7 +121,7 @@ export function throttleTouches(store: Store, intervalMs: number): void {
   };
   const destroy = store.destroy.bind(store);
   store.destroy = (sid, callback) => {
-    recentCache?.delete(sid);
+    touched.made?.delete(sid);
     destroy(sid, callback);
   };
 }

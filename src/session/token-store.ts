@@ -9,7 +9,8 @@
  * own (throttled) touches and saves with `extend`, kept as it is by a refresh (`replace`), and removed by whoever
  * ends its context with `take`, which hands it out once, so that its tokens are revoked once.
  */
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { LazyLru } from '../lazy-lru.js';
 
 export interface TokenSet {
   accessToken: string;
@@ -64,16 +65,21 @@ export interface MemoryTokenStoreOptions {
 }
 
 export class MemoryTokenStore implements TokenStore {
-  private readonly cache: LRUCache<string, TokenSet>;
+  /** Made at the first token set kept (lazy-lru.ts): sized for every session's contexts, it is large. */
+  private readonly lazy: LazyLru<string, TokenSet>;
   private readonly locks = new Set<string>();
   constructor(opts: MemoryTokenStoreOptions = {}) {
     const onEvict = opts.onEvict;
-    this.cache = new LRUCache<string, TokenSet>({
+    this.lazy = new LazyLru<string, TokenSet>({
       max: opts.max ?? 10_000,
       // ttlAutopurge: an expired token set leaves memory when it expires, not when it is next looked at.
       ttlAutopurge: true,
       ...(onEvict ? { dispose: (tokens: TokenSet, contextId: string, reason: LRUCache.DisposeReason) => { if (reason === 'evict') onEvict(contextId, tokens); } } : {}),
     });
+  }
+
+  private get cache(): LRUCache<string, TokenSet> {
+    return this.lazy.cache;
   }
   async get(contextId: string): Promise<TokenSet | undefined> {
     return this.cache.get(contextId);

@@ -14,7 +14,7 @@
  * is sent to the token endpoint; a foreign browser's attempt leaves the entry in place for its owner.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
+import { LazyLru } from '../lazy-lru.js';
 import type { LaunchTransaction } from './types.js';
 
 /** Seconds a pending launch is kept past LAUNCH_TTL_SECONDS, to answer `state_expired` instead of `state_unknown`. */
@@ -62,29 +62,30 @@ export function toStored(transaction: LaunchTransaction, bindingHash: string): S
 }
 
 export class MemoryTransactionStore implements TransactionStore {
-  private readonly cache: LRUCache<string, StoredLaunch>;
+  /** Made at the first pending launch (lazy-lru.ts). */
+  private readonly lazy: LazyLru<string, StoredLaunch>;
 
   constructor(opts: { max: number }) {
-    this.cache = new LRUCache<string, StoredLaunch>({ max: opts.max });
+    this.lazy = new LazyLru<string, StoredLaunch>({ max: opts.max });
   }
 
   async put(transaction: LaunchTransaction, bindingHash: string, ttlSeconds: number): Promise<void> {
-    this.cache.set(stateKey(transaction.state), toStored(transaction, bindingHash), { ttl: ttlSeconds * 1000 });
+    this.lazy.cache.set(stateKey(transaction.state), toStored(transaction, bindingHash), { ttl: ttlSeconds * 1000 });
   }
 
   async peek(key: string, bindingHash: string): Promise<PendingLookup> {
-    return lookup(this.cache.get(key), bindingHash);
+    return lookup(this.lazy.cache.get(key), bindingHash);
   }
 
   async take(state: string, bindingHash: string): Promise<PendingLookup> {
     const key = stateKey(state);
-    const result = lookup(this.cache.get(key), bindingHash);
-    if (result.status === 'found') this.cache.delete(key);
+    const result = lookup(this.lazy.cache.get(key), bindingHash);
+    if (result.status === 'found') this.lazy.cache.delete(key);
     return result;
   }
 
   /** Pending launches held now (tests and metrics). */
   get size(): number {
-    return this.cache.size;
+    return (this.lazy.made?.size ?? 0);
   }
 }

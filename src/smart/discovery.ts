@@ -5,7 +5,7 @@
  * rate of discovering issuers never discovered before when the caller says the issuer came from a wildcard of the
  * allow-list (`https://host/r4/*` lets anyone name a new issuer, and make us fetch from it, with each request).
  */
-import { LRUCache } from 'lru-cache';
+import { LazyLru } from '../lazy-lru.js';
 import { AppError, ErrorCode } from '../http/errors.js';
 import type { Logger } from '../log.js';
 import { describeNetworkError, isTimeout } from '../http/network-errors.js';
@@ -99,8 +99,9 @@ export function smartConfigurationUrl(iss: string): string {
  * issuer, and new issuers only as fast as the limit lets them in), and the current minute's count of new issuers.
  */
 export class DiscoveryCache {
-  private readonly entries: LRUCache<string, { value: DiscoveredServer; expiresAt: number }>;
-  private readonly known: LRUCache<string, true>;
+  private readonly lazyEntries: LazyLru<string, { value: DiscoveredServer; expiresAt: number }>;
+  /** Made at the first issuer discovered (lazy-lru.ts), as are the entries. */
+  private readonly lazyKnown: LazyLru<string, true>;
   private readonly inflight = new Map<string, Promise<DiscoveredServer>>();
   private readonly maxBytes: number;
   private readonly newPerMinute: number;
@@ -115,22 +116,22 @@ export class DiscoveryCache {
   constructor(private readonly opts: DiscoveryOptions) {
     this.maxBytes = opts.maxBytes ?? 256 * 1024;
     const maxEntries = opts.maxEntries ?? 1000;
-    this.entries = new LRUCache({ max: maxEntries });
-    this.known = new LRUCache({ max: maxEntries * 10 });
+    this.lazyEntries = new LazyLru({ max: maxEntries });
+    this.lazyKnown = new LazyLru({ max: maxEntries * 10 });
     this.newPerMinute = opts.newIssuersPerMinute ?? 60;
     this.fetchImpl = opts.fetch ?? fetch;
     this.now = opts.now ?? Date.now;
   }
 
   async get(iss: string, log: Logger, opts: DiscoveryGetOptions = {}): Promise<DiscoveredServer> {
-    const cached = this.entries.get(iss);
+    const cached = this.lazyEntries.cache.get(iss);
     if (cached && cached.expiresAt > this.now()) {
       log.debug({ event: 'discovery', iss, cached: true }, 'discovery: using cached SMART configuration');
       return cached.value;
     }
     let pending = this.inflight.get(iss);
     if (!pending) {
-      if (opts.newIssuerLimited && !this.known.has(iss)) this.admitNewIssuer(iss, log);
+      if (opts.newIssuerLimited && !this.lazyKnown.cache.has(iss)) this.admitNewIssuer(iss, log);
       pending = this.load(iss, log).finally(() => this.inflight.delete(iss));
       this.inflight.set(iss, pending);
     }
@@ -161,8 +162,8 @@ export class DiscoveryCache {
     const { document, problems } = smartConfigurationProblems(body as Record<string, unknown>, iss, this.opts.allowInsecureHttp, this.opts.purpose ?? 'launch');
     if (problems.length) return { url, document, problems, date, receivedAt };
     const server: DiscoveredServer = Object.freeze({ iss, configuration: Object.freeze(document as SmartConfiguration), fetchedAt: receivedAt });
-    if (this.opts.ttlSeconds > 0) this.entries.set(iss, { value: server, expiresAt: receivedAt + this.opts.ttlSeconds * 1000 });
-    this.known.set(iss, true);
+    if (this.opts.ttlSeconds > 0) this.lazyEntries.cache.set(iss, { value: server, expiresAt: receivedAt + this.opts.ttlSeconds * 1000 });
+    this.lazyKnown.cache.set(iss, true);
     return { url, document, problems, server, date, receivedAt };
   }
 
@@ -186,7 +187,7 @@ export class DiscoveryCache {
 
   /** Issuers cached now. */
   get size(): number {
-    return this.entries.size;
+    return this.lazyEntries.cache.size;
   }
 
   /** Counts a never-discovered issuer against this minute's limit; past it, refuses before any request is made. */
@@ -211,8 +212,8 @@ export class DiscoveryCache {
       const { body } = await this.fetchJson(url);
       const configuration = validateSmartConfiguration(body, iss, this.opts.allowInsecureHttp, this.opts.purpose ?? 'launch');
       const value: DiscoveredServer = Object.freeze({ iss, configuration: Object.freeze(configuration), fetchedAt: this.now() });
-      if (this.opts.ttlSeconds > 0) this.entries.set(iss, { value, expiresAt: this.now() + this.opts.ttlSeconds * 1000 });
-      this.known.set(iss, true);
+      if (this.opts.ttlSeconds > 0) this.lazyEntries.cache.set(iss, { value, expiresAt: this.now() + this.opts.ttlSeconds * 1000 });
+      this.lazyKnown.cache.set(iss, true);
       log.info(
         {
           event: 'discovery', iss, url, durationMs: this.now() - started, issuer: configuration.issuer ?? null,

@@ -62,6 +62,40 @@ test('production: pages, static files and the proxy\'s refusals; nothing of the 
   expect(loaded.filter((l) => /\/node_modules\/(express|express-session|pino|zod|openid-client|jose|prom-client)\//.test(l))).toEqual([]);
 }, 60000);
 
+test('two packages are lighter in the bundle: zod speaks English only, and body-parser has no iconv-lite tables', () => {
+  const sources = readdirSync(join(dir, 'dist')).filter((f) => f.endsWith('.js.map'))
+    .flatMap((f) => (JSON.parse(readFileSync(join(dir, 'dist', f), 'utf8')) as { sources: string[] }).sources);
+  expect(sources.filter((s) => /\/zod\/v4\/locales\//.test(s))).toEqual([expect.stringMatching(/\/zod\/v4\/locales\/en\.js$/)]);
+  expect(sources.filter((s) => /\/iconv-lite\//.test(s))).toEqual([]);
+  expect(sources.filter((s) => /bundle-stubs/.test(s)).map((s) => s.replace(/.*\//, '')).sort()).toEqual(['iconv-lite.cjs', 'zod-locales.js']);
+});
+
+test('production: JSON bodies through the bundle\'s body-parser (UTF-8, UTF-16 with a byte-order mark; another charset a 4xx) and zod\'s English messages', async () => {
+  const port = await freePort();
+  const admin = 'bundle-test-admin-token-0123456789abcdef';
+  const server = await startServerProcess({
+    NODE_ENV: 'production', PUBLIC_URL: 'https://app.example.com', SESSION_SECRET: SECRET, SMART_ISS: 'https://fhir.example.com/r4', SMART_CLIENT_ID: 'client-1',
+    SINGLE_INSTANCE: '1', ADMIN_TOKEN: admin, BULK_DATA_DIR: mkdtempSync(join(tmpdir(), 'smart-bff-bundle-bulk-')),
+  }, port, { entry: join(dir, 'dist/server.js') });
+  const post = (body: Buffer, charset: string) => fetch(`${server.url}/api/bulk-data/exports`, {
+    method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': `application/json; charset=${charset}` }, body,
+  });
+  const json = JSON.stringify({ level: 'everything', registration: 'café' });
+  try {
+    for (const [body, charset] of [[Buffer.from(json), 'utf-8'], [Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(json, 'utf16le')]), 'utf-16le']] as const) {
+      const res = await post(body, charset);
+      const answer = await res.json() as { error: string; message: string };
+      // the body was read (zod saw its level) and zod's message is its English one
+      expect({ charset, status: res.status, message: answer.message }).toEqual({ charset, status: 400, message: expect.stringMatching(/^Invalid export request: level: Invalid option: expected one of /) });
+    }
+    const other = await post(Buffer.from(json), 'utf-32');
+    expect([other.status, ((await other.json()) as { error: string }).error]).toEqual([expect.any(Number), 'bad_request']);
+    expect(other.status === 400 || other.status === 415).toBe(true);
+  } finally {
+    expect(await server.stop('SIGTERM')).toBe(0);
+  }
+}, 60000);
+
 (redisAvailable() ? test : test.skip)('production with Redis: the Redis client runs from its chunk', async () => {
   const redis = await startRedis();
   const port = await freePort();

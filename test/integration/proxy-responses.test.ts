@@ -47,6 +47,8 @@ function expectSandboxed(headers: { get(name: string): string | null }): void {
   expect(headers.get('content-security-policy')).toMatch(/(^|;\s*)sandbox(;|$)/);
   expect(headers.get('x-content-type-options')).toBe('nosniff');
   expect(headers.get('cache-control')).toBe('no-store');
+  expect(headers.get('cross-origin-resource-policy')).toBe('same-origin');
+  expect(headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
 }
 
 describe('#47 upstream responses cannot act on the app origin', () => {

@@ -1,7 +1,8 @@
 /**
- * fhirRoute: the request id and the API headers, the anti-forgery header before any session lookup, the session,
- * then the proxy with the URL after /fhir; any error (a refused header, a store that fails, a proxy that rejects
- * or throws) is answered as an OperationOutcome carrying the request id, internals hidden.
+ * fhirRoute: the request id, the anti-forgery header before any session lookup, the session, then the proxy with
+ * the URL after /fhir; any error (a refused header, a store that fails, a proxy that rejects or throws) is answered
+ * as an OperationOutcome carrying the request id and every /fhir answer's headers, internals hidden. The route sets
+ * no header itself: the proxy's answers carry them from its one writeHead (proxy-responses.test.ts).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -25,6 +26,10 @@ const session: ProxySession = { id: 'sid-1', data: { contexts: {} } };
 
 async function outcome(res: Response) {
   expect(res.headers.get('content-type')).toMatch(/^application\/fhir\+json/);
+  expect(['x-content-type-options', 'cache-control', 'cross-origin-resource-policy', 'content-security-policy'].map((h) => res.headers.get(h)))
+    .toEqual(['nosniff', 'no-store', 'same-origin', "sandbox; default-src 'none'"]);
+  if (res.status !== 401) expect(res.headers.get('x-request-id')).toBe('req-12345678');
+  else expect(res.headers.get('x-request-id')).toMatch(/^(req-12345678|[0-9a-f-]{36})$/);
   const oo = await res.json() as { resourceType: string; issue: { details: { coding: { code: string }[]; text: string }; diagnostics: string }[] };
   expect(oo.resourceType).toBe('OperationOutcome');
   return { code: oo.issue[0]!.details.coding[0]!.code, text: oo.issue[0]!.details.text, diagnostics: oo.issue[0]!.diagnostics };
@@ -42,8 +47,6 @@ test('the session is looked up after the anti-forgery header, then the proxy see
   try {
     const res = await s.get('/fhir/Patient/1?x=1', { ...CSRF, cookie: 'a=b' });
     expect(await res.text()).toBe('ok');
-    expect(res.headers.get('x-request-id')).toBe('req-12345678');
-    expect([res.headers.get('x-content-type-options'), res.headers.get('cache-control'), res.headers.get('cross-origin-resource-policy')]).toEqual(['nosniff', 'no-store', 'same-origin']);
     expect(seen).toEqual(['session a=b', 'proxy /Patient/1?x=1 /fhir/Patient/1?x=1 sid-1 req-12345678']);
   } finally {
     await s.close();

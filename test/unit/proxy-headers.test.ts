@@ -22,7 +22,7 @@ describe('proxy header hygiene', () => {
     expect(upstreamRequestHeaders({ connection: 'prefer', prefer: 'x' }, 't', 'r')).not.toHaveProperty('prefer');
   });
 
-  test('response: an allow-list (Set-Cookie, hop-by-hop, Access-Control-*, WWW-Authenticate and headers acting on the origin removed); no-store, CSP sandbox and nosniff added', () => {
+  test('response: an allow-list (Set-Cookie, hop-by-hop, Access-Control-*, WWW-Authenticate and headers acting on the origin removed); no-store, CSP sandbox, nosniff and same-origin added', () => {
     const out = browserResponseHeaders(
       {
         'content-type': 'application/fhir+json', etag: 'W/"2"', location: 'x', 'last-modified': 'y', 'set-cookie': ['a=b'],
@@ -35,7 +35,7 @@ describe('proxy header hygiene', () => {
     );
     expect(out).toEqual({
       'content-type': 'application/fhir+json', etag: 'W/"2"', location: 'x', 'last-modified': 'y', 'x-progress': 'busy', 'cache-control': 'no-store', pragma: 'no-cache',
-      'content-security-policy': "sandbox; default-src 'none'", 'x-content-type-options': 'nosniff',
+      'content-security-policy': "sandbox; default-src 'none'", 'x-content-type-options': 'nosniff', 'cross-origin-resource-policy': 'same-origin',
     });
     expect(browserResponseHeaders({ 'content-length': '10' }, { dropContentLength: false })['content-length']).toBe('10');
   });
