@@ -10,10 +10,12 @@
  *   instance and, with Redis, on the others;
  * - the absolute timeout is checked on every call, from the session's own `createdAt`: a session past it ends
  *   there (its launch contexts end, the store entry is destroyed) and the call has no session;
- * - the idle timeout is the store's: each call touches the store entry through the same throttled `touch`
- *   express-session calls (at most once per session per touch interval), so the entry lives as long as it would
- *   under express-session. The cache cannot outlive it: a cached session is kept at most the touch interval
- *   (app.ts), while the entry, alive when it was read and touched then or within the interval before, lives at
+ * - the idle timeout is the store's: a call that reads the session from the store touches the store entry through
+ *   the same throttled `touch` express-session calls (at most once per session per touch interval). A cached
+ *   session is kept at most the touch interval (app.ts), so a session in use is read from the store, and touched,
+ *   at least once per interval: the entry lives as long as it would under express-session, and the calls served
+ *   from the cache in between need not touch (the throttle would have let none of them through). The cache cannot
+ *   outlive the entry: the entry, alive when it was read and touched then or within the interval before, lives at
  *   least the idle timeout minus the interval from that read;
  * - a store that is disconnected or fails is a StoreError (503 session_store_unavailable), never "no session".
  *
@@ -59,7 +61,11 @@ export class ProxySessions {
     if (!this.storeReady) throw new StoreError('connect');
     const id = this.opts.cookies.sessionId(cookieHeader);
     if (id === undefined) return undefined;
-    const data = await this.opts.cache.get(id, () => this.storeGet(id));
+    let read = false;
+    const data = await this.opts.cache.get(id, () => {
+      read = true;
+      return this.storeGet(id);
+    });
     if (!data) return undefined;
     const createdAt = data.createdAt;
     if (createdAt !== undefined && Date.now() - createdAt > this.opts.absoluteSeconds * 1000) {
@@ -68,7 +74,7 @@ export class ProxySessions {
       await this.storeCall('destroy', (cb) => this.opts.store.destroy(id, cb));
       return undefined;
     }
-    this.touch(id, data, log);
+    if (read) this.touch(id, data, log);
     return { id, data };
   }
 
