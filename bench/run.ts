@@ -284,7 +284,7 @@ A fast local upstream serves one Patient of about 1 KB with keep-alive, so the p
 proxy forwards with a bearer token over keep-alive (the same agent settings as ours) and does nothing else.
 "smart-bff" is the real app after a real launch against the sandbox EHR (session cookie, launch context, access
 token, the anti-forgery header, header allow-lists both ways, link rewriting, metrics, and the \`proxy.request\` log
-line at \`info\`, written to /dev/null by the server's own log destination) with the token bound to that upstream.
+line at \`info\`, written to /dev/null by pino's asynchronous destination, as in production) with the token bound to that upstream.
 Every target gets the same request, as the app's page sends it: the session cookie, \`X-CSRF\` and
 \`X-SMART-Context\` (the upstream, the bare proxy and nginx ignore them; a proxy still reads them).
 Each row is the round with the median req/s; "range" is the lowest and highest of the rounds. Latencies in

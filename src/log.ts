@@ -113,38 +113,11 @@ export function createLogger(opts: { level?: LevelWithSilent; destination?: Dest
     },
     serializers: { err: (err: Error) => redactLogObject(plainError(pino.stdSerializers.err(err))) },
   };
-  // stdout, made here so that a tapped logger can write to the very same stream
-  const destination = opts.destination ?? batchedDestination(1);
+  // pino's own default (stdout), made here so that a tapped logger can write to the very same stream.
+  const destination = opts.destination ?? pino.destination(1);
   const logger = pino(options, destination);
   made.set(logger, { options, destination });
   return logger;
-}
-
-/**
- * The server's log destination: stdout (or another file), written synchronously and in batches: the lines logged
- * in one turn of the event loop are written together when the turn ends, in one write (or at once past 8 KB). A
- * line is never held longer than the turn that logged it. pino's own default writes each line asynchronously
- * through libuv's thread pool: a hand-off to another thread and back for every proxied call under load, which was
- * a fifth of the proxy's CPU time (docs/benchmarks.md). `flush()` (pino's `logger.flush()`) writes what is pending
- * at once; server.ts does so when the process exits.
- */
-export function batchedDestination(dest: number | string = 1): DestinationStream {
-  const stream = pino.destination({ dest, sync: true, minLength: 8 * 1024 });
-  let pending = false;
-  const endOfTurn = () => {
-    pending = false;
-    stream.flush();
-  };
-  const write = stream.write.bind(stream);
-  stream.write = (line: string) => {
-    const more = write(line);
-    if (!pending) {
-      pending = true;
-      setImmediate(endOfTurn);
-    }
-    return more;
-  };
-  return stream;
 }
 
 const made = new WeakMap<Logger, { options: LoggerOptions; destination: DestinationStream }>();

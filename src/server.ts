@@ -26,8 +26,6 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger({ level: config.logLevel });
-  // the log is written in batches at the end of each turn of the event loop (log.ts): what is pending goes out on exit
-  process.on('exit', () => logger.flush());
   for (const w of config.warnings) logger.warn({ event: 'config.warning' }, w);
 
   let sandbox: { handler: import('express').RequestHandler; close(): Promise<void> } | undefined;

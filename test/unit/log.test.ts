@@ -4,11 +4,7 @@
  * strings; fields that only ever hold secrets are redacted wherever they are.
  */
 import { captureLogs } from '../helpers/log-capture.js';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pino } from 'pino';
-import { batchedDestination, createLogger, redactUrl } from '../../src/log.js';
+import { redactUrl } from '../../src/log.js';
 
 const AUTH_CODE = 'SplxlOBeZQQYbYS6WxSbIA-authorization-code';
 
@@ -64,37 +60,4 @@ test('the caller\'s object is never modified by the redaction', () => {
   const obj = { access_token: 'a', query: { code: AUTH_CODE }, url: `/callback?code=${AUTH_CODE}` };
   logged(obj);
   expect(obj).toEqual({ access_token: 'a', query: { code: AUTH_CODE }, url: `/callback?code=${AUTH_CODE}` });
-});
-
-describe('the server\'s log destination (batchedDestination)', () => {
-  const turn = () => new Promise((r) => setImmediate(r));
-
-  test('the lines of one turn are written together when it ends, in order; none is held longer', async () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'smart-bff-log-')), 'out.log');
-    const logger = createLogger({ destination: batchedDestination(file) });
-    for (let i = 0; i < 3; i++) logger.info({ event: 'line', i }, 'm');
-    expect(readFileSync(file, 'utf8')).toBe(''); // not one write per line
-    await turn();
-    expect(readFileSync(file, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { i: number }).i)).toEqual([0, 1, 2]);
-    logger.info({ event: 'line', i: 3 }, 'm');
-    await turn();
-    expect(readFileSync(file, 'utf8').trim().split('\n')).toHaveLength(4);
-  });
-
-  test('flush() writes what is pending at once (server.ts does on exit); past 8 KB a turn writes without waiting', async () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'smart-bff-log-')), 'out.log');
-    const logger = createLogger({ destination: batchedDestination(file) });
-    logger.info({ event: 'pending' }, 'm');
-    logger.flush();
-    expect(readFileSync(file, 'utf8')).toContain('"event":"pending"');
-    for (let i = 0; i < 100; i++) logger.info({ event: 'bulk', filler: 'x'.repeat(100) }, 'm');
-    expect(readFileSync(file, 'utf8').split('"event":"bulk"').length - 1).toBeGreaterThan(50);
-    await turn();
-    expect(readFileSync(file, 'utf8').split('"event":"bulk"').length - 1).toBe(100);
-  });
-
-  test('the server\'s logger (createLogger\'s default: stdout) writes through it', () => {
-    const stream = (createLogger() as unknown as Record<symbol, { sync: boolean; minLength: number; fd: number }>)[pino.symbols.streamSym]!;
-    expect([stream.fd, stream.sync, stream.minLength]).toEqual([1, true, 8 * 1024]);
-  });
 });
