@@ -31,7 +31,7 @@ import type { SmartDeps } from '../smart/deps.js';
 import type { TokenRefresher } from '../smart/token-refresher.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { LinkRewriter, isRewritable, needlesFor, rewriteBody } from './link-rewriter.js';
-import { buildTargetUrl, proxyUrlFor } from './target-url.js';
+import { buildTargetUrl, proxyUrlFor, type TargetUrl } from './target-url.js';
 import type { ProxyCall } from './fhir-route.js';
 
 const ALLOWED_METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD']);
@@ -209,7 +209,7 @@ function readBody(req: IncomingMessage, maxBytes: number): Promise<RequestBody> 
 }
 
 /** Sends one upstream request; resolves with the response once its headers arrive. */
-function send(call: ProxyCall, req: IncomingMessage, res: ServerResponse, target: URL, tokens: TokenSet, deps: SmartDeps, agents: ProxyAgents, body: RequestBody): Promise<http.IncomingMessage> {
+function send(call: ProxyCall, req: IncomingMessage, res: ServerResponse, target: TargetUrl, tokens: TokenSet, deps: SmartDeps, agents: ProxyAgents, body: RequestBody): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
     const isHttps = target.protocol === 'https:';
     const headers = upstreamRequestHeaders(req.headers, tokens.accessToken, call.id);

@@ -3,6 +3,10 @@
  * base of the launch that earned it. Works on the raw (undecoded) path: anything that could climb out of the
  * base or change the host is refused — `..` and its encodings, `//host`, `\host`, absolute URLs, encoded
  * slashes, backslashes and NUL — and the result is checked again after URL resolution.
+ *
+ * Most calls' paths and queries are made only of characters the URL parser copies as they are; for those the
+ * target is the base's text followed by them, without running the parser (some 5 µs of every proxied call). The
+ * tests compare that with the parser's result on random paths (target-url.test.ts).
  */
 import { LRUCache } from 'lru-cache';
 import { AppError, ErrorCode } from '../http/errors.js';
@@ -26,11 +30,28 @@ function parsedBase(fhirBaseUrl: string): URL {
   return base;
 }
 
+/** Where a proxied call goes: the fields of a URL the upstream request is built from (a URL has them all). */
+export interface TargetUrl {
+  readonly href: string;
+  readonly protocol: string;
+  readonly hostname: string;
+  readonly port: string;
+  readonly pathname: string;
+  readonly search: string;
+}
+
+/**
+ * A path (after the first `/`) and query that the URL parser leaves exactly as they are: unreserved and
+ * sub-delimiter characters (but `'`, which it escapes in a query), `:`, `@`, `/`, and well-formed percent-escapes;
+ * the query may also hold `?`. Whatever else (a space, a quote, `|`, `^`, non-ASCII …) goes through the parser.
+ */
+const VERBATIM = /^(?:[A-Za-z0-9\-._~!$&()*+,;=:@/]|%[0-9A-Fa-f]{2})*(?:\?(?:[A-Za-z0-9\-._~!$&()*+,;=:@/?]|%[0-9A-Fa-f]{2})*)?$/;
+
 /**
  * @param rawPathAndQuery the request's original URL after the `/fhir` mount point, e.g. `/Patient/1?_count=5`.
  * @param fhirBaseUrl the launch's FHIR base (the `aud`), with or without a trailing slash.
  */
-export function buildTargetUrl(rawPathAndQuery: string, fhirBaseUrl: string): URL {
+export function buildTargetUrl(rawPathAndQuery: string, fhirBaseUrl: string): TargetUrl {
   const q = rawPathAndQuery.indexOf('?');
   const rawPath = q === -1 ? rawPathAndQuery : rawPathAndQuery.slice(0, q);
   const rawQuery = q === -1 ? '' : rawPathAndQuery.slice(q);
@@ -47,7 +68,17 @@ export function buildTargetUrl(rawPathAndQuery: string, fhirBaseUrl: string): UR
   if (rawPathAndQuery.includes('#')) throw new PathRejected('fragment');
 
   const base = parsedBase(fhirBaseUrl);
-  const target = new URL(rest + rawQuery, base);
+  if (VERBATIM.test(rest + rawQuery) && !base.username && !base.password && !base.search && !base.hash) {
+    // what the parser would make of it, checked above: no dot segment, no empty segment, no scheme
+    const pathname = base.pathname + rest;
+    return { href: `${base.origin}${pathname}${rawQuery}`, protocol: base.protocol, hostname: base.hostname, port: base.port, pathname, search: rawQuery === '?' ? '' : rawQuery };
+  }
+  return targetByParser(rest + rawQuery, base);
+}
+
+/** The target as the URL parser resolves it against the base, checked to stay under it: the reference for every path. */
+export function targetByParser(relative: string, base: URL): URL {
+  const target = new URL(relative, base);
   // Belt and braces: whatever the parser did, the result must stay under the base.
   if (target.origin !== base.origin || !(target.pathname === base.pathname.replace(/\/$/, '') || target.pathname.startsWith(base.pathname))) {
     throw new PathRejected('outside the FHIR base');
