@@ -3,30 +3,32 @@
  * proxy's URL while the body streams through: constant memory, whatever the body size. A match must be
  * followed by a URL boundary (`/ ? # " ' < \` and the like, or the end) so `…/r4` never rewrites `…/r4b`. JSON's
  * escaped form (`https:\/\/host\/r4`) is rewritten too.
- * It works on bytes, read as latin1 (one character per byte, the cheapest conversion V8 has, and exact both
- * ways): a UTF-8 needle can only match at a character boundary, and the boundary characters are ASCII, so the
- * body is never decoded and a multibyte character split between chunks needs no care.
+ * It works on bytes: the needles are the UTF-8 bytes of the URLs, a UTF-8 needle can only match at a character
+ * boundary, and the boundary characters are ASCII, so the body is never decoded and a multibyte character split
+ * between chunks needs no care. What passes unchanged is never copied but once, into the chunk pushed on.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 
-const BOUNDARY = new Set(['/', '?', '#', '"', "'", '<', '\\', ',', ' ', '\n', '\r', '\t', '}', ']']);
+/** Bytes that may follow a URL prefix for it to be rewritten. */
+const BOUNDARY = new Uint8Array(256);
+for (const c of ['/', '?', '#', '"', "'", '<', '\\', ',', ' ', '\n', '\r', '\t', '}', ']']) BOUNDARY[c.charCodeAt(0)] = 1;
 
-/** A URL prefix and its replacement, as latin1 strings of their UTF-8 bytes. */
+/** A URL prefix and its replacement, as UTF-8 bytes. */
 export interface Needle {
-  from: string;
-  to: string;
+  from: Buffer;
+  to: Buffer;
 }
 
 /**
- * Rewrites what can be decided in `text` (bytes as latin1); `carry` is the tail that cannot be yet (a possible
- * match running past the end, or a match whose next byte has not arrived), to prepend to the next chunk.
- * With `final`, everything is decided and `carry` is empty.
+ * Rewrites what can be decided in `data`: the parts of the output, and `carry`, the tail that cannot be decided yet
+ * (a possible match running past the end, or a match whose next byte has not arrived), to put before the next
+ * chunk. With `final`, everything is decided and `carry` is empty.
  */
-export function rewriteText(text: string, needles: readonly Needle[], final: boolean): { out: string; carry: string } {
-  let out = '';
+function rewriteBytes(data: Buffer, needles: readonly Needle[], final: boolean): { parts: Buffer[]; carry: Buffer } {
+  const parts: Buffer[] = [];
   let i = 0;
-  let carryFrom = text.length;
+  let carryFrom = data.length;
   // Each needle's next occurrence at or after i, found once and reused until passed: a needle that does not
   // occur (the JSON-escaped form, usually) is searched for once per chunk, not once per match.
   const next = needles.map(() => -2);
@@ -34,7 +36,7 @@ export function rewriteText(text: string, needles: readonly Needle[], final: boo
     let best = -1;
     let needle: Needle | undefined;
     for (let k = 0; k < needles.length; k++) {
-      if (next[k] !== -1 && next[k]! < i) next[k] = text.indexOf(needles[k]!.from, i);
+      if (next[k] !== -1 && next[k]! < i) next[k] = data.indexOf(needles[k]!.from, i);
       const j = next[k]!;
       if (j !== -1 && (best === -1 || j < best)) {
         best = j;
@@ -43,36 +45,39 @@ export function rewriteText(text: string, needles: readonly Needle[], final: boo
     }
     if (best === -1 || !needle) break;
     const after = best + needle.from.length;
-    if (after >= text.length && !final) {
+    if (after >= data.length && !final) {
       carryFrom = best;
       break;
     }
-    out += text.slice(i, best);
-    out += after >= text.length || BOUNDARY.has(text[after]!) ? needle.to : needle.from;
+    if (best > i) parts.push(data.subarray(i, best));
+    parts.push(after >= data.length || BOUNDARY[data[after]!] === 1 ? needle.to : needle.from);
     i = after;
   }
-  if (carryFrom === text.length && !final) {
+  if (carryFrom === data.length && !final) {
     // keep the longest tail that could be the start of a needle
     const longest = Math.max(...needles.map((n) => n.from.length));
-    for (let k = Math.max(i, text.length - longest + 1); k < text.length; k++) {
-      const tail = text.slice(k);
-      if (needles.some((n) => n.from.startsWith(tail))) {
+    for (let k = Math.max(i, data.length - longest + 1); k < data.length; k++) {
+      const tail = data.subarray(k);
+      if (needles.some((n) => n.from.subarray(0, tail.length).equals(tail))) {
         carryFrom = k;
         break;
       }
     }
   }
-  out += text.slice(i, carryFrom);
-  return { out, carry: text.slice(carryFrom) };
+  if (carryFrom > i) parts.push(data.subarray(i, carryFrom));
+  return { parts, carry: data.subarray(carryFrom) };
 }
+
+/** The parts as one chunk (the one copy of the bytes that pass unchanged). */
+const joined = (parts: Buffer[]): Buffer => (parts.length === 1 ? parts[0]! : Buffer.concat(parts));
 
 /**
  * Rewrites a whole body at once. A body in which no needle occurs (most single-resource reads: their references
- * are relative) is returned as it is, found by a byte search, without converting it to a string and back.
+ * are relative) is returned as it is, found by a byte search.
  */
 export function rewriteBody(body: Buffer, needles: readonly Needle[]): Buffer {
-  if (!needles.some((n) => body.includes(n.from, 0, 'latin1'))) return body;
-  return Buffer.from(rewriteText(body.toString('latin1'), needles, true).out, 'latin1');
+  if (!needles.some((n) => body.includes(n.from))) return body;
+  return joined(rewriteBytes(body, needles, true).parts);
 }
 
 /** Needles by FHIR base and proxy base: a bounded cache, read per proxied call. */
@@ -92,25 +97,24 @@ function makeNeedles(upstreamBase: string, proxyBase: string): Needle[] {
   const from = upstreamBase.replace(/\/+$/, '');
   const to = proxyBase.replace(/\/+$/, '');
   const esc = (s: string) => s.replace(/\//g, '\\/');
-  const bytes = (s: string) => Buffer.from(s, 'utf8').toString('latin1');
   const pairs = from === esc(from) ? [[from, to]] : [[from, to], [esc(from), esc(to)]];
-  return pairs.map(([f, t]) => ({ from: bytes(f!), to: bytes(t!) }));
+  return pairs.map(([f, t]) => ({ from: Buffer.from(f!, 'utf8'), to: Buffer.from(t!, 'utf8') }));
 }
 
 export class LinkRewriter extends Transform {
-  private carry = '';
+  private carry: Buffer | undefined;
   constructor(private readonly needles: readonly Needle[]) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    const { out, carry } = rewriteText(this.carry + chunk.toString('latin1'), this.needles, false);
-    this.carry = carry;
-    if (out) this.push(Buffer.from(out, 'latin1'));
+    const { parts, carry } = rewriteBytes(this.carry?.length ? Buffer.concat([this.carry, chunk]) : chunk, this.needles, false);
+    // the carry is kept apart from the chunk it came from (a few bytes), never as a view holding the whole chunk
+    this.carry = carry.length ? Buffer.from(carry) : undefined;
+    if (parts.length) this.push(joined(parts));
     cb();
   }
   override _flush(cb: TransformCallback): void {
-    const { out } = rewriteText(this.carry, this.needles, true);
-    if (out) this.push(Buffer.from(out, 'latin1'));
+    if (this.carry?.length) this.push(joined(rewriteBytes(this.carry, this.needles, true).parts));
     cb();
   }
 }
