@@ -151,7 +151,7 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
   const credentials = launchCredentials(registration);
   const openid = tx.scopes.includes('openid');
   let observed: HttpObservation | undefined;
-  let idTokenIgnored: string | undefined; // the fingerprint of an id_token set aside unread
+  let ignoredIdTokenFp: string | undefined; // the fingerprint of an id_token set aside unread (oauth-config.ts)
   const oauth = buildOAuthConfig(server, credentials, {
     timeoutMs: deps.config.httpTimeoutMs,
     allowInsecureHttp: deps.config.allowInsecureHttp,
@@ -160,7 +160,7 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
       steps.add('token_request', o.elapsedMs);
     },
     // Without openid no id_token is expected, so none is validated or read: one sent anyway is set aside.
-    ...(openid ? {} : { ignoreIdToken: (t: unknown) => (idTokenIgnored = fingerprint(typeof t === 'string' ? t : JSON.stringify(t))) }),
+    ...(openid ? {} : { ignoreIdToken: (fp: string) => (ignoredIdTokenFp = fp) }),
   });
 
   // redirect_uri in the token request comes from currentUrl: build it from PUBLIC_URL, never from Host headers.
@@ -214,8 +214,8 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
       throw idTokenInvalid(err instanceof IdTokenError ? err.failure : { check: 'signature', reason: clip((err as Error)?.message, 200) ?? 'verification failed' }, log, observed, started, err);
     }
   }
-  if (idTokenIgnored !== undefined) {
-    log.info({ event: 'token.id_token_ignored', reason: 'openid_not_requested', id_token_fp: idTokenIgnored }, 'token: the server sent an ID token although openid was not requested; it was set aside unread (not validated, not kept)');
+  if (ignoredIdTokenFp !== undefined) {
+    log.info({ event: 'token.id_token_ignored', reason: 'openid_not_requested', id_token_fp: ignoredIdTokenFp }, 'token: the server sent an ID token although openid was not requested; it was set aside unread (not validated, not kept)');
   }
 
   deps.metrics.tokenExchanges.inc({ result: 'success' });

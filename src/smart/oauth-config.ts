@@ -10,11 +10,13 @@
  * An id_token's claims are checked by openid-client; its signature by id-token.ts (openid-client does not verify
  * the signature of a token-endpoint id_token). When the caller did not ask for one (`ignoreIdToken`), an
  * id_token the server sends anyway is taken out of the response before openid-client reads it, and the caller
- * is told, so that it logs a note: it is never validated half-way nor read.
+ * is told its fingerprint, so that it logs a note: it is never validated half-way nor read, and the token itself
+ * never leaves this module.
  */
 import * as client from 'openid-client';
 import type { DiscoveredServer } from './discovery.js';
 import { clientAuth, type ClientCredentials } from './client-auth.js';
+import { fingerprint } from '../log.js';
 
 /** What is safe to log about one response (never a body). */
 export interface HttpObservation {
@@ -39,8 +41,8 @@ export interface OAuthConfigOptions {
    * No id_token is wanted (openid was not requested, or cannot be verified): one in a token response is removed
    * before openid-client reads it, and this is called.
    */
-  /** Called with an id_token set aside unread (for its fingerprint in the log; never logged itself). */
-  ignoreIdToken?: (idToken: unknown) => void;
+  /** Called with the fingerprint (log.ts) of an id_token set aside unread: the token itself is never handed out. */
+  ignoreIdToken?: (idTokenFingerprint: string) => void;
 }
 
 export function hasIssuer(server: DiscoveredServer): boolean {
@@ -72,8 +74,8 @@ export function buildOAuthConfig(server: DiscoveredServer, credentials: ClientCr
   return config;
 }
 
-/** The same token response without its id_token (told to `ignored` when there was one); anything not JSON passes. */
-async function withoutIdToken(res: Response, ignored: (idToken: unknown) => void): Promise<Response> {
+/** The same token response without its id_token (its fingerprint told to `ignored` when there was one); anything not JSON passes. */
+async function withoutIdToken(res: Response, ignored: (idTokenFingerprint: string) => void): Promise<Response> {
   const text = await res.text();
   const headers = new Headers(res.headers);
   headers.delete('content-length');
@@ -87,6 +89,6 @@ async function withoutIdToken(res: Response, ignored: (idToken: unknown) => void
   if (!body || typeof body !== 'object' || Array.isArray(body) || !Object.hasOwn(body, 'id_token')) return new Response(text, init);
   const idToken = (body as Record<string, unknown>).id_token;
   delete (body as Record<string, unknown>).id_token;
-  ignored(idToken);
+  ignored(fingerprint(typeof idToken === 'string' ? idToken : JSON.stringify(idToken))!);
   return new Response(JSON.stringify(body), init);
 }
