@@ -12,7 +12,8 @@ const NODE_NAMES = {
 };
 
 function nodeName(encoding) {
-  const name = NODE_NAMES[String(encoding).toLowerCase()];
+  const key = String(encoding).toLowerCase();
+  const name = Object.hasOwn(NODE_NAMES, key) ? NODE_NAMES[key] : undefined; // never __proto__ and the like
   if (name === undefined) {
     const err = new Error(`unsupported charset "${String(encoding).toUpperCase()}"`);
     err.type = 'charset.unsupported';

@@ -86,6 +86,6 @@ export class MemoryTransactionStore implements TransactionStore {
 
   /** Pending launches held now (tests and metrics). */
   get size(): number {
-    return (this.lazy.made?.size ?? 0);
+    return this.lazy.made?.size ?? 0;
   }
 }
