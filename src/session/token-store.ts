@@ -74,6 +74,10 @@ export class MemoryTokenStore implements TokenStore {
       max: opts.max ?? 10_000,
       // ttlAutopurge: an expired token set leaves memory when it expires, not when it is next looked at.
       ttlAutopurge: true,
+      // the clock read fresh for every expiry check: lru-cache's default keeps a reading for 1 ms (with a timer),
+      // older than a set made within it, so a remaining TTL could exceed the TTL just set (and `replace` push the
+      // expiry later by as much)
+      ttlResolution: 0,
       ...(onEvict ? { dispose: (tokens: TokenSet, contextId: string, reason: LRUCache.DisposeReason) => { if (reason === 'evict') onEvict(contextId, tokens); } } : {}),
     });
   }

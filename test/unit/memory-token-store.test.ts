@@ -32,3 +32,15 @@ test('taken, deleted, replaced or expired token sets are not "pushed out"', asyn
   expect(await store.get('short')).toBeUndefined();
   expect(evicted).toEqual([]);
 });
+
+test('a token set\'s remaining time never exceeds the time it was stored for, even just after a clock reading', async () => {
+  const store = new MemoryTokenStore();
+  await store.set('primer', set(0), 60);
+  for (let i = 0; i < 200; i++) {
+    store.remainingSeconds('primer'); // reads the store's clock just before the set
+    await store.set(`t${i}`, set(i), 30);
+    expect(store.remainingSeconds(`t${i}`)).toBeLessThanOrEqual(30);
+    expect(await store.replace(`t${i}`, set(i + 1))).toBe(true); // the expiry kept, not pushed later
+    expect(store.remainingSeconds(`t${i}`)).toBeLessThanOrEqual(30);
+  }
+});
