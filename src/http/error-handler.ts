@@ -30,18 +30,30 @@ export const FHIR_SECURITY_HEADERS = Object.freeze({
 
 type ErrorContext = Pick<IncomingMessage, 'headers' | 'method'> & { originalUrl: string; log?: Logger; id: string };
 
-/** What every error gets, wherever it is answered: one AppError, its metrics, one log line. */
-export function reportError(err: unknown, req: ErrorContext, metrics?: Metrics): AppError {
+/**
+ * What every error gets, wherever it is answered: one AppError, its metrics, one log line. An error raised once
+ * the response is complete (express-session's touch or save at the end of a request, when the store fails just
+ * then) answers nothing: it is logged as `error.after_response` and counted in errorsAfterResponse, never as an
+ * error response, a refused request or a launch outcome (the request it follows has already been counted).
+ */
+export function reportError(err: unknown, req: ErrorContext, metrics: Metrics | undefined, res: Pick<ServerResponse, 'writableEnded'>): AppError {
   const appErr = toAppError(err);
+  const log = req.log;
+  const path = req.originalUrl.split('?')[0];
+  if (res.writableEnded) {
+    metrics?.errorsAfterResponse.inc({ code: appErr.code });
+    const unexpected = !isAppError(err) ? { err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack } } : {};
+    log?.warn({ event: 'error.after_response', code: appErr.code, status: appErr.status, method: req.method, path, ...unexpected }, `after the response was sent: ${appErr.message}`);
+    return appErr;
+  }
   if (metrics) {
     metrics.errorResponses.inc({ status: String(appErr.status), code: appErr.code });
     // Only a StoreError (or the store being disconnected) carries this code: nothing else can raise a store alert.
     if (appErr.code === ErrorCode.SESSION_STORE_UNAVAILABLE) metrics.sessionStoreErrors.inc();
     if (LAUNCH_PATHS.test(req.originalUrl)) metrics.launches.inc({ outcome: appErr.code });
   }
-  const log = req.log;
   if (appErr.status >= 500 && !isAppError(err)) log?.error({ event: 'error.unhandled', err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack } }, 'unhandled error');
-  else log?.info({ event: 'error.response', code: appErr.code, status: appErr.status, method: req.method, path: req.originalUrl.split('?')[0] }, appErr.message);
+  else log?.info({ event: 'error.response', code: appErr.code, status: appErr.status, method: req.method, path }, appErr.message);
   return appErr;
 }
 
@@ -86,7 +98,7 @@ const LAUNCH_PATHS = /^\/(launch|login|callback)(\/|\?|$)/;
 
 export function errorHandler(metrics?: Metrics): ErrorRequestHandler {
   return (err, req, res, _next) => {
-    const appErr = reportError(err, req, metrics);
+    const appErr = reportError(err, req, metrics, res);
     // The store could not keep the session: nothing may name it (express-session would still send a cookie for
     // a new, modified session, and try to save it again at the end), so it is dropped from this request.
     if (appErr.code === ErrorCode.SESSION_STORE_UNAVAILABLE) delete (req as { session?: unknown }).session;

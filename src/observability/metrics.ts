@@ -1,8 +1,8 @@
 /**
  * Prometheus metrics (prom-client), one registry per app instance: launches and their outcome by error code,
  * token exchanges and refreshes by result, revocations of ended launch contexts by reason and result, proxy
- * requests by status with a latency histogram, upstream errors, session store errors, and every error response
- * by status and stable code. Served at /metrics only when METRICS_TOKEN is set, and only with that bearer token.
+ * requests by status with a latency histogram, upstream errors, session store errors, every error response
+ * by status and stable code, and errors raised after a response was complete. Served at /metrics only when METRICS_TOKEN is set, and only with that bearer token.
  */
 import { bearerMatches } from '../http/secret-compare.js';
 import client from 'prom-client';
@@ -23,6 +23,7 @@ export class Metrics {
   readonly upstreamErrors = new client.Counter({ name: 'smart_bff_upstream_errors_total', help: 'FHIR upstream failures by kind (timeout, connect)', labelNames: ['kind'], registers: [this.registry] });
   readonly sessionStoreErrors = new client.Counter({ name: 'smart_bff_session_store_errors_total', help: 'Requests refused because the session store (or the pending-launch store) failed or was unreachable', registers: [this.registry] });
   readonly errorResponses = new client.Counter({ name: 'smart_bff_error_responses_total', help: 'Error responses by HTTP status and stable error code', labelNames: ['status', 'code'], registers: [this.registry] });
+  readonly errorsAfterResponse = new client.Counter({ name: 'smart_bff_errors_after_response_total', help: 'Errors raised after a response was complete (a session store touch or save at the end of a request), by stable error code: no error response was sent', labelNames: ['code'], registers: [this.registry] });
 
   /**
    * @param processMetrics prom-client's default metrics (CPU, memory, event loop lag, GC …): only when /metrics is

@@ -68,7 +68,7 @@ export function fhirRoute(deps: FhirRouteDeps): (req: IncomingMessage, res: Serv
     const call = new ProxyCall(logger, requestIdFor(req.headers['x-request-id']), pathAfterFhir(url));
     handle(call, req, res).catch((err: unknown) => {
       const context = { headers: req.headers, method: req.method, originalUrl: url, id: call.id, get log() { return call.log(); } };
-      sendFhirError(reportError(err, context, metrics), context, res);
+      sendFhirError(reportError(err, context, metrics, res), context, res);
     });
   };
 }

@@ -17,6 +17,7 @@ import { rawHttp } from '../helpers/raw-http.js';
 import { createClient } from 'redis';
 import { createRedisSessionStore, RedisTransactionStore, type RedisClient } from '../../src/session/redis-store.js';
 import { redisAvailable, startRedis } from '../helpers/redis.js';
+import { waitFor } from '../helpers/revocations.js';
 
 const CSRF = { 'X-CSRF': '1' };
 const INHERITED = ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', '__defineGetter__'];
@@ -188,6 +189,48 @@ describe('#43 only session-store failures become 503 session_store_unavailable',
       expect(text).toMatch(/^smart_bff_error_responses_total\{status="503",code="session_store_unavailable"\} 2$/m);
     } finally {
       await client.disconnect().catch(() => undefined);
+      await redis.stop();
+    }
+  });
+});
+
+(redisAvailable() ? describe : describe.skip)('#43 a store failure after the response is not an error response', () => {
+  test('#43 Redis refusing the session touch at the end of a request (an ACL without EXPIRE): the 200 stands, no error response, no refused request, no launch outcome; counted and logged as after the response', async () => {
+    const redis = await startRedis();
+    const admin = createClient({ url: redis.url });
+    await admin.connect();
+    // every command but EXPIRE, which connect-redis's touch sends once the response is written
+    await admin.sendCommand(['ACL', 'SETUSER', 'app', 'on', '>app-password', '~*', '&*', '+@all', '-expire']);
+    const url = new URL(redis.url);
+    url.username = 'app';
+    url.password = 'app-password';
+    const client = createClient({ url: url.href, disableOfflineQueue: true }) as unknown as RedisClient;
+    client.on('error', () => undefined);
+    await client.connect();
+    const METRICS = 'metrics-token-0123456789';
+    const b = await startBff(
+      { SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', METRICS_TOKEN: METRICS },
+      { sessionStore: createRedisSessionStore(client, 600), transactionStore: new RedisTransactionStore(client) },
+    );
+    started.push(b);
+    try {
+      const { browser } = await signedIn(b);
+      const session = await browser.get(`${b.url}/api/session`, CSRF);
+      expect(session.status).toBe(200);
+      expect((await json(session)).contexts).toBeDefined();
+      await waitFor(() => b.logs.find('error.after_response').length > 0, 'the touch after the response to fail');
+      const late = b.logs.find('error.after_response');
+      expect(late).toEqual([expect.objectContaining({ level: 'warn', code: 'session_store_unavailable', method: 'GET', path: '/api/session' })]);
+      expect(b.logs.find('error.response')).toEqual([]);
+      const text = await (await fetch(`${b.url}/metrics`, { headers: { authorization: `Bearer ${METRICS}` } })).text();
+      expect(text).toMatch(/^smart_bff_errors_after_response_total\{code="session_store_unavailable"\} 1$/m);
+      expect(text).toMatch(/^smart_bff_session_store_errors_total 0$/m);
+      expect(text).not.toMatch(/^smart_bff_error_responses_total\{/m);
+      expect(text).toMatch(/^smart_bff_launches_total\{outcome="success"\} 1$/m);
+      expect(text).not.toMatch(/^smart_bff_launches_total\{outcome="session_store_unavailable"\}/m);
+    } finally {
+      await client.disconnect().catch(() => undefined);
+      await admin.disconnect().catch(() => undefined);
       await redis.stop();
     }
   });
