@@ -187,6 +187,32 @@ describe('#17 the id_token is verified before anything in it is used', () => {
       await f.close();
     }
   });
+
+  test('#17 no jwks_uri: an id_token sent anyway with a refresh is set aside unread too, named by its fingerprint only', async () => {
+    const f = await startTokenFront({ idTokens: true });
+    const sb = await frontedSandbox(f, ({ jwks_uri: _j, ...doc }) => doc);
+    try {
+      const b = await bff({ TOKEN_REFRESH_SKEW_SECONDS: '3600' }, sb); // every proxied call refreshes first
+      const { done, browser, context, scope } = await launch(b, { sb });
+      expect(scope).not.toContain('openid');
+      expect(done.status).toBe(302);
+      f.inject = { iss: sb.issuer, aud: 'public-app', sub: 'intruder', fhirUser: `${sb.fhirBaseUrl}/Practitioner/intruder`, iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 300 };
+      const patient = sb.patients[0]!.id;
+      const res = await browser.get(`${b.url}/fhir/Patient/${patient}`, { ...CSRF, 'X-SMART-Context': context! });
+      expect(res.status).toBe(200);
+      expect(b.logs.find('token.refresh.response').at(-1)).toMatchObject({ status: 200, msg: 'refresh: new access token stored' });
+      expect(f.issued).toHaveLength(1); // the refresh response's, the only id_token handed out
+      expect(b.logs.find('token.id_token_ignored')).toEqual([expect.objectContaining({ reason: 'openid_not_requested', contextId: context, id_token_fp: expect.stringMatching(/^len:\d+\/sha:/) })]);
+      expect(b.logs.find('token.id_token_ignored')[0]!.msg).toMatch(/^refresh:/);
+      expect(b.logs.text()).not.toContain(f.issued[0]!.split('.')[1]!.slice(0, 40));
+      expect((await b.app.locals.smart.tokenStore.get(context!))!.idToken).toBeUndefined();
+      const body = await json(await browser.get(`${b.url}/api/session`, { ...CSRF, 'X-SMART-Context': context! }));
+      expect(body.fhirUser ?? null).toBeNull();
+    } finally {
+      await sb.close();
+      await f.close();
+    }
+  });
 });
 
 describe('#7 the RFC 9207 iss of the authorization response', () => {
