@@ -162,18 +162,24 @@ describe('#43 only session-store failures become 503 session_store_unavailable',
   });
 });
 
+/** A BFF whose sessions and pending launches are in the Redis at `url` (no offline queue: a command to a Redis that is gone fails at once), with /metrics. */
+async function bffOnRedis(url: string): Promise<{ b: StartedBff; client: RedisClient; metrics: () => Promise<string> }> {
+  const client = createClient({ url, disableOfflineQueue: true, socket: { reconnectStrategy: () => 200 } }) as unknown as RedisClient;
+  client.on('error', () => undefined);
+  await client.connect();
+  const METRICS = 'metrics-token-0123456789';
+  const b = await startBff(
+    { SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', METRICS_TOKEN: METRICS },
+    { sessionStore: createRedisSessionStore(client, 600), transactionStore: new RedisTransactionStore(client) },
+  );
+  started.push(b);
+  return { b, client, metrics: async () => (await fetch(`${b.url}/metrics`, { headers: { authorization: `Bearer ${METRICS}` } })).text() };
+}
+
 (redisAvailable() ? describe : describe.skip)('#43 a real store failure is still a store failure', () => {
   test('#43 Redis stopped: 503 session_store_unavailable from the session and pending-launch stores, each counted as a store error', async () => {
     const redis = await startRedis();
-    const client = createClient({ url: redis.url, disableOfflineQueue: true, socket: { reconnectStrategy: () => 200 } }) as unknown as RedisClient;
-    client.on('error', () => undefined);
-    await client.connect();
-    const METRICS = 'metrics-token-0123456789';
-    const b = await startBff(
-      { SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', METRICS_TOKEN: METRICS },
-      { sessionStore: createRedisSessionStore(client, 600), transactionStore: new RedisTransactionStore(client) },
-    );
-    started.push(b);
+    const { b, client, metrics } = await bffOnRedis(redis.url);
     try {
       const { browser } = await signedIn(b);
       expect((await browser.get(`${b.url}/api/session`, CSRF)).status).toBe(200);
@@ -184,7 +190,7 @@ describe('#43 only session-store failures become 503 session_store_unavailable',
       const login = await fetch(`${b.url}/login`, { headers: { accept: 'application/json' }, redirect: 'manual' });
       expect(login.status).toBe(503);
       expect((await json(login)).error).toBe('session_store_unavailable');
-      const text = await (await fetch(`${b.url}/metrics`, { headers: { authorization: `Bearer ${METRICS}` } })).text();
+      const text = await metrics();
       expect(text).toMatch(/^smart_bff_session_store_errors_total 2$/m);
       expect(text).toMatch(/^smart_bff_error_responses_total\{status="503",code="session_store_unavailable"\} 2$/m);
     } finally {
@@ -195,7 +201,7 @@ describe('#43 only session-store failures become 503 session_store_unavailable',
 });
 
 (redisAvailable() ? describe : describe.skip)('#43 a store failure after the response is not an error response', () => {
-  test('#43 Redis refusing the session touch at the end of a request (an ACL without EXPIRE): the 200 stands, no error response, no refused request, no launch outcome; counted and logged as after the response', async () => {
+  test('#43 Redis refusing the session touch at the end of a request (an ACL without EXPIRE): the 200 stands, no error response, no refused request; counted and logged as after the response', async () => {
     const redis = await startRedis();
     const admin = createClient({ url: redis.url });
     await admin.connect();
@@ -204,15 +210,7 @@ describe('#43 only session-store failures become 503 session_store_unavailable',
     const url = new URL(redis.url);
     url.username = 'app';
     url.password = 'app-password';
-    const client = createClient({ url: url.href, disableOfflineQueue: true }) as unknown as RedisClient;
-    client.on('error', () => undefined);
-    await client.connect();
-    const METRICS = 'metrics-token-0123456789';
-    const b = await startBff(
-      { SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', METRICS_TOKEN: METRICS },
-      { sessionStore: createRedisSessionStore(client, 600), transactionStore: new RedisTransactionStore(client) },
-    );
-    started.push(b);
+    const { b, client, metrics } = await bffOnRedis(url.href);
     try {
       const { browser } = await signedIn(b);
       const session = await browser.get(`${b.url}/api/session`, CSRF);
@@ -222,7 +220,7 @@ describe('#43 only session-store failures become 503 session_store_unavailable',
       const late = b.logs.find('error.after_response');
       expect(late).toEqual([expect.objectContaining({ level: 'warn', code: 'session_store_unavailable', method: 'GET', path: '/api/session' })]);
       expect(b.logs.find('error.response')).toEqual([]);
-      const text = await (await fetch(`${b.url}/metrics`, { headers: { authorization: `Bearer ${METRICS}` } })).text();
+      const text = await metrics();
       expect(text).toMatch(/^smart_bff_errors_after_response_total\{code="session_store_unavailable"\} 1$/m);
       expect(text).toMatch(/^smart_bff_session_store_errors_total 0$/m);
       expect(text).not.toMatch(/^smart_bff_error_responses_total\{/m);
