@@ -296,10 +296,15 @@ async function tokensOrEndContext(call: ProxyCall, ctx: LaunchContextInfo, refre
   }
 }
 
+/** 25000 → "25 s", 1500 → "1.5 s", 800 → "800 ms". */
+function duration(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 100) / 10} s`;
+}
+
 function upstreamError(err: UpstreamFailure, timeoutMs: number): AppError {
   switch (err.kind) {
     case 'timeout':
-      return new AppError(ErrorCode.UPSTREAM_TIMEOUT, 504, `The EHR's FHIR server did not answer within ${Math.round(timeoutMs / 1000)} seconds.`, { hint: 'Try again; if it keeps happening, narrow the search.' });
+      return new AppError(ErrorCode.UPSTREAM_TIMEOUT, 504, `The EHR's FHIR server did not answer within ${duration(timeoutMs)}.`, { hint: 'Try again; if it keeps happening, narrow the search.' });
     case 'too_large':
       return new AppError(ErrorCode.PAYLOAD_TOO_LARGE, 413, 'The request body is too large.');
     default:

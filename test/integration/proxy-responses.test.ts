@@ -26,7 +26,7 @@ beforeAll(async () => {
     redirectUriPattern: /^http:\/\/127\.0\.0\.1:\d+\/callback$/,
   } as Parameters<typeof startSandbox>[0]);
   upstream = await startFaultUpstream();
-  b = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', FHIR_PROXY_TIMEOUT_MS: '800' }, { tokenStore });
+  b = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', FHIR_PROXY_TIMEOUT_MS: '3000' }, { tokenStore }); // long enough for a loaded CI machine; one test waits it out
   browser = new Browser();
   const start = await browser.get(`${b.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient: sandbox.patients[0]!.id })}`);
   const done = await browser.get(await authorize(start.headers.get('location')!));

@@ -20,6 +20,8 @@ let tokenStore: MemoryTokenStore;
 const tokenRequests: Record<string, unknown>[] = [];
 const tokenResponses: Record<string, unknown>[] = [];
 
+const BFF_ENV = () => ({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', FHIR_PROXY_MAX_BODY: '64kb' });
+
 beforeAll(async () => {
   sandbox = await startSandbox({
     clients: [{ client_id: 'public-app', token_endpoint_auth_method: 'none', redirect_uris: [] }],
@@ -28,7 +30,9 @@ beforeAll(async () => {
   sandbox.events.on('token-request', (e: Record<string, unknown>) => tokenRequests.push(e));
   sandbox.events.on('token-response', (e: Record<string, unknown>) => tokenResponses.push(e));
   tokenStore = new MemoryTokenStore();
-  b = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', FHIR_PROXY_TIMEOUT_MS: '1500', FHIR_PROXY_MAX_BODY: '64kb' }, { tokenStore });
+  // A generous upstream timeout: a first read from the sandbox on a loaded CI machine can take over a second, and
+  // must never be taken for a hang. The timeout test has a BFF of its own with a short one.
+  b = await startBff({ ...BFF_ENV(), FHIR_PROXY_TIMEOUT_MS: '10000' }, { tokenStore });
 });
 
 afterAll(async () => {
@@ -36,10 +40,10 @@ afterAll(async () => {
   await sandbox?.close();
 });
 
-async function launch(patient: string, browser = new Browser()): Promise<{ browser: Browser; context: string }> {
-  const start = await browser.get(`${b.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${encodeURIComponent(sandbox.createLaunch({ patient }))}`);
+async function launch(patient: string, browser = new Browser(), bff: StartedBff = b): Promise<{ browser: Browser; context: string }> {
+  const start = await browser.get(`${bff.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${encodeURIComponent(sandbox.createLaunch({ patient }))}`);
   const done = await browser.get(await authorize(start.headers.get('location')!));
-  const context = new URL(done.headers.get('location')!, b.url).searchParams.get('context')!;
+  const context = new URL(done.headers.get('location')!, bff.url).searchParams.get('context')!;
   return { browser, context };
 }
 
@@ -228,13 +232,23 @@ describe('path and method safety: 400/405 and no upstream call', () => {
   });
 
   test('upstream timeout → 504 OperationOutcome with the correlation id', async () => {
-    upstream.mode = { kind: 'hang' };
-    const res = await fhir(browser, '/Patient/1', context);
-    expect(res.status).toBe(504);
-    const oo = await json(res);
-    expect(oo.resourceType).toBe('OperationOutcome');
-    expect(oo.issue[0].code).toBe('timeout');
-    expect(oo.issue[0].diagnostics).toContain(res.headers.get('x-request-id'));
+    const quick = await startBff({ ...BFF_ENV(), FHIR_PROXY_TIMEOUT_MS: '1000' }, { tokenStore });
+    try {
+      const l = await launch(sandbox.patients[0]!.id, new Browser(), quick);
+      await tokenStore.set(l.context, { ...(await tokenStore.get(l.context))!, fhirBaseUrl: upstream.base }, 3600);
+      upstream.mode = { kind: 'hang' };
+      const before = upstream.received.length;
+      const res = await l.browser.request(`${quick.url}/fhir/Patient/1`, { headers: { ...CSRF, 'X-SMART-Context': l.context } });
+      expect(upstream.received.length).toBe(before + 1); // it reached the upstream, which never answered
+      expect(res.status).toBe(504);
+      const oo = await json(res);
+      expect(oo.resourceType).toBe('OperationOutcome');
+      expect(oo.issue[0].code).toBe('timeout');
+      expect(oo.issue[0].details.text).toMatch(/did not answer within 1 s\.$/);
+      expect(oo.issue[0].diagnostics).toContain(res.headers.get('x-request-id'));
+    } finally {
+      await quick.close();
+    }
   });
 
   test('connection refused → 502 OperationOutcome that says so without internals', async () => {
