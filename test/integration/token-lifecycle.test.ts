@@ -132,7 +132,7 @@ test('token endpoint unreachable during refresh → 503 and the refresh token is
     accessTokenTtlSeconds: 1,
   } as Parameters<typeof startSandbox>[0]);
   const store = new MemoryTokenStore();
-  const bff = await startBff({ SMART_ISS: other.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', TOKEN_REFRESH_SKEW_SECONDS: '0', SMART_HTTP_TIMEOUT_MS: '1000' }, { tokenStore: store });
+  const bff = await startBff({ SMART_ISS: other.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', TOKEN_REFRESH_SKEW_SECONDS: '0', SMART_HTTP_TIMEOUT_MS: '3000' }, { tokenStore: store });
   try {
     const browser = new Browser();
     const start = await browser.get(`${bff.url}/launch?iss=${encodeURIComponent(other.fhirBaseUrl)}&launch=${encodeURIComponent(other.createLaunch({ patient: other.patients[0]!.id }))}`);
@@ -198,7 +198,7 @@ test('refresh at a token endpoint that never answers → 503 within the timeout,
   fault.mode = { kind: 'hang' };
   const { discovery, useFaulty } = switchableTokenEndpoint(fault.base);
   const store = new MemoryTokenStore();
-  const bff = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', TOKEN_REFRESH_SKEW_SECONDS: '0', SMART_HTTP_TIMEOUT_MS: '1000' }, { tokenStore: store, discovery });
+  const bff = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', TOKEN_REFRESH_SKEW_SECONDS: '0', SMART_HTTP_TIMEOUT_MS: '3000' }, { tokenStore: store, discovery });
   try {
     const l = await launch(sandbox.patients[3]!.id, bff);
     const before = (await store.get(l.context))!;
