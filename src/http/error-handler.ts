@@ -42,7 +42,7 @@ export function reportError(err: unknown, req: ErrorContext, metrics: Metrics | 
   const path = req.originalUrl.split('?')[0];
   if (res.writableEnded) {
     metrics?.errorsAfterResponse.inc({ code: appErr.code });
-    const unexpected = !isAppError(err) ? { err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack } } : {};
+    const unexpected = isAppError(err) ? {} : { err: errorFields(err) };
     log?.warn({ event: 'error.after_response', code: appErr.code, status: appErr.status, method: req.method, path, ...unexpected }, `after the response was sent: ${appErr.message}`);
     return appErr;
   }
@@ -52,9 +52,15 @@ export function reportError(err: unknown, req: ErrorContext, metrics: Metrics | 
     if (appErr.code === ErrorCode.SESSION_STORE_UNAVAILABLE) metrics.sessionStoreErrors.inc();
     if (LAUNCH_PATHS.test(req.originalUrl)) metrics.launches.inc({ outcome: appErr.code });
   }
-  if (appErr.status >= 500 && !isAppError(err)) log?.error({ event: 'error.unhandled', err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack } }, 'unhandled error');
+  if (appErr.status >= 500 && !isAppError(err)) log?.error({ event: 'error.unhandled', err: errorFields(err) }, 'unhandled error');
   else log?.info({ event: 'error.response', code: appErr.code, status: appErr.status, method: req.method, path }, appErr.message);
   return appErr;
+}
+
+/** What the log says of an unexpected error (never shown to the client). */
+function errorFields(err: unknown): { name?: string; message?: string; stack?: string } {
+  const e = err as Error | undefined;
+  return { name: e?.name, message: e?.message, stack: e?.stack };
 }
 
 /**

@@ -2,7 +2,8 @@
  * Prometheus metrics (prom-client), one registry per app instance: launches and their outcome by error code,
  * token exchanges and refreshes by result, revocations of ended launch contexts by reason and result, proxy
  * requests by status with a latency histogram, upstream errors, session store errors, every error response
- * by status and stable code, and errors raised after a response was complete. Served at /metrics only when METRICS_TOKEN is set, and only with that bearer token.
+ * by status and stable code, and errors raised after a response was complete. Served at /metrics only when
+ * METRICS_TOKEN is set, and only with that bearer token.
  */
 import { bearerMatches } from '../http/secret-compare.js';
 import client from 'prom-client';
