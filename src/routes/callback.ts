@@ -151,7 +151,6 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
   const credentials = launchCredentials(registration);
   const openid = tx.scopes.includes('openid');
   let observed: HttpObservation | undefined;
-  let ignoredIdTokenFp: string | undefined; // the fingerprint of an id_token set aside unread (oauth-config.ts)
   const oauth = buildOAuthConfig(server, credentials, {
     timeoutMs: deps.config.httpTimeoutMs,
     allowInsecureHttp: deps.config.allowInsecureHttp,
@@ -159,8 +158,8 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
       observed = o;
       steps.add('token_request', o.elapsedMs);
     },
-    // Without openid no id_token is expected, so none is validated or read: one sent anyway is set aside.
-    ...(openid ? {} : { ignoreIdToken: (fp: string) => (ignoredIdTokenFp = fp) }),
+    // Without openid no id_token is expected, so none is validated or read: one sent anyway is set aside (and logged).
+    ...(openid ? {} : { ignoreIdToken: { log, step: 'token' as const } }),
   });
 
   // redirect_uri in the token request comes from currentUrl: build it from PUBLIC_URL, never from Host headers.
@@ -213,9 +212,6 @@ async function exchangeCode(req: Request, deps: SmartDeps, tx: LaunchTransaction
       deps.metrics.tokenExchanges.inc({ result: 'id_token_invalid' });
       throw idTokenInvalid(err instanceof IdTokenError ? err.failure : { check: 'signature', reason: clip((err as Error)?.message, 200) ?? 'verification failed' }, log, observed, started, err);
     }
-  }
-  if (ignoredIdTokenFp !== undefined) {
-    log.info({ event: 'token.id_token_ignored', reason: 'openid_not_requested', id_token_fp: ignoredIdTokenFp }, 'token: the server sent an ID token although openid was not requested; it was set aside unread (not validated, not kept)');
   }
 
   deps.metrics.tokenExchanges.inc({ result: 'success' });

@@ -9,14 +9,14 @@
  *
  * An id_token's claims are checked by openid-client; its signature by id-token.ts (openid-client does not verify
  * the signature of a token-endpoint id_token). When the caller did not ask for one (`ignoreIdToken`), an
- * id_token the server sends anyway is taken out of the response before openid-client reads it, and the caller
- * is told its fingerprint, so that it logs a note: it is never validated half-way nor read, and the token itself
- * never leaves this module.
+ * id_token the server sends anyway is taken out of the response before openid-client reads it and noted in the
+ * caller's log by its fingerprint: it is never validated half-way nor read, and the token itself never leaves
+ * this module.
  */
 import * as client from 'openid-client';
 import type { DiscoveredServer } from './discovery.js';
 import { clientAuth, type ClientCredentials } from './client-auth.js';
-import { fingerprint } from '../log.js';
+import { fingerprint, type Logger } from '../log.js';
 
 /** What is safe to log about one response (never a body). */
 export interface HttpObservation {
@@ -38,11 +38,11 @@ export interface OAuthConfigOptions {
   /** Called after every request openid-client makes, with what is safe to log. */
   observe?: (o: HttpObservation) => void;
   /**
-   * No id_token is wanted (openid was not requested, or cannot be verified): one in a token response is removed
-   * before openid-client reads it, and this is called.
+   * No id_token is wanted (openid was not requested, so none could be checked): one a token response carries anyway
+   * is removed before openid-client reads it, and noted in `log` by its fingerprint only (`token.id_token_ignored`,
+   * a line of `step`, with `contextId` when there is one). The token itself never leaves this module.
    */
-  /** Called with the fingerprint (log.ts) of an id_token set aside unread: the token itself is never handed out. */
-  ignoreIdToken?: (idTokenFingerprint: string) => void;
+  ignoreIdToken?: { log: Logger; step: 'token' | 'refresh'; contextId?: string };
 }
 
 export function hasIssuer(server: DiscoveredServer): boolean {
@@ -74,8 +74,8 @@ export function buildOAuthConfig(server: DiscoveredServer, credentials: ClientCr
   return config;
 }
 
-/** The same token response without its id_token (its fingerprint told to `ignored` when there was one); anything not JSON passes. */
-async function withoutIdToken(res: Response, ignored: (idTokenFingerprint: string) => void): Promise<Response> {
+/** The same token response without its id_token (noted by its fingerprint when there was one); anything not JSON passes. */
+async function withoutIdToken(res: Response, ignore: NonNullable<OAuthConfigOptions['ignoreIdToken']>): Promise<Response> {
   const text = await res.text();
   const headers = new Headers(res.headers);
   headers.delete('content-length');
@@ -89,6 +89,9 @@ async function withoutIdToken(res: Response, ignored: (idTokenFingerprint: strin
   if (!body || typeof body !== 'object' || Array.isArray(body) || !Object.hasOwn(body, 'id_token')) return new Response(text, init);
   const idToken = (body as Record<string, unknown>).id_token;
   delete (body as Record<string, unknown>).id_token;
-  ignored(fingerprint(typeof idToken === 'string' ? idToken : JSON.stringify(idToken))!);
+  ignore.log.info(
+    { event: 'token.id_token_ignored', ...(ignore.contextId ? { contextId: ignore.contextId } : {}), reason: 'openid_not_requested', id_token_fp: fingerprint(typeof idToken === 'string' ? idToken : JSON.stringify(idToken)) },
+    `${ignore.step}: the server sent an ID token although openid was not requested; it was set aside unread (not validated, not kept)`,
+  );
   return new Response(JSON.stringify(body), init);
 }

@@ -92,11 +92,11 @@ export class TokenRefresher {
     const server = await this.deps.discovery.get(ctx.iss, log);
     const credentials = launchCredentials(registration);
     let observed: HttpObservation | undefined;
-    let ignoredIdTokenFp: string | undefined; // the fingerprint of an id_token set aside unread (oauth-config.ts)
     const oauth = buildOAuthConfig(server, credentials, {
       timeoutMs: this.deps.config.httpTimeoutMs, allowInsecureHttp: this.deps.config.allowInsecureHttp, observe: (o) => (observed = o),
-      // An id_token in a refresh response is kept only when openid was asked for (and so can be verified).
-      ...(ctx.scopesRequested.includes('openid') ? {} : { ignoreIdToken: (fp: string) => (ignoredIdTokenFp = fp) }),
+      // An id_token in a refresh response is kept only when openid was asked for (and so can be verified); one sent
+      // anyway is set aside (and logged).
+      ...(ctx.scopesRequested.includes('openid') ? {} : { ignoreIdToken: { log, step: 'refresh' as const, contextId: ctx.id } }),
     });
     const refreshToken = tokens.refreshToken!;
     const started = Date.now();
@@ -155,7 +155,6 @@ export class TokenRefresher {
         throw failed;
       }
     }
-    if (ignoredIdTokenFp !== undefined) log.info({ event: 'token.id_token_ignored', contextId: ctx.id, reason: 'openid_not_requested', id_token_fp: ignoredIdTokenFp }, 'refresh: the server sent an ID token although openid was not requested; it was set aside unread');
     this.deps.metrics.tokenRefreshes.inc({ result: 'success' });
     const expiresAt = typeof res.expires_in === 'number' ? Date.now() + res.expires_in * 1000 : undefined;
     const next: TokenSet = {
