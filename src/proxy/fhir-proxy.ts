@@ -33,6 +33,7 @@ import { browserResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { LinkRewriter, isRewritable, needlesFor, rewriteBody } from './link-rewriter.js';
 import { buildTargetUrl, proxyUrlFor, type TargetUrl } from './target-url.js';
 import type { ProxyCall } from './fhir-route.js';
+import { formatMs } from '../launch-trace/story.js';
 
 const ALLOWED_METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD']);
 const SAFE_METHODS = new Set(['GET', 'HEAD']);
@@ -296,15 +297,10 @@ async function tokensOrEndContext(call: ProxyCall, ctx: LaunchContextInfo, refre
   }
 }
 
-/** 25000 → "25 s", 1500 → "1.5 s", 800 → "800 ms". */
-function duration(ms: number): string {
-  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 100) / 10} s`;
-}
-
 function upstreamError(err: UpstreamFailure, timeoutMs: number): AppError {
   switch (err.kind) {
     case 'timeout':
-      return new AppError(ErrorCode.UPSTREAM_TIMEOUT, 504, `The EHR's FHIR server did not answer within ${duration(timeoutMs)}.`, { hint: 'Try again; if it keeps happening, narrow the search.' });
+      return new AppError(ErrorCode.UPSTREAM_TIMEOUT, 504, `The EHR's FHIR server did not answer within ${formatMs(timeoutMs)}.`, { hint: 'Try again; if it keeps happening, narrow the search.' });
     case 'too_large':
       return new AppError(ErrorCode.PAYLOAD_TOO_LARGE, 413, 'The request body is too large.');
     default:

@@ -244,7 +244,7 @@ describe('path and method safety: 400/405 and no upstream call', () => {
       const oo = await json(res);
       expect(oo.resourceType).toBe('OperationOutcome');
       expect(oo.issue[0].code).toBe('timeout');
-      expect(oo.issue[0].details.text).toMatch(/did not answer within 1 s\.$/);
+      expect(oo.issue[0].details.text).toMatch(/did not answer within 1\.0 s\.$/);
       expect(oo.issue[0].diagnostics).toContain(res.headers.get('x-request-id'));
     } finally {
       await quick.close();
