@@ -37,7 +37,8 @@ import { callbackHandler } from './routes/callback.js';
 import { sessionInfoHandler } from './routes/session-info.js';
 import { logoutHandler } from './routes/logout.js';
 import { TokenRefresher } from './smart/token-refresher.js';
-import { createProxyAgents, fhirProxyHandler, type ProxyAgents } from './proxy/fhir-proxy.js';
+import { fhirProxyHandler } from './proxy/fhir-proxy.js';
+import { UpstreamClient } from './proxy/upstream-client.js';
 import { fhirRoute } from './proxy/fhir-route.js';
 import { buildJwks, jwksHandler } from './backend-services/jwks.js';
 import { BackendTokenClient } from './backend-services/token-client.js';
@@ -66,7 +67,7 @@ export interface AppDeps {
 }
 
 export interface App extends Express {
-  locals: Express['locals'] & { smart: SmartDeps; sessionEndings: SessionEndings; refresher: TokenRefresher; proxyAgents: ProxyAgents; exportJobs?: ExportJobs; admin?: AdminConsole };
+  locals: Express['locals'] & { smart: SmartDeps; sessionEndings: SessionEndings; refresher: TokenRefresher; proxyClient: UpstreamClient; exportJobs?: ExportJobs; admin?: AdminConsole };
 }
 
 /** The routes of a launch (served below): their log records feed the launch trace. */
@@ -124,7 +125,7 @@ export function createApp(deps: AppDeps): App {
   app.locals.smart = smart;
   app.locals.sessionEndings = sessionEndings;
   app.locals.refresher = refresher;
-  app.locals.proxyAgents = createProxyAgents(); // keep-alive pools to the EHRs' FHIR servers
+  app.locals.proxyClient = new UpstreamClient(); // keep-alive pools to the EHRs' FHIR servers, made on first use
   app.disable('x-powered-by');
   // Routes match case and encoding exactly, so the anti-forgery and JSON checks mounted on the same paths cover
   // exactly what the routes serve (/API/SESSION is not /api/session).
@@ -159,7 +160,7 @@ export function createApp(deps: AppDeps): App {
     // its contexts end here (tokens revoked in the background), as express-session's path does (session-middleware.ts)
     onAbsoluteTimeout: (ids, sid, log) => sessionEndings.endContexts(ids, { reason: 'absolute_timeout', noticed: 'request', sessionSha: sha256Short(sid) }, log),
   });
-  const fhir = fhirRoute({ logger, metrics, sessions: proxySessions, proxy: fhirProxyHandler(smart, refresher, app.locals.proxyAgents, proxySessions) });
+  const fhir = fhirRoute({ logger, metrics, sessions: proxySessions, proxy: fhirProxyHandler(smart, refresher, app.locals.proxyClient, proxySessions) });
   // express() returns `function app(req, res, next) { app.handle(req, res, next) }`: the one place to branch.
   type Handle = (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void;
   const withHandle = app as unknown as { handle: Handle };

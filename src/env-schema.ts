@@ -90,7 +90,7 @@ export const envSchema = z.object({
   FRAME_ANCESTORS: doc(z.string().optional(), { group: 'sessions', example: 'https://ehr.example.com', default: "`'self'` (embedded mode: `*`)", description: "Who may embed the app's pages (CSP frame-ancestors): origins separated by spaces or commas." }),
 
   // --- FHIR proxy and tokens
-  FHIR_PROXY_TIMEOUT_MS: doc(z.coerce.number().int().min(100).max(600000).default(25000), { group: 'proxy', example: '20000', description: "Time to wait for the EHR's FHIR server before answering 504, in ms (the default stays under Heroku's 30 s router limit)." }),
+  FHIR_PROXY_TIMEOUT_MS: doc(z.coerce.number().int().min(100).max(600000).default(25000), { group: 'proxy', example: '20000', description: "Time to wait for the EHR's FHIR server to start its answer (the response headers) before answering 504, in ms, counted from the call: a wait for a free connection (256 per EHR) counts, and a call that times out while waiting is never sent. The default stays under Heroku's 30 s router limit." }),
   FHIR_PROXY_MAX_BODY: doc(z.string().default('10mb'), { group: 'proxy', example: '512kb', description: 'Largest request body forwarded to the FHIR server (b, kb, mb, gb); larger bodies get 413.' }),
   FHIR_PROXY_REWRITE_LINKS: doc(boolish.default(true), { group: 'proxy', example: '0', description: "Rewrite absolute URLs of the EHR's FHIR base in responses (Bundle links, fullUrl, Location) to this app's /fhir, so paging works through the proxy." }),
   TOKEN_REFRESH_SKEW_SECONDS: doc(z.coerce.number().int().min(0).max(3600).default(60), { group: 'proxy', example: '120', description: 'Refresh an access token this many seconds before it expires.' }),

@@ -105,6 +105,7 @@ async function main(): Promise<void> {
     // revocations of ended launch contexts still in flight get a few seconds to finish
     await app.locals.smart.endings.settled(5000);
     await app.locals.exportJobs?.stopAll();
+    await app.locals.proxyClient.close();
     await sandbox?.close();
     await redis?.close();
   });

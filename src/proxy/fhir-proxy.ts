@@ -1,7 +1,7 @@
 /**
- * `/fhir/*` → the FHIR base bound to the launch, with the launch's access token. Node's own streaming HTTP
- * client (node:http/https): both directions stream in bounded memory, a browser abort destroys the upstream
- * request, redirects are never followed, and the token only goes to the launch's FHIR base (target-url.ts).
+ * `/fhir/*` → the FHIR base bound to the launch, with the launch's access token, through undici's keep-alive pools
+ * (upstream-client.ts): both directions stream in bounded memory, a browser abort ends the upstream request,
+ * redirects are never followed, and the token only goes to the launch's FHIR base (target-url.ts).
  * Named steps: checkMethod → refuseDeclaredBody → selectContext → tokensFor → buildTargetUrl → readBody →
  * forward (→ refresh once on 401) → answer (allow-listed headers, Location mapped back or dropped, links rewritten).
  *
@@ -15,13 +15,13 @@
  *   Bundles of ordinary size, $operations) the body is read whole and sent with its exact Content-Length: every
  *   FHIR server and every gateway in front of one accepts that, while some API gateways, WAFs and older servers
  *   refuse chunked request bodies (411 Length Required). Larger bodies (Binary uploads, very large Bundles) stream
- *   in bounded memory with Node's own chunked framing, which HTTP/1.1 servers must accept (RFC 9112 §6.1) and the
+ *   in bounded memory with chunked framing, which HTTP/1.1 servers must accept (RFC 9112 §6.1) and the
  *   EHRs' front ends (IIS, load balancers, nginx) do. FHIR_PROXY_MAX_BODY still caps both (413). A body the
  *   browser cuts short is never sent when read whole, and ends the upstream request (and its connection) when
  *   streaming.
  */
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import https from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
 import { AppError, ErrorCode } from '../http/errors.js';
 import type { TokenSet } from '../session/token-store.js';
 import type { LaunchContextInfo } from '../session/types.js';
@@ -33,6 +33,7 @@ import { browserResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { LinkRewriter, isRewritable, needlesFor, rewriteBody } from './link-rewriter.js';
 import { buildTargetUrl, proxyUrlFor, type TargetUrl } from './target-url.js';
 import type { ProxyCall } from './fhir-route.js';
+import { dispatch, type UpstreamClient, type UpstreamResponse } from './upstream-client.js';
 import { formatMs } from '../launch-trace/story.js';
 
 const ALLOWED_METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD']);
@@ -47,25 +48,13 @@ const WHOLE_REQUEST_BODY_LIMIT = 1024 * 1024;
 /** What goes upstream after the head: nothing, a body read whole, or the start of a body that streams on. */
 type RequestBody = { kind: 'none' } | { kind: 'whole'; data: Buffer } | { kind: 'stream'; head: Buffer[]; length: number };
 
-export interface ProxyAgents {
-  http: http.Agent;
-  https: https.Agent;
-}
-
-export function createProxyAgents(): ProxyAgents {
-  return {
-    http: new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 }),
-    https: new https.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 }),
-  };
-}
-
 class UpstreamFailure extends Error {
   constructor(readonly kind: 'timeout' | 'connect' | 'too_large', readonly detail: string) {
     super(detail);
   }
 }
 
-export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, agents: ProxyAgents, sessions: Pick<ProxySessions, 'withoutContext'>) {
+export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, client: UpstreamClient, sessions: Pick<ProxySessions, 'withoutContext'>) {
   const proxyBase = `${deps.config.publicUrl}/fhir`;
 
   return async function fhirProxy(call: ProxyCall, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -88,15 +77,16 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
 
     const started = Date.now();
     const canRetry = SAFE_METHODS.has(method);
-    let upstream: http.IncomingMessage;
+    let upstream: UpstreamResponse;
     try {
       const body = BODILESS_METHODS.has(method) ? { kind: 'none' as const } : await readBody(req, deps.config.proxyMaxBodyBytes);
-      upstream = await send(call, req, res, target, tokens, deps, agents, body);
+      const agent = await client.agent();
+      upstream = await send(call, req, res, target, tokens, deps, agent, body);
       if (upstream.statusCode === 401 && canRetry) {
-        upstream.resume();
+        upstream.body.discard();
         log().info({ event: 'proxy.upstream_401', contextId: ctx.id, path: target.pathname }, 'proxy: upstream answered 401; refreshing once and retrying');
         tokens = await tokensOrEndContext(call, ctx, refresher, sessions, tokens.accessToken);
-        upstream = await send(call, req, res, target, tokens, deps, agents, body);
+        upstream = await send(call, req, res, target, tokens, deps, agent, body);
       } else if (upstream.statusCode === 401) {
         // Not safe to replay: refresh for the next call and pass the 401 through.
         void refresher.tokensFor(ctx, log, tokens.accessToken).catch(() => undefined);
@@ -111,7 +101,7 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
       throw err;
     }
 
-    const status = upstream.statusCode ?? 502;
+    const status = upstream.statusCode;
     const contentType = upstream.headers['content-type'];
     const encoded = upstream.headers['content-encoding'] && upstream.headers['content-encoding'] !== 'identity';
     const rewrite = deps.config.proxyRewriteLinks && isRewritable(contentType) && !encoded && method !== 'HEAD';
@@ -132,24 +122,27 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, age
       }
     }
     headers['x-request-id'] = call.id;
-    upstream.on('error', () => res.destroy());
+    const cutShort = () => res.destroy(); // the EHR's answer broke off: so does the browser's
     if (rewriteWhole) {
-      const chunks: Buffer[] = [];
-      upstream.on('data', (chunk: Buffer) => chunks.push(chunk));
-      upstream.on('end', () => {
+      upstream.body.collect((raw) => {
         if (res.destroyed) return;
-        const out = rewriteBody(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), needlesFor(tokens.fhirBaseUrl, proxyBase));
+        const out = rewriteBody(raw, needlesFor(tokens.fhirBaseUrl, proxyBase));
         headers['content-length'] = out.length;
         res.writeHead(status, headers);
         res.end(out);
-      });
+      }, cutShort);
     } else {
       res.writeHead(status, headers);
-      const body = rewrite ? upstream.pipe(new LinkRewriter(needlesFor(tokens.fhirBaseUrl, proxyBase))) : upstream;
-      body.pipe(res);
+      if (rewrite) {
+        const rewriter = new LinkRewriter(needlesFor(tokens.fhirBaseUrl, proxyBase));
+        rewriter.pipe(res);
+        upstream.body.pipeTo(rewriter, cutShort);
+      } else {
+        upstream.body.pipeTo(res, cutShort);
+      }
     }
     res.on('close', () => {
-      if (!res.writableFinished) upstream.destroy();
+      if (!res.writableFinished) upstream.body.destroy();
       deps.metrics.proxyRequests.inc({ method, status: String(status) });
       deps.metrics.proxyLatency.observe({ method }, (Date.now() - started) / 1000);
       // the request's own logger would write the same line (requestId after the base fields); a call that logged
@@ -210,78 +203,72 @@ function readBody(req: IncomingMessage, maxBytes: number): Promise<RequestBody> 
 }
 
 /** Sends one upstream request; resolves with the response once its headers arrive. */
-function send(call: ProxyCall, req: IncomingMessage, res: ServerResponse, target: TargetUrl, tokens: TokenSet, deps: SmartDeps, agents: ProxyAgents, body: RequestBody): Promise<http.IncomingMessage> {
+function send(call: ProxyCall, req: IncomingMessage, res: ServerResponse, target: TargetUrl, tokens: TokenSet, deps: SmartDeps, agent: Dispatcher, body: RequestBody): Promise<UpstreamResponse> {
   return new Promise((resolve, reject) => {
-    const isHttps = target.protocol === 'https:';
-    const headers = upstreamRequestHeaders(req.headers, tokens.accessToken, call.id);
-    // Framing is Node's, from the bytes sent: an exact Content-Length for a body read whole, chunked for a stream.
-    if (body.kind === 'whole') headers['content-length'] = body.data.length;
-    // The request's own options from the URL already checked (what Node's urlToHttpOptions would make of it, without
-    // the copy of every URL field per call): an IPv6 host without its brackets, the path with its query.
-    const upstreamReq = (isHttps ? https : http).request({
-      protocol: target.protocol,
-      hostname: target.hostname.startsWith('[') ? target.hostname.slice(1, -1) : target.hostname,
-      ...(target.port ? { port: Number(target.port) } : {}),
-      path: `${target.pathname}${target.search}`,
-      method: req.method,
-      headers,
-      agent: isHttps ? agents.https : agents.http,
-    });
     let settled = false;
-    const timer = setTimeout(() => {
-      if (settled) return;
+    let timer: NodeJS.Timeout | undefined;
+    const settle = () => {
       settled = true;
-      upstreamReq.destroy();
-      reject(new UpstreamFailure('timeout', `no response within ${deps.config.proxyTimeoutMs} ms`));
-    }, deps.config.proxyTimeoutMs);
-    const onClientClose = () => {
-      if (!res.headersSent && !settled) {
-        settled = true;
-        clearTimeout(timer);
-        upstreamReq.destroy();
-        reject(new AppError(ErrorCode.BAD_REQUEST, 499, 'The client closed the request.'));
-      }
+      clearTimeout(timer);
+      res.off('close', onClientClose);
     };
-    res.once('close', onClientClose);
-    upstreamReq.on('response', (upstream) => {
-      clearTimeout(timer);
-      res.off('close', onClientClose);
-      if (settled) {
-        upstream.destroy();
-        return;
-      }
-      settled = true;
-      resolve(upstream);
+    // Framing is undici's, from the bytes sent: an exact Content-Length for a body read whole, chunked for a stream.
+    const exchange = dispatch(agent, {
+      origin: target.origin,
+      path: `${target.pathname}${target.search}`,
+      method: req.method ?? 'GET',
+      headers: upstreamRequestHeaders(req.headers, tokens.accessToken, call.id),
+      body: body.kind === 'none' ? null : body.kind === 'whole' ? body.data : restOfBody(req, body.head, body.length, deps.config.proxyMaxBodyBytes),
+    }, {
+      onResponse(upstream) {
+        if (settled) {
+          upstream.body.destroy();
+          return;
+        }
+        settle();
+        resolve(upstream);
+      },
+      onError(err) {
+        if (settled) return;
+        settle();
+        reject(err instanceof UpstreamFailure || err instanceof AppError ? err : new UpstreamFailure('connect', err.code ?? err.message));
+      },
     });
-    upstreamReq.on('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      res.off('close', onClientClose);
+    const fail = (err: Error) => {
       if (settled) return;
-      settled = true;
-      reject(err instanceof UpstreamFailure ? err : new UpstreamFailure('connect', err.code ?? err.message));
-    });
-
-    if (body.kind === 'none') {
-      upstreamReq.end();
-      return;
+      settle();
+      exchange.abort(err);
+      reject(err);
+    };
+    function onClientClose() {
+      if (!res.headersSent) fail(new AppError(ErrorCode.BAD_REQUEST, 499, 'The client closed the request.'));
     }
-    if (body.kind === 'whole') {
-      upstreamReq.end(body.data);
-      return;
-    }
-    // Stream the rest of a large body after what was read, counting bytes against the limit.
-    for (const chunk of body.head) upstreamReq.write(chunk);
-    let bytes = body.length;
-    const limit = deps.config.proxyMaxBodyBytes;
-    req.on('data', (chunk: Buffer) => {
-      bytes += chunk.length;
-      if (bytes > limit) {
-        req.unpipe(upstreamReq);
-        upstreamReq.destroy(new UpstreamFailure('too_large', `request body over ${limit} bytes`));
-      }
-    });
-    req.pipe(upstreamReq);
+    if (settled) return; // refused at once (undici checks the request before it is queued)
+    timer = setTimeout(() => fail(new UpstreamFailure('timeout', `no response within ${deps.config.proxyTimeoutMs} ms`)), deps.config.proxyTimeoutMs);
+    res.once('close', onClientClose);
   });
+}
+
+/**
+ * The rest of a large request body, after what was read: streamed from the browser, counted against the limit.
+ * Past it, or cut short by the browser, the upstream request ends unfinished (its connection is closed, so the
+ * EHR never takes a partial body for a whole one). The browser's request is not destroyed: the error answer
+ * (413) still goes back on it.
+ */
+async function* restOfBody(req: IncomingMessage, head: Buffer[], length: number, limit: number): AsyncGenerator<Buffer> {
+  yield* head;
+  let bytes = length;
+  const closed = () => new AppError(ErrorCode.BAD_REQUEST, 499, 'The client closed the request.');
+  try {
+    for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+      bytes += chunk.length;
+      if (bytes > limit) throw new UpstreamFailure('too_large', `request body over ${limit} bytes`);
+      yield chunk;
+    }
+  } catch (err) {
+    throw err instanceof UpstreamFailure ? err : closed(); // the browser's request failed: it went away
+  }
+  if (!req.complete) throw closed();
 }
 
 async function tokensOrEndContext(call: ProxyCall, ctx: LaunchContextInfo, refresher: TokenRefresher, sessions: Pick<ProxySessions, 'withoutContext'>, rejectedToken?: string): Promise<TokenSet> {

@@ -33,6 +33,8 @@ function parsedBase(fhirBaseUrl: string): URL {
 /** Where a proxied call goes: the fields of a URL the upstream request is built from (a URL has them all). */
 export interface TargetUrl {
   readonly href: string;
+  /** `https://ehr.example.com:8443`: where the request goes (upstream-client.ts's pools are per origin). */
+  readonly origin: string;
   readonly protocol: string;
   readonly hostname: string;
   readonly port: string;
@@ -71,7 +73,7 @@ export function buildTargetUrl(rawPathAndQuery: string, fhirBaseUrl: string): Ta
   if (VERBATIM.test(rest + rawQuery) && !base.username && !base.password && !base.search && !base.hash) {
     // what the parser would make of it, checked above: no dot segment, no empty segment, no scheme
     const pathname = base.pathname + rest;
-    return { href: `${base.origin}${pathname}${rawQuery}`, protocol: base.protocol, hostname: base.hostname, port: base.port, pathname, search: rawQuery === '?' ? '' : rawQuery };
+    return { href: `${base.origin}${pathname}${rawQuery}`, origin: base.origin, protocol: base.protocol, hostname: base.hostname, port: base.port, pathname, search: rawQuery === '?' ? '' : rawQuery };
   }
   return targetByParser(rest + rawQuery, base);
 }

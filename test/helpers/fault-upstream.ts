@@ -6,8 +6,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export type FaultMode =
-  | { kind: 'ok'; body?: string; contentType?: string; status?: number; headers?: Record<string, string> }
+  | { kind: 'ok'; body?: string; contentType?: string; status?: number; headers?: Record<string, string | string[]> }
   | { kind: 'hang' }
+  /** Sends its headers and a first chunk of the body, then holds the response open. */
+  | { kind: 'open' }
   | { kind: 'reset' }
   | { kind: 'status'; status: number; body?: string }
   | { kind: 'huge'; bytes: number; contentType: string; line: string }
@@ -27,12 +29,14 @@ export interface FaultUpstream {
   received: Received[];
   openSockets(): number;
   aborted: number;
+  /** Bytes of 'huge' bodies written so far (what the proxy has taken from the upstream). */
+  hugeBytesSent: number;
   close(): Promise<void>;
 }
 
 /** `host`: the address to listen on (`::1` for an EHR reached at an IPv6 literal, `http://[::1]:port`). */
 export async function startFaultUpstream(path = '/fhir', host = '127.0.0.1'): Promise<FaultUpstream> {
-  const state: { mode: FaultMode; received: Received[]; aborted: number } = { mode: { kind: 'ok' }, received: [], aborted: 0 };
+  const state: { mode: FaultMode; received: Received[]; aborted: number; hugeBytesSent: number } = { mode: { kind: 'ok' }, received: [], aborted: 0, hugeBytesSent: 0 };
   const sockets = new Set<import('node:net').Socket>();
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -46,6 +50,11 @@ export async function startFaultUpstream(path = '/fhir', host = '127.0.0.1'): Pr
           return;
         case 'reset':
           req.socket.destroy();
+          return;
+        case 'open':
+          res.writeHead(200, { 'content-type': 'application/octet-stream' });
+          res.write('first chunk');
+          res.on('close', () => state.aborted++);
           return;
         case 'status':
           res.writeHead(mode.status, { 'content-type': 'application/fhir+json' });
@@ -63,6 +72,7 @@ export async function startFaultUpstream(path = '/fhir', host = '127.0.0.1'): Pr
           const write = () => {
             while (sent < mode.bytes) {
               sent += block.length;
+              state.hugeBytesSent += block.length;
               if (!res.write(block)) return void res.once('drain', write);
             }
             res.end();
@@ -87,6 +97,7 @@ export async function startFaultUpstream(path = '/fhir', host = '127.0.0.1'): Pr
     set mode(m: FaultMode) { state.mode = m; },
     received: state.received,
     get aborted() { return state.aborted; },
+    get hugeBytesSent() { return state.hugeBytesSent; },
     openSockets: () => sockets.size,
     close: () => new Promise<void>((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); }),
   } as FaultUpstream;

@@ -11,6 +11,8 @@ import { mkdtempSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { authorize } from '../helpers/authorize.js';
+import { Browser } from '../helpers/browser.js';
 import { freePort } from '../helpers/net.js';
 import { startServerProcess } from '../helpers/server-process.js';
 import { redisAvailable, startRedis } from '../helpers/redis.js';
@@ -35,7 +37,7 @@ test('the bundle is one module with chunks beside it, and a source map', () => {
   expect(sources.map((s) => join(dir, 'dist', s))).toContain(join(ROOT, 'src/app.ts'));
 });
 
-test('production: pages, static files and the proxy\'s refusals; nothing of the sandbox or Redis is loaded', async () => {
+test('production: pages, static files and the proxy\'s refusals; nothing of the sandbox, Redis or the proxy\'s HTTP client is loaded', async () => {
   const trace = join(dir, 'modules.txt');
   const port = await freePort();
   const server = await startServerProcess({
@@ -58,6 +60,9 @@ test('production: pages, static files and the proxy\'s refusals; nothing of the 
   const loaded = readFileSync(trace, 'utf8').split('\n').filter(Boolean);
   expect(loaded).toContain(`esm file://${join(dir, 'dist/server.js')}`);
   expect(loaded.filter((l) => /\/node_modules\/(oidc-provider|@medplum|redis|@redis\/[^/]+)\/|\/dist\/server\.(sandbox|redis)-|\/src\//.test(l))).toEqual([]);
+  // the proxy's HTTP client (undici's Agent) is loaded by the first call that goes upstream, not at start-up; the
+  // call above was refused before that
+  expect(loaded.filter((l) => /\/dist\/server\.agent-|\/node_modules\/undici\//.test(l))).toEqual([]);
   // the packages are in the bundle: none of the production ones is loaded from node_modules
   expect(loaded.filter((l) => /\/node_modules\/(express|express-session|pino|zod|openid-client|jose|prom-client)\//.test(l))).toEqual([]);
 }, 60000);
@@ -111,7 +116,7 @@ test('production: JSON bodies through the bundle\'s body-parser (UTF-8, UTF-16 w
   }
 }, 60000);
 
-test('development: the sandbox runs from its chunk, with its packages from node_modules', async () => {
+test('development: the sandbox runs from its chunk, with its packages from node_modules; a launch reads through the proxy, whose client has a chunk of its own', async () => {
   const port = await freePort();
   const server = await startServerProcess({ NODE_ENV: 'development', SESSION_SECRET: SECRET, PUBLIC_URL: `http://127.0.0.1:${port}` }, port, { entry: join(dir, 'dist/server.js') });
   try {
@@ -121,6 +126,15 @@ test('development: the sandbox runs from its chunk, with its packages from node_
     expect([smart.status, ((await smart.json()) as { token_endpoint: string }).token_endpoint]).toEqual([200, `${server.url}/sandbox/auth/token`]);
     const fhir = await fetch(`${server.url}/sandbox/fhir/Patient`);
     expect(fhir.status).toBe(401); // the sandbox's FHIR server wants a token
+    // a launch, and a read through the proxy: its HTTP client runs from its chunk
+    const browser = new Browser();
+    const login = await browser.get(`${server.url}/login`);
+    const done = await browser.get(await authorize(login.headers.get('location')!));
+    const context = new URL(done.headers.get('location')!, server.url).searchParams.get('context')!;
+    const read = await browser.request(`${server.url}/fhir/Patient?_count=1`, { headers: { 'X-CSRF': '1', 'X-SMART-Context': context } });
+    const bundle = (await read.json()) as { resourceType: string; entry: { fullUrl: string }[] };
+    expect([read.status, bundle.resourceType]).toEqual([200, 'Bundle']);
+    expect(bundle.entry[0]!.fullUrl.startsWith(`${server.url}/fhir/Patient/`)).toBe(true);
   } finally {
     expect(await server.stop('SIGTERM')).toBe(0);
   }

@@ -82,6 +82,20 @@ describe('#47 upstream responses cannot act on the app origin', () => {
     expect(res.headers.get('content-security-policy')).not.toContain('default-src *');
   });
 
+  test('#47 a header the EHR repeats reaches the browser once: the first of a one-value header (Content-Type, ETag, Location), the others joined', async () => {
+    upstream.mode = { kind: 'ok', status: 201, headers: {
+      'content-type': ['application/fhir+json', 'text/html'], etag: ['W/"1"', 'W/"2"'], 'x-progress': ['step 1', 'step 2'],
+      location: [`${upstream.base}/Patient/9`, 'https://evil.example/Patient/9'],
+    } };
+    const res = await fhir('/Patient', { method: 'POST', body: '{"resourceType":"Patient"}' });
+    expect(res.status).toBe(201);
+    // fetch joins repeated lines with ", ": a second Content-Type or ETag line would show here
+    expect(res.headers.get('content-type')).toBe('application/fhir+json');
+    expect(res.headers.get('etag')).toBe('W/"1"');
+    expect(res.headers.get('location')).toBe(`${b.url}/fhir/Patient/9`);
+    expect(res.headers.get('x-progress')).toBe('step 1, step 2');
+  });
+
   test.each([
     ['an absolute URL under the FHIR base → rewritten to the proxy', () => `${upstream.base}/Patient/9/_history/2`, () => `${b.url}/fhir/Patient/9/_history/2`],
     ['a URL relative to the FHIR base → rewritten to the proxy', () => 'Patient/9/_history/2', () => `${b.url}/fhir/Patient/9/_history/2`],

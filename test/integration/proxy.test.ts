@@ -251,6 +251,36 @@ describe('path and method safety: 400/405 and no upstream call', () => {
     }
   });
 
+  test('a request that times out while it waits for a connection to the EHR is never sent', async () => {
+    // The pool holds 256 connections to an origin. 256 downloads keep them all busy; 4 reads then wait for one, time
+    // out, and get their 504. When the downloads end and free their connections, the reads must not go out after
+    // all (a POST would be made after its browser was told it failed).
+    const quick = await startBff({ ...BFF_ENV(), FHIR_PROXY_TIMEOUT_MS: '1000' }, { tokenStore });
+    const ehr = await startFaultUpstream();
+    const downloads = new AbortController();
+    try {
+      const l = await launch(sandbox.patients[0]!.id, new Browser(), quick);
+      await tokenStore.set(l.context, { ...(await tokenStore.get(l.context))!, fhirBaseUrl: ehr.base }, 3600);
+      const get = (path: string, signal?: AbortSignal) => l.browser.request(`${quick.url}/fhir${path}`, { headers: { ...CSRF, 'X-SMART-Context': l.context }, signal });
+      ehr.mode = { kind: 'open' };
+      const open = await Promise.all(Array.from({ length: 256 }, (_, i) => get(`/Binary/${i}`, downloads.signal)));
+      expect(open.map((r) => r.status)).toEqual(Array(256).fill(200));
+      expect(await quick.app.locals.proxyClient.stats()).toMatchObject({ connected: 256, running: 256, pending: 0 });
+
+      const reads = await Promise.all(Array.from({ length: 4 }, (_, i) => get(`/Patient/${i}`).then(async (r) => (await r.arrayBuffer(), r.status))));
+      expect(reads).toEqual([504, 504, 504, 504]);
+      downloads.abort(); // the downloads end: their connections close
+      await new Promise((r) => setTimeout(r, 500)); // time for anything still queued to go out
+      expect(ehr.aborted).toBe(256);
+      expect(ehr.received.filter((r) => r.url.startsWith('/fhir/Patient/'))).toEqual([]);
+      expect(await quick.app.locals.proxyClient.stats()).toMatchObject({ running: 0, pending: 0 });
+    } finally {
+      downloads.abort();
+      await quick.close();
+      await ehr.close();
+    }
+  }, 30000);
+
   test('connection refused → 502 OperationOutcome that says so without internals', async () => {
     const gone = await startFaultUpstream();
     await gone.close();
@@ -302,6 +332,25 @@ describe('path and method safety: 400/405 and no upstream call', () => {
     // loose bound: the body is 200 MB; buffering it would add far more than this
     expect(peak - baseline).toBeLessThan(120 * 1024 * 1024);
   }, 60000);
+
+  test('a browser that stops reading holds the EHR back: the proxy takes no more than it can pass on', async () => {
+    upstream.mode = { kind: 'huge', bytes: 256 * 1024 * 1024, contentType: 'application/octet-stream', line: 'x'.repeat(1000) };
+    const ac = new AbortController();
+    const res = await fhir(browser, '/Binary/big', context, { signal: ac.signal });
+    const before = upstream.hugeBytesSent;
+    const reader = res.body!.getReader();
+    await reader.read();
+    await new Promise((r) => setTimeout(r, 1000)); // the browser reads nothing for a second
+    const taken = upstream.hugeBytesSent - before;
+    await new Promise((r) => setTimeout(r, 500));
+    // socket buffers on both sides, and nothing more: without back-pressure the proxy reads on at full speed
+    expect(taken).toBeLessThan(32 * 1024 * 1024);
+    expect(upstream.hugeBytesSent - before - taken).toBeLessThan(1024 * 1024); // and it stays stopped
+    const aborted = upstream.aborted;
+    ac.abort();
+    for (let i = 0; i < 50 && upstream.aborted === aborted; i++) await new Promise((r) => setTimeout(r, 20)); // done before the next test counts
+    expect(upstream.aborted).toBe(aborted + 1);
+  });
 
   test('a browser abort destroys the upstream request', async () => {
     upstream.mode = { kind: 'huge', bytes: 500 * 1024 * 1024, contentType: 'application/octet-stream', line: 'x'.repeat(1000) };
