@@ -1,6 +1,8 @@
 // The baseline the issue names: a bare Node reverse proxy that forwards with a bearer token over keep-alive and
-// does nothing else (no session, no checks, no header filtering, no link rewriting, no log). Same upstream agent
-// settings as smart-bff's proxy (src/proxy/fhir-proxy.ts createProxyAgents). Prints its port.
+// does nothing else (no session, no checks, no header filtering, no link rewriting, no log), on Node's own client with
+// a keep-alive http.Agent (the settings smart-bff's proxy had on that client: 256 sockets per host). Prints its port.
+// bare-undici-proxy.mjs is the same on undici, the client smart-bff's proxy uses now: a reference beside this one,
+// against which the goals are measured.
 import http from 'node:http';
 
 const [port, upstreamPort] = process.argv.slice(2).map(Number);

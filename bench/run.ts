@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: everything measured side by side in one run on this machine, written to docs/benchmarks.md.
  *  1. proxied small reads (GET /fhir/Patient/<id>, about 1 KB) at 1, 16 and 64 connections with wrk: the upstream
- *     directly, the bare Node proxy (bearer token, keep-alive, nothing else), nginx proxy_pass (when installed),
+ *     directly, the bare Node proxy (bearer token, keep-alive, nothing else), the same on undici (a reference),
+ *     nginx proxy_pass (when installed),
  *     ours with the memory store and with Redis (when installed); requests/s, p50/p99 and the server's CPU time
  *     per request, in interleaved rounds;
  *  2. large bodies (a Bundle and an NDJSON file): throughput and the server's peak RSS growth, links rewritten or not;
@@ -36,6 +37,8 @@ const STARTS = QUICK ? 2 : 5;
 const OURS = 'smart-bff, memory store';
 const OURS_REDIS = 'smart-bff, Redis store';
 const BARE = 'bare Node proxy';
+/** A reference only: the bare proxy on smart-bff's HTTP client (undici); the goals are measured against BARE. */
+const BARE_UNDICI = 'bare proxy on undici (reference)';
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
 interface Target { name: string; url: string; headers: Record<string, string>; pid?: number }
@@ -66,6 +69,8 @@ async function main() {
   const bare = await startChild(SERVER_CPUS, process.execPath, ['bench/bare-proxy.mjs', String(await freePort()), String(upstreamPort)]);
   const bareBase = `http://127.0.0.1:${bare.firstLine}`;
   targets.push({ name: BARE, url: `${bareBase}/fhir/Patient/bench-1`, headers: {}, pid: bare.child.pid });
+  const bareUndici = await startChild(SERVER_CPUS, process.execPath, ['bench/bare-undici-proxy.mjs', String(await freePort()), String(upstreamPort)]);
+  targets.push({ name: BARE_UNDICI, url: `http://127.0.0.1:${bareUndici.firstLine}/fhir/Patient/bench-1`, headers: {}, pid: bareUndici.child.pid });
 
   if (available('nginx', ['-v'])) {
     // one process, no master: killed at exit (SIGKILL) it leaves no orphaned worker behind
@@ -281,7 +286,10 @@ ${goals.join('\n')}
 ## Proxied small reads: \`GET /fhir/Patient/<id>\`
 
 A fast local upstream serves one Patient of about 1 KB with keep-alive, so the proxy is the bottleneck. The bare Node
-proxy forwards with a bearer token over keep-alive (the same agent settings as ours) and does nothing else.
+proxy (\`bench/bare-proxy.mjs\`, the issue's baseline) forwards with a bearer token over keep-alive with Node's own
+client (\`http.request\` and a keep-alive \`http.Agent\`) and does nothing else. "Bare proxy on undici" is the same
+proxy on the client ours uses, undici's Agent driven through \`dispatch\` (\`bench/bare-undici-proxy.mjs\`): a
+reference that shows what the client alone is worth; the ratios and goals are to the bare Node proxy.
 "smart-bff" is the real app after a real launch against the sandbox EHR (session cookie, launch context, access
 token, the anti-forgery header, header allow-lists both ways, link rewriting, metrics, and the \`proxy.request\` log
 line at \`info\`, written to /dev/null by pino's asynchronous destination, as in production) with the token bound to that upstream.
