@@ -393,14 +393,20 @@ Kept by hand; the numbers above are this run's.
   cache is not touched again (the call that read it from the store did, through the same throttle); the target URL
   is built without the URL parser when the path holds only characters the parser copies as they are (a property
   test holds both to the same result); link rewriting works on the body's bytes, with one copy instead of three.
+- **The proxy's HTTP client.** Requests to the EHR go through undici's Agent, driven through \`dispatch\`
+  (\`src/proxy/upstream-client.ts\`), instead of Node's \`http.request\` and a keep-alive \`http.Agent\`: no
+  ClientRequest and no IncomingMessage stream per call. The row "bare proxy on undici" shows what that client alone
+  is worth to a proxy that does nothing else; its CPU time per read is the one to compare with ours.
 - **Tried and dropped.** Writing the log synchronously in batches at the end of each event-loop turn: measured
   side by side against a run with no log line at all, it cost as much as pino's asynchronous destination.
-- **What is in the way of 0.85× for small reads.** The bare proxy's CPU time per read is almost all Node's own HTTP
-  server, client and socket work, which ours does too (the first rows of the profile). For 0.85×, ours could add
-  about a sixth of the bare proxy's time per call; the \`proxy.request\` log line alone (pino, with its write) costs
-  about that much, before the session and token lookups, the header allow-lists both ways, the upstream timeout,
-  the metrics and the extra response headers. Each of those is small; none could be dropped, since they are what
-  the issue requires to stay.
+- **What is in the way of 0.85× for small reads.** Most of a proxied read's CPU time is Node's HTTP server and
+  socket work, which the bare proxy does too (the first rows of the profile). On the bare proxy's own client, ours
+  could add about a sixth of the bare proxy's time per call; the \`proxy.request\` log line alone (pino, with its
+  write) costs about that much, before the session and token lookups, the header allow-lists both ways, the
+  upstream timeout, the metrics and the extra response headers. Each of those is small; none could be dropped,
+  since they are what the issue requires to stay. The faster client pays for part of them, not all.
+- **Noise.** This machine's speed drifts by as much as half from one minute to the next (see the ranges), which
+  is why every ratio is taken round by round; a run in a slow stretch moves start-up and the large bodies too.
 `;
 
 main().catch((err) => {
