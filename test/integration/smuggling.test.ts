@@ -8,6 +8,7 @@
  * do: it honours Content-Length on any method, decodes chunked bodies, keeps connections alive and records every
  * byte per connection.
  */
+import net from 'node:net';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { MemoryTokenStore } from '../../src/session/token-store.js';
 import { authorize } from '../helpers/authorize.js';
@@ -269,6 +270,49 @@ describe('#41 bodies arrive exactly', () => {
     await expectVictimUntouched();
   });
 
+  test('#41 a large body the browser cuts short mid-stream: the EHR sees the connection end inside the body, never a complete request', async () => {
+    await freshUpstream('end');
+    const requests = upstream.requests().length;
+    const bytes = upstream.bytesReceived();
+    // 1.5 MiB of a 3 MiB body: past the size read whole, so it streams; then the browser goes away
+    const part = Buffer.alloc(1536 * 1024, 'a');
+    const socket = net.connect(Number(new URL(b.url).port), new URL(b.url).hostname);
+    socket.on('error', () => undefined);
+    socket.write(Buffer.concat([Buffer.from(hostile('PATCH', '/Binary/1', ['Content-Type: application/octet-stream', `Content-Length: ${3 * 1024 * 1024}`])), part]));
+    for (let i = 0; i < 200 && upstream.bytesReceived() - bytes < 1024 * 1024; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(upstream.bytesReceived() - bytes).toBeGreaterThanOrEqual(1024 * 1024); // the body was on its way to the EHR
+    socket.destroy();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(upstream.requests().length).toBe(requests); // it never became a request
+    expect(upstream.connections.filter((c) => !c.closed && c.requests.length === 0 && c.errors.length === 0)).toEqual([]);
+    await expectVictimUntouched();
+  });
+
+  test('#41 a streamed body that passes FHIR_PROXY_MAX_BODY on the way → 413, and the EHR never gets a complete request', async () => {
+    const capped = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', FHIR_PROXY_MAX_BODY: '2mb' }, { tokenStore });
+    try {
+      const browser = new Browser();
+      const start = await browser.get(`${capped.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient: sandbox.patients[0]!.id })}`);
+      const done = await browser.get(await authorize(start.headers.get('location')!));
+      const context = new URL(done.headers.get('location')!, capped.url).searchParams.get('context')!;
+      await freshUpstream('end');
+      await tokenStore.set(context, { ...(await tokenStore.get(context))!, fhirBaseUrl: upstream.base }, 3600);
+      const requests = upstream.requests().length;
+      const bytes = upstream.bytesReceived();
+      // 3 MiB in 64 KiB chunks, no length declared: it streams past 1 MiB, and past the cap at 2 MiB
+      const block = Buffer.alloc(65536, 'b');
+      const body = Buffer.concat(Array.from({ length: 48 }, () => Buffer.concat([Buffer.from('10000\r\n'), block, Buffer.from('\r\n')])));
+      const head = ['PATCH /fhir/Binary/1 HTTP/1.1', 'Host: x', 'X-CSRF: 1', `Cookie: ${browser.cookieHeader(capped.url)}`, `X-SMART-Context: ${context}`, 'Content-Type: application/octet-stream', 'Transfer-Encoding: chunked', '', ''].join('\r\n');
+      const res = await rawHttp(capped.url, Buffer.concat([Buffer.from(head), body, Buffer.from('0\r\n\r\n')]), { timeoutMs: 20000 });
+      expect(res.status).toBe(413);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(upstream.bytesReceived() - bytes).toBeGreaterThan(1024 * 1024); // it was streaming when the cap was passed
+      expect(upstream.requests().length).toBe(requests); // and the EHR never saw it end
+    } finally {
+      await capped.close();
+    }
+  }, 30000);
+
   test('#41 over FHIR_PROXY_MAX_BODY → 413, whether declared or streamed', async () => {
     const small = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', FHIR_PROXY_MAX_BODY: '1kb' }, { tokenStore });
     try {
@@ -294,13 +338,20 @@ describe('#41 bodies arrive exactly', () => {
 
   test('#41 after every case above, each connection to the EHR parsed cleanly into exactly the requests the proxy meant to send', () => {
     expect(upstreams.length).toBeGreaterThan(10);
+    let unfinished = 0;
     for (const u of upstreams) {
       expect(u.errors()).toEqual([]);
       for (const conn of u.connections) {
         const framed = conn.requests.reduce((n, r) => n + r.raw.length, 0);
-        expect(framed).toBe(conn.raw.length); // no stray bytes: nothing was read as another request's body
         for (const r of conn.requests) expect(r.target.startsWith('/fhir/')).toBe(true);
+        if (framed === conn.raw.length) continue; // no stray bytes: nothing was read as another request's body
+        // The only other ending: one last request begun and never finished, on a connection the proxy closed inside
+        // its body (the two streamed bodies above, cut short by the browser and stopped at the cap).
+        unfinished++;
+        expect(conn.closed).toBe(true);
+        expect(conn.raw.subarray(framed).toString('latin1')).toMatch(/^PATCH \/fhir\/Binary\/1 HTTP\/1\.1\r\n/);
       }
     }
+    expect(unfinished).toBe(2);
   });
 });
