@@ -32,12 +32,24 @@ let victimAlone: Buffer;
 
 const FRAMING = ['content-length', 'transfer-encoding', 'expect', 'te'];
 
-async function launch(patient: string): Promise<User> {
+async function launch(patient: string, bff: StartedBff = b): Promise<User> {
   const browser = new Browser();
-  const start = await browser.get(`${b.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient })}`);
+  const start = await browser.get(`${bff.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient })}`);
   const done = await browser.get(await authorize(start.headers.get('location')!));
-  const context = new URL(done.headers.get('location')!, b.url).searchParams.get('context')!;
-  return { browser, context, cookie: browser.cookieHeader(b.url), patient };
+  const context = new URL(done.headers.get('location')!, bff.url).searchParams.get('context')!;
+  return { browser, context, cookie: browser.cookieHeader(bff.url), patient };
+}
+
+/**
+ * A BFF of its own with FHIR_PROXY_MAX_BODY `limit`, a launch into it (sessions are not shared between instances),
+ * and a fresh upstream bound to that launch. The caller closes the BFF.
+ */
+async function cappedBff(limit: string): Promise<{ bff: StartedBff; user: User }> {
+  const bff = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', FHIR_PROXY_MAX_BODY: limit }, { tokenStore });
+  const user = await launch(sandbox.patients[0]!.id, bff);
+  await freshUpstream('end');
+  await tokenStore.set(user.context, { ...(await tokenStore.get(user.context))!, fhirBaseUrl: upstream.base }, 3600);
+  return { bff, user };
 }
 
 /**
@@ -289,20 +301,14 @@ describe('#41 bodies arrive exactly', () => {
   });
 
   test('#41 a streamed body that passes FHIR_PROXY_MAX_BODY on the way → 413, and the EHR never gets a complete request', async () => {
-    const capped = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', FHIR_PROXY_MAX_BODY: '2mb' }, { tokenStore });
+    const { bff: capped, user } = await cappedBff('2mb');
     try {
-      const browser = new Browser();
-      const start = await browser.get(`${capped.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient: sandbox.patients[0]!.id })}`);
-      const done = await browser.get(await authorize(start.headers.get('location')!));
-      const context = new URL(done.headers.get('location')!, capped.url).searchParams.get('context')!;
-      await freshUpstream('end');
-      await tokenStore.set(context, { ...(await tokenStore.get(context))!, fhirBaseUrl: upstream.base }, 3600);
       const requests = upstream.requests().length;
       const bytes = upstream.bytesReceived();
       // 3 MiB in 64 KiB chunks, no length declared: it streams past 1 MiB, and past the cap at 2 MiB
       const block = Buffer.alloc(65536, 'b');
       const body = Buffer.concat(Array.from({ length: 48 }, () => Buffer.concat([Buffer.from('10000\r\n'), block, Buffer.from('\r\n')])));
-      const head = ['PATCH /fhir/Binary/1 HTTP/1.1', 'Host: x', 'X-CSRF: 1', `Cookie: ${browser.cookieHeader(capped.url)}`, `X-SMART-Context: ${context}`, 'Content-Type: application/octet-stream', 'Transfer-Encoding: chunked', '', ''].join('\r\n');
+      const head = ['PATCH /fhir/Binary/1 HTTP/1.1', 'Host: x', 'X-CSRF: 1', `Cookie: ${user.cookie}`, `X-SMART-Context: ${user.context}`, 'Content-Type: application/octet-stream', 'Transfer-Encoding: chunked', '', ''].join('\r\n');
       const res = await rawHttp(capped.url, Buffer.concat([Buffer.from(head), body, Buffer.from('0\r\n\r\n')]), { timeoutMs: 20000 });
       expect(res.status).toBe(413);
       await new Promise((r) => setTimeout(r, 300));
@@ -314,17 +320,9 @@ describe('#41 bodies arrive exactly', () => {
   }, 30000);
 
   test('#41 over FHIR_PROXY_MAX_BODY → 413, whether declared or streamed', async () => {
-    const small = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', FHIR_PROXY_MAX_BODY: '1kb' }, { tokenStore });
+    const { bff: small, user } = await cappedBff('1kb');
     try {
-      // the same session store is not shared, so launch into this instance
-      const browser = new Browser();
-      const start = await browser.get(`${small.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient: sandbox.patients[0]!.id })}`);
-      const done = await browser.get(await authorize(start.headers.get('location')!));
-      const context = new URL(done.headers.get('location')!, small.url).searchParams.get('context')!;
-      await freshUpstream('end');
-      const tokens = (await tokenStore.get(context))!;
-      await tokenStore.set(context, { ...tokens, fhirBaseUrl: upstream.base }, 3600);
-      const head = ['Host: x', 'X-CSRF: 1', `Cookie: ${browser.cookieHeader(small.url)}`, `X-SMART-Context: ${context}`, 'Content-Type: application/fhir+json'];
+      const head = ['Host: x', 'X-CSRF: 1', `Cookie: ${user.cookie}`, `X-SMART-Context: ${user.context}`, 'Content-Type: application/fhir+json'];
       const bytes = upstream.bytesReceived();
       const declared = await rawHttp(small.url, ['POST /fhir/Patient HTTP/1.1', ...head, 'Content-Length: 2000', '', 'x'.repeat(2000)].join('\r\n'));
       expect(declared.status).toBe(413);
