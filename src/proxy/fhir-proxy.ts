@@ -48,6 +48,9 @@ const WHOLE_REQUEST_BODY_LIMIT = 1024 * 1024;
 /** What goes upstream after the head: nothing, a body read whole, or the start of a body that streams on. */
 type RequestBody = { kind: 'none' } | { kind: 'whole'; data: Buffer } | { kind: 'stream'; head: Buffer[]; length: number };
 
+/** The browser went away before its answer (499, nginx's code for it). */
+const clientClosed = () => new AppError(ErrorCode.BAD_REQUEST, 499, 'The client closed the request.');
+
 class UpstreamFailure extends Error {
   constructor(readonly kind: 'timeout' | 'connect' | 'too_large', readonly detail: string) {
     super(detail);
@@ -193,7 +196,7 @@ function readBody(req: IncomingMessage, maxBytes: number): Promise<RequestBody> 
     const onClose = () => {
       if (req.complete) return;
       done();
-      reject(new AppError(ErrorCode.BAD_REQUEST, 499, 'The client closed the request.'));
+      reject(clientClosed());
     };
     req.on('data', onData);
     req.on('end', onEnd);
@@ -241,7 +244,7 @@ function send(call: ProxyCall, req: IncomingMessage, res: ServerResponse, target
       reject(err);
     };
     function onClientClose() {
-      if (!res.headersSent) fail(new AppError(ErrorCode.BAD_REQUEST, 499, 'The client closed the request.'));
+      if (!res.headersSent) fail(clientClosed());
     }
     if (settled) return; // refused at once (undici checks the request before it is queued)
     timer = setTimeout(() => fail(new UpstreamFailure('timeout', `no response within ${deps.config.proxyTimeoutMs} ms`)), deps.config.proxyTimeoutMs);
@@ -258,7 +261,6 @@ function send(call: ProxyCall, req: IncomingMessage, res: ServerResponse, target
 async function* restOfBody(req: IncomingMessage, head: Buffer[], length: number, limit: number): AsyncGenerator<Buffer> {
   yield* head;
   let bytes = length;
-  const closed = () => new AppError(ErrorCode.BAD_REQUEST, 499, 'The client closed the request.');
   try {
     for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
       bytes += chunk.length;
@@ -266,9 +268,9 @@ async function* restOfBody(req: IncomingMessage, head: Buffer[], length: number,
       yield chunk;
     }
   } catch (err) {
-    throw err instanceof UpstreamFailure ? err : closed(); // the browser's request failed: it went away
+    throw err instanceof UpstreamFailure ? err : clientClosed(); // the browser's request failed: it went away
   }
-  if (!req.complete) throw closed();
+  if (!req.complete) throw clientClosed();
 }
 
 async function tokensOrEndContext(call: ProxyCall, ctx: LaunchContextInfo, refresher: TokenRefresher, sessions: Pick<ProxySessions, 'withoutContext'>, rejectedToken?: string): Promise<TokenSet> {
