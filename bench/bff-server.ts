@@ -4,14 +4,14 @@
  * upstream so that the proxy is what gets measured. Usage: bff-server.ts <upstream FHIR base> <sandbox FHIR base>
  * [--redis URL]. Prints {"port","cookie","context","iss"} when ready (`iss`: the sandbox's FHIR base, for launches).
  *
- * It logs as in production, at `info` (one `proxy.request` line per proxied call), with pino's own asynchronous
- * destination, to BENCH_LOG_FILE (default /dev/null): the line is built and written, and nothing reads it.
+ * It logs as in production, at `info` (one `proxy.request` line per proxied call), through the server's own
+ * destination (log.ts, logDestination: one synchronous write per line), to BENCH_LOG_FILE (default /dev/null): the
+ * line is built and written, and nothing reads it.
  * FHIR_PROXY_REWRITE_LINKS=0 turns link rewriting off. BENCH_CPU_PROFILE=file writes a CPU profile of the serving
  * phase (start-up and the launch excluded) on SIGTERM.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { pino } from 'pino';
 import type { AppDeps } from '../src/app.js';
 import type { TokenStore } from '../src/session/token-store.js';
 import { Browser } from '../test/helpers/browser.js';
@@ -22,13 +22,13 @@ import { authorize } from '../test/helpers/authorize.js';
 const from = <T>(module: string): Promise<T> => import(process.env.BENCH_FROM_SOURCE === '1' ? `../src/${module}.ts` : `../dist/${module}.js`) as Promise<T>;
 const { loadConfig } = await from<typeof import('../src/config.js')>('config');
 const { createApp } = await from<typeof import('../src/app.js')>('app');
-const { createLogger } = await from<typeof import('../src/log.js')>('log');
+const { createLogger, logDestination } = await from<typeof import('../src/log.js')>('log');
 const { MemoryTokenStore } = await from<typeof import('../src/session/token-store.js')>('session/token-store');
 
 const [upstreamBase, sandboxFhirBase] = process.argv.slice(2);
 const redisUrl = process.argv[4] === '--redis' ? process.argv[5] : undefined;
 if (!upstreamBase || !sandboxFhirBase) throw new Error('usage: bff-server.ts <upstream FHIR base> <sandbox FHIR base> [--redis URL]');
-const logger = createLogger({ level: 'info', destination: pino.destination({ dest: process.env.BENCH_LOG_FILE ?? '/dev/null', minLength: 0 }) });
+const logger = createLogger({ level: 'info', destination: logDestination(process.env.BENCH_LOG_FILE ?? '/dev/null') });
 const server = http.createServer();
 server.keepAliveTimeout = 60_000;
 await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -99,6 +99,21 @@ function plainError(value: unknown, level = 0): unknown {
   return out;
 }
 
+/**
+ * Where the server's log goes: a file descriptor (1, stdout) or a file, written synchronously, one write per line,
+ * as Node writes console.log to a pipe on Linux. Each line is in the kernel when the call returns: a crash right
+ * after a line never loses it, and an operator tailing the log sees a failing launch's line at once.
+ *
+ * Not pino's asynchronous mode (sonic-boom `sync: false`): it hands each write to libuv's thread pool, and on a busy
+ * server that costs a thread switch per proxied call, about a fifth of a call's CPU time (docs/benchmarks.md). Its
+ * batching alternative (`minLength`) holds lines back until a buffer fills, which on a quiet server can be minutes.
+ * The price of writing synchronously: a log reader that stops reading (a full pipe) holds the server up, as it
+ * would hold up console.log.
+ */
+export function logDestination(dest: number | string): DestinationStream {
+  return pino.destination({ dest, sync: true });
+}
+
 export function createLogger(opts: { level?: LevelWithSilent; destination?: DestinationStream } = {}): Logger {
   const options: LoggerOptions = {
     level: opts.level ?? 'info',
@@ -113,8 +128,8 @@ export function createLogger(opts: { level?: LevelWithSilent; destination?: Dest
     },
     serializers: { err: (err: Error) => redactLogObject(plainError(pino.stdSerializers.err(err))) },
   };
-  // pino's own default (stdout), made here so that a tapped logger can write to the very same stream.
-  const destination = opts.destination ?? pino.destination(1);
+  // stdout (logDestination), made here so that a tapped logger can write to the very same stream.
+  const destination = opts.destination ?? logDestination(1);
   const logger = pino(options, destination);
   made.set(logger, { options, destination });
   return logger;

@@ -3,6 +3,10 @@
  * codes are logged as `code`; an authorization code is redacted among a request's parameters and in URLs' query
  * strings; fields that only ever hold secrets are redacted wherever they are.
  */
+import { spawnSync } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { captureLogs } from '../helpers/log-capture.js';
 import { redactUrl } from '../../src/log.js';
 
@@ -60,4 +64,32 @@ test('the caller\'s object is never modified by the redaction', () => {
   const obj = { access_token: 'a', query: { code: AUTH_CODE }, url: `/callback?code=${AUTH_CODE}` };
   logged(obj);
   expect(obj).toEqual({ access_token: 'a', query: { code: AUTH_CODE }, url: `/callback?code=${AUTH_CODE}` });
+});
+
+test('the server\'s log (stdout) holds each line as soon as the logging call returns: written synchronously, not later from the thread pool', () => {
+  // A process of its own whose stdout is a file: after each call it reports how many bytes the file holds. pino's
+  // asynchronous destination would still have the line in its buffer or on a pool thread (0, then one line).
+  const dir = mkdtempSync(join(tmpdir(), 'smart-bff-log-'));
+  try {
+    const out = openSync(join(dir, 'stdout'), 'w');
+    const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `
+      import { fstatSync } from 'node:fs';
+      import { createLogger } from './src/log.ts';
+      const logger = createLogger();
+      const sizes = [];
+      for (const event of ['launch.start', 'launch.failed', 'proxy.request']) {
+        logger.info({ event }, 'a line');
+        sizes.push(fstatSync(1).size);
+      }
+      process.stderr.write(JSON.stringify(sizes));
+    `], { cwd: process.cwd(), stdio: ['ignore', out, 'pipe'], encoding: 'utf8' });
+    closeSync(out);
+    expect(child.status).toBe(0);
+    const lines = readFileSync(join(dir, 'stdout'), 'utf8').split('\n').filter(Boolean);
+    expect(lines.map((l) => JSON.parse(l).event)).toEqual(['launch.start', 'launch.failed', 'proxy.request']);
+    const written = lines.map((_, i) => lines.slice(0, i + 1).join('\n').length + 1);
+    expect(JSON.parse(child.stderr)).toEqual(written);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
