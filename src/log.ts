@@ -11,6 +11,7 @@
  *   codes (`"code":"iss_not_allowed"`) and is logged as it is.
  */
 import { createHash } from 'node:crypto';
+import { TurnBatchedDestination } from './log-destination.js';
 import { pino, type Level, type Logger, type LoggerOptions, type DestinationStream, type LevelWithSilent } from 'pino';
 
 export type { Logger };
@@ -99,19 +100,9 @@ function plainError(value: unknown, level = 0): unknown {
   return out;
 }
 
-/**
- * Where the server's log goes: a file descriptor (1, stdout) or a file, written synchronously, one write per line,
- * as Node writes console.log to a pipe on Linux. Each line is in the kernel when the call returns: a crash right
- * after a line never loses it, and an operator tailing the log sees a failing launch's line at once.
- *
- * Not pino's asynchronous mode (sonic-boom `sync: false`): it hands each write to libuv's thread pool, and on a busy
- * server that costs a thread switch per proxied call, about a fifth of a call's CPU time (docs/benchmarks.md). Its
- * batching alternative (`minLength`) holds lines back until a buffer fills, which on a quiet server can be minutes.
- * The price of writing synchronously: a log reader that stops reading (a full pipe) holds the server up, as it
- * would hold up console.log.
- */
+/** Where the server's log goes: a file descriptor (1, stdout) or a file, one synchronous write per event-loop turn. */
 export function logDestination(dest: number | string): DestinationStream {
-  return pino.destination({ dest, sync: true });
+  return new TurnBatchedDestination(dest);
 }
 
 export function createLogger(opts: { level?: LevelWithSilent; destination?: DestinationStream } = {}): Logger {

@@ -66,9 +66,8 @@ test('the caller\'s object is never modified by the redaction', () => {
   expect(obj).toEqual({ access_token: 'a', query: { code: AUTH_CODE }, url: `/callback?code=${AUTH_CODE}` });
 });
 
-test('the server\'s log (stdout) holds each line as soon as the logging call returns: written synchronously, not later from the thread pool', () => {
-  // A process of its own whose stdout is a file: after each call it reports how many bytes the file holds. pino's
-  // asynchronous destination would still have the line in its buffer or on a pool thread (0, then one line).
+/** Runs `script` (ESM, with the server's createLogger imported) in a process of its own whose stdout is a file. */
+function inOwnProcess(script: string): { status: number | null; stderr: string; lines: string[]; written: (n: number) => number } {
   const dir = mkdtempSync(join(tmpdir(), 'smart-bff-log-'));
   try {
     const out = openSync(join(dir, 'stdout'), 'w');
@@ -76,20 +75,65 @@ test('the server\'s log (stdout) holds each line as soon as the logging call ret
       import { fstatSync } from 'node:fs';
       import { createLogger } from './src/log.ts';
       const logger = createLogger();
-      const sizes = [];
-      for (const event of ['launch.start', 'launch.failed', 'proxy.request']) {
-        logger.info({ event }, 'a line');
-        sizes.push(fstatSync(1).size);
-      }
-      process.stderr.write(JSON.stringify(sizes));
+      const written = () => fstatSync(1).size;
+      ${script}
     `], { cwd: process.cwd(), stdio: ['ignore', out, 'pipe'], encoding: 'utf8' });
     closeSync(out);
-    expect(child.status).toBe(0);
     const lines = readFileSync(join(dir, 'stdout'), 'utf8').split('\n').filter(Boolean);
-    expect(lines.map((l) => JSON.parse(l).event)).toEqual(['launch.start', 'launch.failed', 'proxy.request']);
-    const written = lines.map((_, i) => lines.slice(0, i + 1).join('\n').length + 1);
-    expect(JSON.parse(child.stderr)).toEqual(written);
+    return { status: child.status, stderr: child.stderr, lines, written: (n) => (n === 0 ? 0 : lines.slice(0, n).join('\n').length + 1) };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+test('the server\'s log (stdout): the lines of one event-loop turn go out together when it ends, and a lone line on a quiet server goes out in its own turn', () => {
+  const run = inOwnProcess(`
+    const sizes = [];
+    for (const event of ['launch.start', 'launch.failed', 'proxy.request']) {
+      logger.info({ event }, 'a line');
+      sizes.push(written());
+    }
+    setImmediate(() => {
+      sizes.push(written());
+      setTimeout(() => {
+        logger.warn({ event: 'launch.failed' }, 'a lone line, a second later on a quiet server');
+        setImmediate(() => {
+          sizes.push(written());
+          process.stderr.write(JSON.stringify(sizes));
+        });
+      }, 50);
+    });
+  `);
+  expect(run.status).toBe(0);
+  expect(run.lines.map((l) => JSON.parse(l).event)).toEqual(['launch.start', 'launch.failed', 'proxy.request', 'launch.failed']);
+  // nothing written while the turn runs; all three once it ends; the lone line in the turn after it was logged
+  expect(JSON.parse(run.stderr)).toEqual([0, 0, 0, run.written(3), run.written(4)]);
+});
+
+test('the server\'s log (stdout): a line logged just before the process ends is not lost, whether it exits or crashes', () => {
+  const exits = inOwnProcess(`logger.error({ event: 'server.failed' }, 'about to exit'); process.exit(3);`);
+  expect(exits.status).toBe(3);
+  expect(exits.lines.map((l) => JSON.parse(l).event)).toEqual(['server.failed']);
+  const crashes = inOwnProcess(`logger.info({ event: 'launch.start' }, 'the last line'); setTimeout(() => { logger.warn({ event: 'about.to.crash' }, 'x'); throw new Error('boom'); }, 5);`);
+  expect(crashes.status).toBe(1);
+  expect(crashes.stderr).toContain('boom');
+  expect(crashes.lines.map((l) => JSON.parse(l).event)).toEqual(['launch.start', 'about.to.crash']);
+});
+
+test('the server\'s log (stdout): a turn that logs a great deal writes as it goes (at 8 KiB), not all at its end', () => {
+  const run = inOwnProcess(`
+    const sizes = [];
+    for (let i = 0; i < 200; i++) {
+      logger.info({ event: 'proxy.request', i, path: '/Patient/' + 'x'.repeat(100) }, 'a line');
+      sizes.push(written());
+    }
+    process.stderr.write(JSON.stringify(sizes));
+  `);
+  expect(run.status).toBe(0);
+  expect(run.lines).toHaveLength(200);
+  const sizes = JSON.parse(run.stderr) as number[];
+  const total = run.written(200);
+  // while the turn runs, never more than 8 KiB (and one line) is held back
+  for (const [i, size] of sizes.entries()) expect(run.written(i + 1) - size).toBeLessThan(8 * 1024 + 400);
+  expect(sizes[199]).toBeLessThan(total);
 });
