@@ -8,7 +8,8 @@
  *  2. large bodies (a Bundle and an NDJSON file): throughput and the server's peak RSS growth, links rewritten or not;
  *  3. launches and callbacks per second against the sandbox EHR, and the time of each step of a callback;
  *  4. start-up time of the built server to its first successful /healthz;
- *  5. a CPU profile of ours under the 16-connection read, by layer.
+ *  5. the cost of the proxy's log line by where it goes (bench/log-line.ts), and a CPU profile of ours under the
+ *     16-connection read, by layer.
  * Needs wrk (apt-get install wrk); nginx and redis-server are optional. BENCH_SECONDS sets each load measurement
  * (default 5), BENCH_ROUNDS the rounds of small reads (default 5); BENCH_QUICK=1 shrinks everything for a smoke
  * run; BENCH_PIN=0 turns CPU pinning off.
@@ -185,6 +186,13 @@ http { access_log off; client_body_temp_path ${dir}/cb; proxy_temp_path ${dir}/p
     log(`start-up, ${cfg.name}: median ${Math.round(median(times))} ms`);
   }
 
+  // The proxy's log line, by where it goes (a process of its own on the servers' CPU).
+  const [llCmd, llArgs] = pinned(SERVER_CPUS, process.execPath, ['--import', 'tsx', 'bench/log-line.ts']);
+  const ll = spawnSync(llCmd, llArgs, { cwd: ROOT, encoding: 'utf8' });
+  if (ll.status !== 0) throw new Error(`bench/log-line.ts failed: ${ll.stderr}`);
+  const logLine = JSON.parse(ll.stdout) as { name: string; us: number }[];
+  log(`log line: ${logLine.map((l) => `${l.us.toFixed(1)} µs`).join(', ')}`);
+
   // 5. Where the time goes: ours under the 16-connection read with the CPU profiler on (a run of its own: the
   // profiler costs time too).
   const profileFile = join(mkdtempSync(join(os.tmpdir(), 'bench-prof-')), 'read.cpuprofile');
@@ -196,12 +204,12 @@ http { access_log off; client_body_temp_path ${dir}/cb; proxy_temp_path ${dir}/p
   const layers = profileByLayer(JSON.parse(readFileSync(profileFile, 'utf8')), profiledCpuUs);
 
   const small = summarise(runs);
-  writeFileSync(join(ROOT, 'docs/benchmarks.md'), render({ small, runs, bodies, launches, callbacks, steps, startups, layers, redis: redisUrl !== undefined }));
+  writeFileSync(join(ROOT, 'docs/benchmarks.md'), render({ small, runs, bodies, launches, callbacks, steps, startups, logLine, layers, redis: redisUrl !== undefined }));
   log('wrote docs/benchmarks.md');
   process.exit(0);
 }
 
-/** The timings in the log once it holds at least `count` (pino writes asynchronously); what there is after 5 s. */
+/** The timings in the log once it holds at least `count` (the server writes its log at the end of each event-loop turn); what there is after 5 s. */
 async function settledTimings(logFile: string, count: number): Promise<Record<string, number>[]> {
   let t = callbackTimings(logFile);
   for (let i = 0; i < 100 && t.length < count; i++) {
@@ -242,7 +250,7 @@ const met = (ok: boolean) => (ok ? 'met' : '**not met**');
 
 function render(r: {
   small: ReturnType<typeof summarise>; runs: Map<string, Map<number, Small[]>>; bodies: (BodyResult & { growth: number; toBare: number })[]; launches: { c: number; r: LoadResult }[];
-  callbacks: CallbackResult[]; steps: Map<string, number>; startups: { name: string; runs: number[] }[]; layers: LayerRow[]; redis: boolean;
+  callbacks: CallbackResult[]; steps: Map<string, number>; startups: { name: string; runs: number[] }[]; logLine: { name: string; us: number }[]; layers: LayerRow[]; redis: boolean;
 }): string {
   const bareR = r.small.get(BARE)!;
   const smallRows = [...r.small.entries()].flatMap(([name, m]) => CONNECTIONS.map((c) => {
@@ -312,7 +320,7 @@ proxy on the client ours uses, undici's Agent driven through \`dispatch\` (\`ben
 reference that shows what the client alone is worth; the ratios and goals are to the bare Node proxy.
 "smart-bff" is the real app after a real launch against the sandbox EHR (session cookie, launch context, access
 token, the anti-forgery header, header allow-lists both ways, link rewriting, metrics, and the \`proxy.request\` log
-line at \`info\`, written to /dev/null by pino's asynchronous destination, as in production) with the token bound to that upstream.
+line at \`info\`, written to /dev/null through the server's own log destination, as in production) with the token bound to that upstream.
 Every target gets the same request, as the app's page sends it: the session cookie, \`X-CSRF\` and
 \`X-SMART-Context\` (the upstream, the bare proxy and nginx ignore them; a proxy still reads them).
 Each row is the round with the median req/s; "range" is the lowest and highest of the rounds. The ratios are the
@@ -363,6 +371,17 @@ From spawning \`node dist/server.js\` (what \`npm start\` runs on Heroku and App
 |---|---:|---:|---:|
 ${r.startups.map((s) => `| ${s.name} | ${round(median(s.runs))} | ${round(Math.min(...s.runs))} | ${round(Math.max(...s.runs))} |`).join('\n')}
 
+## The log line
+
+The proxy writes one \`proxy.request\` line per call, at \`info\`. Its cost by where it goes, from
+\`bench/log-line.ts\` (on the servers' CPU, alone): the server's own logger writing that line 100,000 times, with a turn
+of the event loop every five lines, as a busy server at 16 connections has; CPU time of the whole process (every
+thread) per line, the median of five rounds. The first row is the loop and its turns alone.
+
+| where the line goes | CPU µs per line |
+|---|---:|
+${r.logLine.map((l) => `| ${l.name} | ${l.us.toFixed(1)} |`).join('\n')}
+
 ## Where the time goes
 
 A CPU profile of ours under the 16-connection read (a run of its own with the profiler on, sampling every 200 µs;
@@ -397,8 +416,13 @@ Kept by hand; the numbers above are this run's.
   (\`src/proxy/upstream-client.ts\`), instead of Node's \`http.request\` and a keep-alive \`http.Agent\`: no
   ClientRequest and no IncomingMessage stream per call. The row "bare proxy on undici" shows what that client alone
   is worth to a proxy that does nothing else; its CPU time per read is the one to compare with ours.
-- **Tried and dropped.** Writing the log synchronously in batches at the end of each event-loop turn: measured
-  side by side against a run with no log line at all, it cost as much as pino's asynchronous destination.
+- **The log line.** The server's log went through pino's asynchronous destination, which hands each write to
+  libuv's thread pool: on a busy server, a thread switch per proxied call (\`perf stat\` counted 0.87 context
+  switches per read for ours, 0.18 for the bare proxy). It now gathers the lines of one event-loop turn and writes
+  them with one synchronous write when the turn ends (\`src/log-destination.ts\`): 0.07 context switches per read,
+  and one write for about five lines. "The log line" above shows each way's cost. An earlier round tried this and
+  dropped it on a req/s comparison that the machine's noise swamped; counting context switches and system calls
+  showed what it saves.
 - **What is in the way of 0.85× for small reads.** Most of a proxied read's CPU time is Node's HTTP server and
   socket work, which the bare proxy does too (the first rows of the profile). On the bare proxy's own client, ours
   could add about a sixth of the bare proxy's time per call; the \`proxy.request\` log line alone (pino, with its
