@@ -105,6 +105,23 @@ export function logDestination(dest: number | string): DestinationStream {
   return new TurnBatchedDestination(dest);
 }
 
+/**
+ * pino's isoTime (`,"time":"2026-11-26T15:01:09.123Z"`), made once per millisecond: a busy proxy writes several
+ * lines in the same one. A cache of one entry, per logger.
+ */
+function isoTimeByMillisecond(): () => string {
+  let ms = NaN;
+  let text = '';
+  return () => {
+    const now = Date.now();
+    if (now !== ms) {
+      ms = now;
+      text = `,"time":"${new Date(now).toISOString()}"`;
+    }
+    return text;
+  };
+}
+
 export function createLogger(opts: { level?: LevelWithSilent; destination?: DestinationStream } = {}): Logger {
   const options: LoggerOptions = {
     level: opts.level ?? 'info',
@@ -112,7 +129,7 @@ export function createLogger(opts: { level?: LevelWithSilent; destination?: Dest
     // A child logger's bindings (`logger.child({...})`) are not a log object: pino's own redaction covers their
     // top-level fields (without wildcards, which is what made it slow).
     redact: { paths: [...SECRET_KEYS].map((k) => JSON.stringify([k])), censor: CENSOR },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    timestamp: isoTimeByMillisecond(),
     formatters: {
       level: (label) => ({ level: label }),
       log: redactLogObject,

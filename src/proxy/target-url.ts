@@ -19,12 +19,25 @@ export class PathRejected extends AppError {
 
 const FORBIDDEN_ENCODINGS = /%(2f|5c|00|2e)/i;
 
-/** The FHIR bases, parsed (with a trailing slash), by the text the token set holds: a bounded cache, read per proxied call. */
-const bases = new LRUCache<string, URL>({ max: 1000 });
-function parsedBase(fhirBaseUrl: string): URL {
+/** A FHIR base, parsed (with a trailing slash), and the parts a proxied call reads, read once (a URL's getters are not free). */
+interface ParsedBase {
+  readonly url: URL;
+  readonly origin: string;
+  readonly protocol: string;
+  readonly hostname: string;
+  readonly port: string;
+  readonly pathname: string;
+  /** No user, password, query or fragment: a verbatim path and query can simply follow it. */
+  readonly plain: boolean;
+}
+
+/** The FHIR bases by the text the token set holds: a bounded cache, read per proxied call. */
+const bases = new LRUCache<string, ParsedBase>({ max: 1000 });
+function parsedBase(fhirBaseUrl: string): ParsedBase {
   let base = bases.get(fhirBaseUrl);
   if (!base) {
-    base = new URL(fhirBaseUrl.endsWith('/') ? fhirBaseUrl : `${fhirBaseUrl}/`);
+    const url = new URL(fhirBaseUrl.endsWith('/') ? fhirBaseUrl : `${fhirBaseUrl}/`);
+    base = { url, origin: url.origin, protocol: url.protocol, hostname: url.hostname, port: url.port, pathname: url.pathname, plain: !url.username && !url.password && !url.search && !url.hash };
     bases.set(fhirBaseUrl, base);
   }
   return base;
@@ -70,12 +83,12 @@ export function buildTargetUrl(rawPathAndQuery: string, fhirBaseUrl: string): Ta
   if (rawPathAndQuery.includes('#')) throw new PathRejected('fragment');
 
   const base = parsedBase(fhirBaseUrl);
-  if (VERBATIM.test(rest + rawQuery) && !base.username && !base.password && !base.search && !base.hash) {
+  if (base.plain && VERBATIM.test(rest + rawQuery)) {
     // what the parser would make of it, checked above: no dot segment, no empty segment, no scheme
     const pathname = base.pathname + rest;
     return { href: `${base.origin}${pathname}${rawQuery}`, origin: base.origin, protocol: base.protocol, hostname: base.hostname, port: base.port, pathname, search: rawQuery === '?' ? '' : rawQuery };
   }
-  return targetByParser(rest + rawQuery, base);
+  return targetByParser(rest + rawQuery, base.url);
 }
 
 /** The target as the URL parser resolves it against the base, checked to stay under it: the reference for every path. */
@@ -98,7 +111,7 @@ export function proxyUrlFor(value: string, fhirBaseUrl: string, proxyBase: strin
   const base = parsedBase(fhirBaseUrl);
   let url: URL;
   try {
-    url = new URL(value, base);
+    url = new URL(value, base.url);
   } catch {
     return undefined;
   }

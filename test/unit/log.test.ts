@@ -137,3 +137,21 @@ test('the server\'s log (stdout): a turn that logs a great deal writes as it goe
   for (const [i, size] of sizes.entries()) expect(run.written(i + 1) - size).toBeLessThan(8 * 1024 + 400);
   expect(sizes[199]).toBeLessThan(total);
 });
+
+test('every line carries the time it was logged (ISO 8601, to the millisecond), not a time remembered from an earlier line', async () => {
+  const logs = captureLogs();
+  const times: { before: number; after: number }[] = [];
+  for (let i = 0; i < 3; i++) {
+    const before = Date.now();
+    logs.logger.info({ event: 'proxy.request', i }, 'a line');
+    times.push({ before, after: Date.now() });
+    await new Promise((r) => setTimeout(r, 15));
+  }
+  const logged = logs.entries().map((e) => e.time as string);
+  expect(new Set(logged).size).toBe(3);
+  for (const [i, t] of logged.entries()) {
+    expect(t).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect(Date.parse(t)).toBeGreaterThanOrEqual(times[i]!.before);
+    expect(Date.parse(t)).toBeLessThanOrEqual(times[i]!.after);
+  }
+});
