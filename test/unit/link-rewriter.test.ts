@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { LinkRewriter, needlesFor, rewriteBody } from '../../src/proxy/link-rewriter.js';
@@ -76,5 +77,40 @@ describe('rewriteBody (a small body, whole)', () => {
   test('a body where the base does not occur comes back unchanged, byte for byte', () => {
     const body = Buffer.from('{"resourceType":"Patient","id":"1","name":[{"family":"Núñez 🚑"}],"managingOrganization":{"reference":"Organization/o"}}');
     expect(rewriteBody(body, needles).equals(body)).toBe(true);
+  });
+});
+
+describe('the rewriter against a plain reference (random bodies, random chunking)', () => {
+  // The reference: a regular expression over the whole body decoded as UTF-8, for each base in its plain and its
+  // JSON-escaped form, rewritten where a URL boundary (or the end) follows.
+  const BOUNDARY_CLASS = String.raw`[/?#"'<\\, \n\r\t}\]]`;
+  const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+  const jsonEscaped = (s: string) => s.replace(/\//g, '\\/');
+  function reference(body: string, up: string, proxy: string): string {
+    const pairs: [string, string][] = [[up, proxy], [jsonEscaped(up), jsonEscaped(proxy)]];
+    const re = new RegExp(`(?:${pairs.map(([f]) => escapeRe(f)).join('|')})(?=${BOUNDARY_CLASS}|$)`, 'g');
+    return body.replace(re, (m) => pairs.find(([f]) => f === m)![1]);
+  }
+
+  const ups = ['https://ehr.example.com/fhir/r4', 'https://ehr.example.com/fhir/örebro', 'http://127.0.0.1:8080/fhir'];
+  const piece = (up: string) => fc.oneof(
+    fc.constantFrom(up, jsonEscaped(up), `${up}/Patient/1`, `${up}b`, `${up}?x=1`, up.slice(0, 12), up.slice(5), '"', '/', '\\', ',', '\n', '}', ']', 'é', '🚑', 'ö', ' ', 'x', '{"a":"'),
+    fc.string({ maxLength: 6 }),
+  );
+
+  test('streamed in chunks of any size, or rewritten whole: the same bytes as the reference', async () => {
+    await fc.assert(fc.asyncProperty(
+      fc.constantFrom(...ups).chain((up) => fc.tuple(fc.constant(up), fc.array(piece(up), { maxLength: 40 }), fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 12 }))),
+      async ([up, pieces, sizes]) => {
+        const body = pieces.join('');
+        const expected = reference(body, up, PROXY);
+        const bytes = Buffer.from(body);
+        const chunks: Buffer[] = [];
+        for (let i = 0, k = 0; i < bytes.length; i += sizes[k++ % sizes.length]!) chunks.push(bytes.subarray(i, i + sizes[k % sizes.length]!));
+        const streamed = await text(Readable.from(chunks).pipe(new LinkRewriter(needlesFor(up, PROXY))));
+        expect(streamed).toBe(expected);
+        expect(rewriteBody(bytes, needlesFor(up, PROXY)).toString()).toBe(expected);
+      },
+    ), { numRuns: 400 });
   });
 });
