@@ -59,7 +59,7 @@ describe('buildTargetUrl without the URL parser (most paths): what the parser ma
       '|', '^', ' ', '"', "'", '<', '>', '`', '{', '}', '[', ']', '\\', '#', 'é', '\u0000', '\t', '*', '(', ')', '!', '$', ',', ';', '+', 'http:', 'https://x'),
     fc.string({ maxLength: 3 }),
   );
-  const bases = ['https://ehr.example.com/fhir/r4', 'https://ehr.example.com:8443/fhir/r4/', 'http://[::1]:8080/fhir', 'https://ehr.example.com'];
+  const bases = ['https://ehr.example.com/fhir/r4', 'https://ehr.example.com:8443/fhir/r4/', 'http://[::1]:8080/fhir', 'https://ehr.example.com', 'https://user:pw@ehr.example.com/fhir', 'https://ehr.example.com/fhir?tenant=1#x'];
 
   test('the same target (href, host, port, path and query) or the same refusal', () => {
     fc.assert(fc.property(fc.array(piece, { maxLength: 8 }), fc.constantFrom(...bases), (pieces, base) => {
