@@ -441,7 +441,7 @@ Kept by hand; the numbers above are this run's.
   microseconds; none stands out in the profile. The p99 gap at 64 connections was not traced. Garbage collection
   is not the answer: measured side by side at 64 connections, ours and the bare proxy collect about equally (a
   scavenge every 520 and 600 requests, 1.1–1.4 ms each).
-- **What is in the way of the NDJSON goal.** Rewriting still costs NDJSON about a third of its throughput in place
+- **What is in the way of the NDJSON goal.** Rewriting still costs NDJSON about two fifths of its throughput in place
   (240 MB/s against 396 MB/s without it, in this run), more than the rewriter alone takes on one CPU. The bare
   proxy's own NDJSON speed swings between runs (213 MB/s in the run before this one, 380 here), so the goal was met
   in that run (1.17×) and not in this one (0.70×).
