@@ -12,7 +12,8 @@
  * Not pino's asynchronous mode (sonic-boom `sync: false`): it hands each write to libuv's thread pool, and on a busy
  * server that cost a thread switch per proxied call (docs/benchmarks.md). Nor sonic-boom's `minLength` alone: it
  * holds lines back until its buffer fills, which on a quiet server can be minutes. The price of writing
- * synchronously: a log reader that stops reading (a full pipe) holds the server up, as it holds up console.log.
+ * synchronously: a log reader that stops reading (a full pipe) holds the server up, as it holds up any synchronous
+ * write to stdout, Node's own console included.
  */
 import { pino, type DestinationStream } from 'pino';
 
