@@ -44,7 +44,7 @@ export class TurnBatchedDestination implements DestinationStream {
   /** Writes what has gathered, now (pino's `logger.flush()` calls this). */
   flush(cb?: (err?: Error) => void): void {
     if (this.#lines.length) {
-      const text = this.#lines.length === 1 ? this.#lines[0]! : this.#lines.join('');
+      const text = this.#lines.join('');
       this.#lines = [];
       this.#chars = 0;
       this.#stream.write(text);

@@ -14,10 +14,9 @@ import { LRUCache } from 'lru-cache';
 const BOUNDARY = new Uint8Array(256);
 for (const c of ['/', '?', '#', '"', "'", '<', '\\', ',', ' ', '\n', '\r', '\t', '}', ']']) BOUNDARY[c.charCodeAt(0)] = 1;
 
-/** A URL prefix and its replacement, as UTF-8 bytes, and as the same bytes read as latin1 (one character per byte). */
+/** A URL prefix as UTF-8 bytes (for the whole-body check), and it and its replacement as those bytes read as latin1 (one character per byte). */
 export interface Needle {
   from: Buffer;
-  to: Buffer;
   fromText: string;
   toText: string;
 }
@@ -112,8 +111,7 @@ function makeNeedles(upstreamBase: string, proxyBase: string): Needle[] {
   const pairs = from === esc(from) ? [[from, to]] : [[from, to], [esc(from), esc(to)]];
   return pairs.map(([f, t]) => {
     const from = Buffer.from(f!, 'utf8');
-    const to = Buffer.from(t!, 'utf8');
-    return { from, to, fromText: from.toString('latin1'), toText: to.toString('latin1') };
+    return { from, fromText: from.toString('latin1'), toText: Buffer.from(t!, 'utf8').toString('latin1') };
   });
 }
 
