@@ -103,8 +103,14 @@ export function rssMiB(pid: number): number {
 
 /** CPU time (user + system) a process has used, in ms (Linux /proc; clock ticks of 10 ms). */
 export function cpuMs(pid: number): number {
+  const { user, sys } = cpuSplitMs(pid);
+  return user + sys;
+}
+
+/** CPU time a process has used in user mode and in the kernel, in ms (Linux /proc; clock ticks of 10 ms). */
+export function cpuSplitMs(pid: number): { user: number; sys: number } {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
+  return { user: Number(fields[11]) * 10, sys: Number(fields[12]) * 10 };
 }
 
 /** Resets the kernel's peak-RSS mark so the next reading covers only what follows (needs the same user). */

@@ -9,7 +9,9 @@
  *  3. launches and callbacks per second against the sandbox EHR, and the time of each step of a callback;
  *  4. start-up time of the built server to its first successful /healthz;
  *  5. the cost of the proxy's log line by where it goes (bench/log-line.ts), and a CPU profile of ours under the
- *     16-connection read, by layer.
+ *     16-connection read, by layer;
+ *  6. where a read's time goes at 64 connections, as each server sees it (bench/time-split.ts): time in the server,
+ *     time between requests, event-loop delay, user and system CPU per request, for the bare proxies and ours.
  * Needs wrk (apt-get install wrk); nginx and redis-server are optional. BENCH_SECONDS sets each load measurement
  * (default 5), BENCH_ROUNDS the rounds of small reads (default 5); BENCH_QUICK=1 shrinks everything for a smoke
  * run; BENCH_PIN=0 turns CPU pinning off.
@@ -24,10 +26,14 @@ import { measureBody, type BodyResult, type BodyTarget } from './large-bodies.js
 import { callbacksPerSecond, callbackTimings, launchesPerSecond, medianSteps, type CallbackResult } from './launches.js';
 import { startupMs } from './startup.js';
 import { profileByLayer, type LayerRow } from './profile.js';
+import { timeSplit, type SplitRow, type SplitTarget } from './time-split.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 1 : 5));
 const CONNECTIONS = [1, 16, 64];
+/** "Where a read's time goes": at the connection count whose goals are hardest to meet, in rounds of its own. */
+const SPLIT_CONNECTIONS = 64;
+const SPLIT_ROUNDS = QUICK ? 1 : 3;
 const BODIES = [
   { name: `Bundle, ${QUICK ? 20 : 200} MB`, path: `/fhir/Bundle/large?mb=${QUICK ? 20 : 200}` },
   { name: `NDJSON, ${QUICK ? 32 : 256} MB`, path: `/fhir/Observation.ndjson?mb=${QUICK ? 32 : 256}` },
@@ -203,8 +209,28 @@ http { access_log off; client_body_temp_path ${dir}/cb; proxy_temp_path ${dir}/p
   await stopChild(profiled.child);
   const layers = profileByLayer(JSON.parse(readFileSync(profileFile, 'utf8')), profiledCpuUs);
 
+  // 6. Where a read's time goes at 64 connections: the two bare proxies and ours again, each with the same timing
+  // wrapper preloaded (bench/server-timing.mjs), in rounds of their own.
+  const splitDir = mkdtempSync(join(os.tmpdir(), 'bench-split-'));
+  const timed = (name: string) => ({
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${JSON.stringify(join(ROOT, 'bench/server-timing.mjs'))}`.trim(),
+    SERVER_TIMING_FILE: join(splitDir, `${name}.json`),
+  });
+  const splitTargets: SplitTarget[] = [];
+  for (const [name, script] of [[BARE, 'bench/bare-proxy.mjs'], [BARE_UNDICI, 'bench/bare-undici-proxy.mjs']] as const) {
+    const env = timed(name.replace(/\W+/g, '-'));
+    const p = await startChild(SERVER_CPUS, process.execPath, [script, String(await freePort()), String(upstreamPort)], env);
+    splitTargets.push({ name, url: `http://127.0.0.1:${p.firstLine}/fhir/Patient/bench-1`, headers: {}, pid: p.child.pid!, timingFile: env.SERVER_TIMING_FILE });
+  }
+  const oursEnv = timed('ours');
+  const timedOurs = await startOurs(upstreamBase, sandbox.fhirBaseUrl, [], oursEnv);
+  splitTargets.push({ name: OURS, url: `http://127.0.0.1:${timedOurs.port}/fhir/Patient/bench-1`, headers: oursHeaders(timedOurs), pid: timedOurs.child.pid!, timingFile: oursEnv.SERVER_TIMING_FILE });
+  for (const t of splitTargets) if (!t.headers.Cookie) t.headers = oursHeaders(timedOurs); // the same request to every target, as above
+  const split = await timeSplit(splitTargets, SPLIT_CONNECTIONS, SPLIT_ROUNDS);
+  for (const x of split) log(`time split, ${x.name}: ${Math.round(x.rps)} req/s, in the server p50 ${x.inServer.p50.toFixed(2)} ms, between requests p50 ${x.between.p50.toFixed(2)} ms, loop delay p50 ${x.loopDelay.p50.toFixed(2)} ms, user ${x.userUs.toFixed(0)} µs, system ${x.sysUs.toFixed(0)} µs`);
+
   const small = summarise(runs);
-  writeFileSync(join(ROOT, 'docs/benchmarks.md'), render({ small, runs, bodies, launches, callbacks, steps, startups, logLine, layers, redis: redisUrl !== undefined }));
+  writeFileSync(join(ROOT, 'docs/benchmarks.md'), render({ small, runs, bodies, launches, callbacks, steps, startups, logLine, layers, split, redis: redisUrl !== undefined }));
   log('wrote docs/benchmarks.md');
   process.exit(0);
 }
@@ -250,7 +276,7 @@ const met = (ok: boolean) => (ok ? 'met' : '**not met**');
 
 function render(r: {
   small: ReturnType<typeof summarise>; runs: Map<string, Map<number, Small[]>>; bodies: (BodyResult & { growth: number; toBare: number })[]; launches: { c: number; r: LoadResult }[];
-  callbacks: CallbackResult[]; steps: Map<string, number>; startups: { name: string; runs: number[] }[]; logLine: { name: string; us: number }[]; layers: LayerRow[]; redis: boolean;
+  callbacks: CallbackResult[]; steps: Map<string, number>; startups: { name: string; runs: number[] }[]; logLine: { name: string; us: number }[]; layers: LayerRow[]; split: SplitRow[]; redis: boolean;
 }): string {
   const bareR = r.small.get(BARE)!;
   const smallRows = [...r.small.entries()].flatMap(([name, m]) => CONNECTIONS.map((c) => {
@@ -296,7 +322,7 @@ function render(r: {
   };
   return `# Benchmarks
 
-Reproduce with \`npm run bench\` (about ${QUICK ? 2 : 13} minutes; it needs \`wrk\`, and includes nginx and Redis when \`nginx\`
+Reproduce with \`npm run bench\` (about ${QUICK ? 4 : 15} minutes; it needs \`wrk\`, and includes nginx and Redis when \`nginx\`
 and \`redis-server\` are installed: \`apt-get install wrk nginx-light redis-server\`). \`BENCH_SECONDS\` sets each load
 measurement, \`BENCH_ROUNDS\` the rounds of small reads, \`BENCH_QUICK=1\` makes a small smoke run, \`BENCH_PIN=0\` turns
 CPU pinning off. Everything below comes from one run, on one machine, side by side; this page is written by it.
@@ -392,7 +418,40 @@ given to the layer of the code it was in. µs/req is that share of the profiled 
 | layer | share | µs/req |
 |---|---:|---:|
 ${r.layers.map((l) => `| ${l.layer} | ${(l.share * 100).toFixed(1)} % | ${l.usPerRequest.toFixed(1)} |`).join('\n')}
+
+## Where a read's time goes at ${SPLIT_CONNECTIONS} connections
+
+The two bare proxies and ours (memory store) again, each a new instance with the same timing wrapper preloaded
+(\`bench/server-timing.mjs\`), in ${SPLIT_ROUNDS} interleaved round${SPLIT_ROUNDS === 1 ? '' : 's'} of ${DURATION} s at ${SPLIT_CONNECTIONS} connections; each figure is the median over
+the rounds (\`bench/time-split.ts\`). What each server sees of a request's time (milliseconds):
+
+- *in the server*: from Node's \`request\` event to the response's last byte handed to the kernel. For a proxy, mostly the
+  wait for the upstream's answer, which is read in a later turn of the event loop;
+- *between requests*: from a response's last byte to the next request on the same connection. wrk answers at once, so
+  this is mostly the time the next request waits in the socket until the server's loop reads it;
+- *loop delay*: how late a 1 ms timer fires, about the length of one busy turn of the loop;
+- *p99 in turns*: wrk's p99 divided by the loop delay's p50: how many turns the slowest requests take;
+- *CPU*: user time (JavaScript, the HTTP parsers, the engine and its garbage collector) and system time (the kernel:
+  sockets, epoll) per request.
+
+| target | req/s | p50 | p99 | in the server p50 / p99 | between requests p50 / p99 | loop delay p50 / p99 | p99 in turns | CPU user µs/req | CPU system µs/req |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+${r.split.map((x) => `| ${x.name} | ${round(x.rps)} | ${ms(x.latency.p50)} | ${ms(x.latency.p99)} | ${ms(x.inServer.p50)} / ${ms(x.inServer.p99)} | ${ms(x.between.p50)} / ${ms(x.between.p99)} | ${ms(x.loopDelay.p50)} / ${ms(x.loopDelay.p99)} | ${(x.latency.p99 / x.loopDelay.p50).toFixed(1)} | ${round(x.userUs)} | ${round(x.sysUs)} |`).join('\n')}
+${splitSummary(r.split)}
 ${ANALYSIS}`;
+}
+
+/** What the time split says of ours against the bare proxy on the same HTTP client, in this run's numbers. */
+function splitSummary(split: SplitRow[]): string {
+  const ours = split.find((x) => x.name === OURS);
+  const ref = split.find((x) => x.name === BARE_UNDICI);
+  if (!ours || !ref) return '';
+  const turns = (x: SplitRow) => x.inServer.p50 / x.loopDelay.p50;
+  return `
+In this run, ours used ${round(ours.userUs)} µs of user CPU per read against ${round(ref.userUs)} µs for the bare proxy on undici
+(${(ours.userUs / ref.userUs).toFixed(2)}×), and ${round(ours.sysUs)} against ${round(ref.sysUs)} µs of system time. Its time in the server was
+${turns(ours).toFixed(1)} loop delays at the median, against ${turns(ref).toFixed(1)} for the bare proxy on undici, and its p99 ${(ours.latency.p99 / ours.loopDelay.p50).toFixed(1)} turns
+against ${(ref.latency.p99 / ref.loopDelay.p50).toFixed(1)}.`;
 }
 
 /** What the profiles showed and what was done about it (kept by hand; the numbers above are the run's). */
