@@ -489,21 +489,34 @@ Kept by hand; the numbers above are this run's.
   regular-expression reference on random bodies and chunkings). On the bench's Bundle, alone on one CPU, it went
   from about 170 to about 1,000 MB/s of CPU time, and rewriting now costs about what streaming without it does (the
   two "smart-bff" rows). Before this change the large-body goals were met only when the bare proxy was slow, as it is
-  on the Bundle in most runs: in a run of this round where it was not (395 MB/s), ours with rewriting reached 0.48×.
-- **What is in the way of the small-read goals.** In this run ours reached 0.98× the bare Node proxy at 16
-  connections, with p99 0.4 ms below the bare proxy's (both goals met here), and 0.79× at 64 connections, with p99
-  23 ms above it (not met). The run before it, on the same code, measured 0.87× and +2.4 ms at 16 connections, and
-  0.84× and +13 ms at 64. A read costs ours about 30–40 µs of CPU more than the bare proxy on the same HTTP client
-  (the "bare proxy on undici" row). That is our own steps, which the issue requires to stay: the session and token
+  on the Bundle in most runs: in a run before this change where it was not (395 MB/s), ours with rewriting reached 0.48×.
+- **What is in the way of the small-read goals.** In this run ours reached 0.77× the bare Node proxy at 16
+  connections (p99 1.7 ms over the bare proxy's) and 0.95× at 64 (p99 6.2 ms over); with Redis, 0.68× and 0.85×.
+  The two runs of the same code before this one measured 0.87× and 0.98× at 16 connections, and 0.84× and 0.79× at 64: the rounds
+  spread as widely (0.61–0.87 at 16 connections here), so on this machine one run decides little. What is steady is
+  the CPU a read costs: here 110 and 107 µs for ours at 16 and 64 connections, 86 and 94 µs for the bare Node proxy,
+  79 and 60 µs for the bare proxy on undici ("CPU µs/req"). In "Where a read's time goes", ours used 80 µs of user
+  CPU per read against 41 µs for the bare proxy on the same HTTP client, and 8 µs more system time (32 against
+  24 µs). That difference is our own steps, which the issue requires to stay: the session and token
   lookups, the anti-forgery check, the header allow-lists both ways, link rewriting, the upstream timeout, the
   metrics, the extra response headers, and the log line (about 6 µs: "The log line" above). Each is a few
-  microseconds; none stands out in the profile. The p99 gap at 64 connections was not traced. Garbage collection
-  is not the answer: measured side by side at 64 connections, ours and the bare proxy collect about equally (a
-  scavenge every 520 and 600 requests, 1.1–1.4 ms each).
-- **What is in the way of the NDJSON goal.** Rewriting still costs NDJSON about two fifths of its throughput in place
-  (240 MB/s against 396 MB/s without it, in this run), more than the rewriter alone takes on one CPU. The bare
-  proxy's own NDJSON speed swings between runs (213 MB/s in the run before this one, 380 here), so the goal was met
-  in that run (1.17×) and not in this one (0.70×).
+  microseconds; none stands out in the profile.
+- **The p99 at 64 connections, traced.** "Where a read's time goes" splits each request's time as the server sees
+  it. Ours needs as many turns of the event loop per request as the bare proxy on undici: its time in the server
+  (mostly the wait for the upstream's answer, read in a later turn) is 1.6 loop delays at the median, against 1.7,
+  and the time a request waits before the server reads it is as close. There is no extra turn, queue or stall in
+  ours to remove: its turns are longer because each request in them costs more CPU, and every latency grows with
+  them. With 64 requests in flight each one waits for the others' turns, so the CPU gap shows in p99 as well as in
+  req/s: a p99 within 2 ms of the bare proxy's at 64 connections needs a read that costs about what the bare
+  proxy's does. (In the split's own rounds ours' p99 was 15.1 ms against 17.9 ms for the bare Node proxy: its
+  rounds and the table's catch the machine at different moments.) Garbage collection is not the answer either:
+  measured side by side at 64 connections, ours and the bare proxy collect about equally (a scavenge every 520 and
+  600 requests, 1.1–1.4 ms each).
+- **What is in the way of the NDJSON goal.** Rewriting costs NDJSON a fifth to two fifths of its throughput in place
+  (301 MB/s against 372 MB/s without it in this run; 240 against 396 in the run before), more than the rewriter
+  alone takes on one CPU. The bare proxy's own NDJSON speed swings between runs (213 MB/s in one run of the same
+  code, 380 and 452 in the two since), so the goal was met in the first (1.17×) and not in the others (0.70× and
+  0.67× here).
 - **Noise.** This machine's speed drifts by as much as half from one minute to the next (see the ranges), which
   is why every ratio is taken round by round; a run in a slow stretch moves start-up and the large bodies too.
 `;
