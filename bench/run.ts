@@ -492,8 +492,8 @@ Kept by hand; the numbers above are this run's.
   on the Bundle in most runs: in a run before this change where it was not (395 MB/s), ours with rewriting reached 0.48×.
 - **What is in the way of the small-read goals.** In this run ours reached 0.77× the bare Node proxy at 16
   connections (p99 1.7 ms over the bare proxy's) and 0.95× at 64 (p99 6.2 ms over); with Redis, 0.68× and 0.85×.
-  The two runs of the same code before this one measured 0.87× and 0.98× at 16 connections, and 0.84× and 0.79× at 64: the rounds
-  spread as widely (0.61–0.87 at 16 connections here), so on this machine one run decides little. What is steady is
+  The two runs of the same code before this one measured 0.87× and 0.98× at 16 connections, and 0.84× and 0.79×
+  at 64: the rounds spread as widely (0.61–0.87 at 16 connections here), so on this machine one run decides little. What is steady is
   the CPU a read costs: here 110 and 107 µs for ours at 16 and 64 connections, 86 and 94 µs for the bare Node proxy,
   79 and 60 µs for the bare proxy on undici ("CPU µs/req"). In "Where a read's time goes", ours used 80 µs of user
   CPU per read against 41 µs for the bare proxy on the same HTTP client, and 8 µs more system time (32 against
