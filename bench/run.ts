@@ -216,16 +216,16 @@ http { access_log off; client_body_temp_path ${dir}/cb; proxy_temp_path ${dir}/p
     NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${JSON.stringify(join(ROOT, 'bench/server-timing.mjs'))}`.trim(),
     SERVER_TIMING_FILE: join(splitDir, `${name}.json`),
   });
+  const oursEnv = timed('ours');
+  const timedOurs = await startOurs(upstreamBase, sandbox.fhirBaseUrl, [], oursEnv);
   const splitTargets: SplitTarget[] = [];
   for (const [name, script] of [[BARE, 'bench/bare-proxy.mjs'], [BARE_UNDICI, 'bench/bare-undici-proxy.mjs']] as const) {
     const env = timed(name.replace(/\W+/g, '-'));
     const p = await startChild(SERVER_CPUS, process.execPath, [script, String(await freePort()), String(upstreamPort)], env);
-    splitTargets.push({ name, url: `http://127.0.0.1:${p.firstLine}/fhir/Patient/bench-1`, headers: {}, pid: p.child.pid!, timingFile: env.SERVER_TIMING_FILE });
+    // the same request to every target, as above
+    splitTargets.push({ name, url: `http://127.0.0.1:${p.firstLine}/fhir/Patient/bench-1`, headers: oursHeaders(timedOurs), pid: p.child.pid!, timingFile: env.SERVER_TIMING_FILE });
   }
-  const oursEnv = timed('ours');
-  const timedOurs = await startOurs(upstreamBase, sandbox.fhirBaseUrl, [], oursEnv);
   splitTargets.push({ name: OURS, url: `http://127.0.0.1:${timedOurs.port}/fhir/Patient/bench-1`, headers: oursHeaders(timedOurs), pid: timedOurs.child.pid!, timingFile: oursEnv.SERVER_TIMING_FILE });
-  for (const t of splitTargets) if (!t.headers.Cookie) t.headers = oursHeaders(timedOurs); // the same request to every target, as above
   const split = await timeSplit(splitTargets, SPLIT_CONNECTIONS, SPLIT_ROUNDS);
   for (const x of split) log(`time split, ${x.name}: ${Math.round(x.rps)} req/s, in the server p50 ${x.inServer.p50.toFixed(2)} ms, between requests p50 ${x.between.p50.toFixed(2)} ms, loop delay p50 ${x.loopDelay.p50.toFixed(2)} ms, user ${x.userUs.toFixed(0)} µs, system ${x.sysUs.toFixed(0)} µs`);
 

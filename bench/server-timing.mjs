@@ -5,9 +5,10 @@
 //     turn, and the time the request waits in the socket until the server's event loop reads it);
 // and keeps an event-loop delay histogram (perf_hooks, 1 ms resolution: how late a 1 ms timer fires, about how
 // long a turn of the loop takes when it is busy). SIGUSR2 writes the histograms since the last SIGUSR2 to
-// SERVER_TIMING_FILE as JSON (milliseconds) and starts new ones. Every server measured gets the same wrapper.
+// SERVER_TIMING_FILE as JSON (milliseconds; written beside it and renamed, so a reader never sees half of it) and
+// starts new ones. Every server measured gets the same wrapper.
 import http from 'node:http';
-import { writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import { createHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 
 const file = process.env.SERVER_TIMING_FILE;
@@ -35,7 +36,8 @@ http.Server.prototype.emit = function (event, req, res) {
 
 const ms = (h) => ({ p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, mean: h.mean / 1e6, count: h.count });
 process.on('SIGUSR2', () => {
-  writeFileSync(file, JSON.stringify({ inServer: ms(inServer), between: ms(between), loopDelay: ms(loop) }));
+  writeFileSync(`${file}.tmp`, JSON.stringify({ inServer: ms(inServer), between: ms(between), loopDelay: ms(loop) }));
+  renameSync(`${file}.tmp`, file);
   inServer = createHistogram();
   between = createHistogram();
   loop.reset();

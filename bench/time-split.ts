@@ -6,7 +6,7 @@
  * system (the kernel: sockets, epoll). Round by round, every server in turn; each figure is the median over the
  * rounds. Separate instances from the main table's, since the wrapper costs a little too.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { cpuSplitMs, median, wrk } from './lib.js';
 
 export interface SplitTarget { name: string; url: string; headers: Record<string, string>; pid: number; timingFile: string }
@@ -30,23 +30,15 @@ interface Timing { inServer: Percentiles; between: Percentiles; loopDelay: Perce
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Signals the server to write its timings since the last signal, and reads them once the file is rewritten. */
+/** Signals the server to write its timings since the last signal, and reads them once they are there. */
 async function timings(t: SplitTarget): Promise<Timing> {
-  const before = mtime(t.timingFile);
+  rmSync(t.timingFile, { force: true });
   process.kill(t.pid, 'SIGUSR2');
   for (let i = 0; i < 100; i++) {
-    if (mtime(t.timingFile) !== before) return JSON.parse(readFileSync(t.timingFile, 'utf8')) as Timing;
+    if (existsSync(t.timingFile)) return JSON.parse(readFileSync(t.timingFile, 'utf8')) as Timing;
     await sleep(20);
   }
   throw new Error(`${t.name}: no timings in ${t.timingFile}`);
-}
-
-function mtime(file: string): number {
-  try {
-    return statSync(file).mtimeMs;
-  } catch {
-    return -1;
-  }
 }
 
 export async function timeSplit(targets: SplitTarget[], connections: number, rounds: number): Promise<SplitRow[]> {
@@ -65,14 +57,13 @@ export async function timeSplit(targets: SplitTarget[], connections: number, rou
       });
     }
   }
-  const med = (xs: number[]) => median(xs);
-  const pct = (ps: Percentiles[]): Percentiles => ({ p50: med(ps.map((p) => p.p50)), p99: med(ps.map((p) => p.p99)) });
+  const pct = (ps: Percentiles[]): Percentiles => ({ p50: median(ps.map((p) => p.p50)), p99: median(ps.map((p) => p.p99)) });
   return targets.map((t) => {
     const xs = measured.get(t.name)!;
     return {
-      name: t.name, rps: med(xs.map((x) => x.rps)), latency: pct(xs.map((x) => x.latency)), inServer: pct(xs.map((x) => x.inServer)),
+      name: t.name, rps: median(xs.map((x) => x.rps)), latency: pct(xs.map((x) => x.latency)), inServer: pct(xs.map((x) => x.inServer)),
       between: pct(xs.map((x) => x.between)), loopDelay: pct(xs.map((x) => x.loopDelay)),
-      userUs: med(xs.map((x) => x.userUs)), sysUs: med(xs.map((x) => x.sysUs)),
+      userUs: median(xs.map((x) => x.userUs)), sysUs: median(xs.map((x) => x.sysUs)),
     };
   });
 }
