@@ -34,7 +34,7 @@ http.Server.prototype.emit = function (event, req, res) {
   return emit.apply(this, arguments);
 };
 
-const ms = (h) => ({ p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, mean: h.mean / 1e6, count: h.count });
+const ms = (h) => ({ p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6 });
 process.on('SIGUSR2', () => {
   writeFileSync(`${file}.tmp`, JSON.stringify({ inServer: ms(inServer), between: ms(between), loopDelay: ms(loop) }));
   renameSync(`${file}.tmp`, file);
