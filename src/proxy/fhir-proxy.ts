@@ -30,7 +30,7 @@ import type { ProxySessions } from '../session/proxy-sessions.js';
 import type { SmartDeps } from '../smart/deps.js';
 import type { TokenRefresher } from '../smart/token-refresher.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from './headers.js';
-import { LinkRewriter, isRewritable, needlesFor, rewriteBody } from './link-rewriter.js';
+import { StreamingRewrite, isRewritable, needlesFor, rewriteBody } from './link-rewriter.js';
 import { buildTargetUrl, proxyUrlFor, type TargetUrl } from './target-url.js';
 import type { ProxyCall } from './fhir-route.js';
 import { dispatch, type UpstreamClient, type UpstreamResponse } from './upstream-client.js';
@@ -136,13 +136,7 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, cli
       }, cutShort);
     } else {
       res.writeHead(status, headers);
-      if (rewrite) {
-        const rewriter = new LinkRewriter(needlesFor(tokens.fhirBaseUrl, proxyBase));
-        rewriter.pipe(res);
-        upstream.body.pipeTo(rewriter, cutShort);
-      } else {
-        upstream.body.pipeTo(res, cutShort);
-      }
+      upstream.body.pipeTo(res, cutShort, rewrite ? new StreamingRewrite(needlesFor(tokens.fhirBaseUrl, proxyBase)) : undefined);
     }
     res.on('close', () => {
       if (!res.writableFinished) upstream.body.destroy();

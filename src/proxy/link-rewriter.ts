@@ -7,7 +7,6 @@
  * boundary, and the boundary characters are ASCII, so the body is never decoded as UTF-8 and a multibyte character
  * split between chunks needs no care (the search reads the bytes as latin1, one character per byte: rewriteBytes).
  */
-import { Transform, type TransformCallback } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 
 /** Bytes that may follow a URL prefix for it to be rewritten. */
@@ -19,6 +18,8 @@ export interface Needle {
   from: Buffer;
   fromText: string;
   toText: string;
+  /** Whether it holds a backslash (the JSON-escaped form does): it can only occur in a chunk that has one. */
+  backslash: boolean;
 }
 
 /**
@@ -39,18 +40,30 @@ function rewriteBytes(data: Buffer, needles: readonly Needle[], final: boolean):
   let emitted = 0;
   let i = 0;
   let carryFrom = text.length;
-  // Each needle's next occurrence at or after i, found once and reused until passed: a needle that does not
-  // occur (the JSON-escaped form, usually) is searched for once per chunk, not once per match.
-  const next = needles.map(() => -2);
+  // The needles that occur in this chunk, with each one's next occurrence at or after i, found once and reused until
+  // passed. Usually one needle occurs, and the loop below then has no choice to make between needles at each match,
+  // which is most of its work. The JSON-escaped form seldom occurs, and looking for it costs a scan of the whole
+  // chunk; it holds a backslash, so a chunk without one (a search for one byte, some twenty times faster) is not
+  // scanned for it.
+  const present: Needle[] = [];
+  const next: number[] = [];
+  let backslash: boolean | undefined;
+  for (const n of needles) {
+    if (n.backslash && !(backslash ??= text.includes('\\'))) continue;
+    const j = text.indexOf(n.fromText);
+    if (j === -1) continue;
+    present.push(n);
+    next.push(j);
+  }
   for (;;) {
     let best = -1;
     let needle: Needle | undefined;
-    for (let k = 0; k < needles.length; k++) {
-      if (next[k] !== -1 && next[k]! < i) next[k] = text.indexOf(needles[k]!.fromText, i);
+    for (let k = 0; k < present.length; k++) {
+      if (next[k] !== -1 && next[k]! < i) next[k] = text.indexOf(present[k]!.fromText, i);
       const j = next[k]!;
       if (j !== -1 && (best === -1 || j < best)) {
         best = j;
-        needle = needles[k];
+        needle = present[k];
       }
     }
     if (best === -1 || !needle) break;
@@ -66,20 +79,31 @@ function rewriteBytes(data: Buffer, needles: readonly Needle[], final: boolean):
     }
     i = after;
   }
-  if (carryFrom === text.length && !final) {
-    // keep the longest tail that could be the start of a needle
-    const longest = Math.max(...needles.map((n) => n.fromText.length));
-    for (let k = Math.max(i, text.length - longest + 1); k < text.length; k++) {
-      const tail = text.slice(k);
-      if (needles.some((n) => n.fromText.startsWith(tail))) {
-        carryFrom = k;
-        break;
-      }
-    }
-  }
+  if (carryFrom === text.length && !final) carryFrom = needleStartAtEnd(text, Math.max(i, text.length - longestOf(needles) + 1), needles);
   const carry = data.subarray(carryFrom);
   if (!rewritten) return { out: data.subarray(0, carryFrom), carry };
   return { out: Buffer.from(out + text.slice(emitted, carryFrom), 'latin1'), carry };
+}
+
+/**
+ * Where the longest tail of `text` from `from` on that could be the start of a needle begins (text.length: none).
+ * Called for every chunk, most of them small pieces of a chunked body: a position is only looked at further when
+ * its character starts a needle (no string is made for the others).
+ */
+function needleStartAtEnd(text: string, from: number, needles: readonly Needle[]): number {
+  for (let k = from; k < text.length; k++) {
+    const c = text.charCodeAt(k);
+    for (const n of needles) {
+      if (n.fromText.charCodeAt(0) === c && n.fromText.startsWith(text.slice(k))) return k;
+    }
+  }
+  return text.length;
+}
+
+function longestOf(needles: readonly Needle[]): number {
+  let longest = 0;
+  for (const n of needles) longest = Math.max(longest, n.fromText.length);
+  return longest;
 }
 
 /**
@@ -111,27 +135,37 @@ function makeNeedles(upstreamBase: string, proxyBase: string): Needle[] {
   const pairs = from === esc(from) ? [[from, to]] : [[from, to], [esc(from), esc(to)]];
   return pairs.map(([f, t]) => {
     const from = Buffer.from(f!, 'utf8');
-    return { from, fromText: from.toString('latin1'), toText: Buffer.from(t!, 'utf8').toString('latin1') };
+    const fromText = from.toString('latin1');
+    return { from, fromText, toText: Buffer.from(t!, 'utf8').toString('latin1'), backslash: fromText.includes('\\') };
   });
 }
 
-export class LinkRewriter extends Transform {
+/**
+ * A body rewritten as it streams, chunk by chunk, in constant memory: what can be decided is handed on at once, and
+ * the few bytes that cannot yet (a possible needle running past the chunk's end) wait for the next chunk. The proxy
+ * calls it from the upstream body's callbacks (upstream-client.ts, `pipeTo`), with no stream in between.
+ */
+export class StreamingRewrite {
   private carry: Buffer | undefined;
-  constructor(private readonly needles: readonly Needle[]) {
-    super();
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    const { out, carry } = rewriteBytes(this.carry?.length ? Buffer.concat([this.carry, chunk]) : chunk, this.needles, false);
+  constructor(private readonly needles: readonly Needle[]) {}
+
+  /** The rewritten bytes that `chunk` decides (possibly none). */
+  chunk(chunk: Buffer): Buffer {
+    const { out, carry } = rewriteBytes(this.carry ? Buffer.concat([this.carry, chunk]) : chunk, this.needles, false);
     // the carry is kept apart from the chunk it came from (a few bytes), never as a view holding the whole chunk
     this.carry = carry.length ? Buffer.from(carry) : undefined;
-    if (out.length) this.push(out);
-    cb();
+    return out;
   }
-  override _flush(cb: TransformCallback): void {
-    if (this.carry?.length) this.push(rewriteBytes(this.carry, this.needles, true).out);
-    cb();
+
+  /** What is left at the end of the body, rewritten. */
+  end(): Buffer {
+    const rest = this.carry ? rewriteBytes(this.carry, this.needles, true).out : EMPTY;
+    this.carry = undefined;
+    return rest;
   }
 }
+
+const EMPTY = Buffer.alloc(0);
 
 const REWRITABLE = /^(application\/(fhir\+)?(json|xml)|application\/(x-)?(fhir\+)?ndjson|text\/(xml|plain|html))/i;
 export function isRewritable(contentType: string | undefined): boolean {

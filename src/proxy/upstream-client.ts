@@ -133,6 +133,12 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   }
 }
 
+/** What a body streamed through `pipeTo` goes through: each chunk mapped, then whatever is left at its end. */
+export interface ChunkMap {
+  chunk(data: Buffer): Buffer;
+  end(): Buffer;
+}
+
 /** What a sink of the body does with it. */
 interface BodySink {
   write(chunk: Buffer): void;
@@ -185,9 +191,12 @@ export class UpstreamBody {
 
   /**
    * Streams the body into `dest` and ends it, with back-pressure: while `dest` is full the upstream is paused (its
-   * socket is not read). A failure mid-body calls `onError` (`dest` is not ended: its response was cut short).
+   * socket is not read). With `map`, each chunk goes through it on the way, and what it holds at the end goes last
+   * (link rewriting: one call per chunk, where a Transform stream between the two would add its own buffering and
+   * back-pressure to every chunk). A failure mid-body calls `onError` (`dest` is not ended: its response was cut
+   * short).
    */
-  pipeTo(dest: Writable, onError: (err: Error) => void): void {
+  pipeTo(dest: Writable, onError: (err: Error) => void, map?: ChunkMap): void {
     const { controller } = this;
     let waiting = false;
     const onDrain = () => {
@@ -196,12 +205,17 @@ export class UpstreamBody {
     };
     this.#attach({
       write: (chunk) => {
-        if (dest.write(chunk) || waiting) return;
+        const out = map ? map.chunk(chunk) : chunk;
+        if (out.length === 0 || dest.write(out) || waiting) return;
         waiting = true;
         controller.pause();
         dest.once('drain', onDrain);
       },
-      end: () => dest.end(),
+      end: () => {
+        const rest = map?.end();
+        if (rest?.length) dest.end(rest);
+        else dest.end();
+      },
       error: onError,
     });
   }

@@ -333,8 +333,18 @@ describe('path and method safety: 400/405 and no upstream call', () => {
     expect(peak - baseline).toBeLessThan(120 * 1024 * 1024);
   }, 60000);
 
-  test('a browser that stops reading holds the EHR back: the proxy takes no more than it can pass on', async () => {
-    upstream.mode = { kind: 'huge', bytes: 256 * 1024 * 1024, contentType: 'application/octet-stream', line: 'x'.repeat(1000) };
+  test('a body of unknown length streams through the rewriter to its last byte: a FHIR base at its very end is rewritten too', async () => {
+    upstream.mode = { kind: 'ok', contentType: 'application/fhir+ndjson', body: `{"id":"1"}\n${upstream.base}` };
+    const res = await fhir(browser, '/Observation/$export-file', context);
+    expect(res.headers.get('content-length')).toBeNull(); // streamed, not rewritten whole
+    expect(await res.text()).toBe(`{"id":"1"}\n${b.url}/fhir`);
+  });
+
+  test.each([
+    ['passed on as it is', 'application/octet-stream', 'x'.repeat(1000)],
+    ['links rewritten on the way', 'application/fhir+ndjson', `{"subject":{"reference":"UPSTREAM/Patient/1"},"v":"${'v'.repeat(900)}"}\n`],
+  ])('a browser that stops reading holds the EHR back (%s): the proxy takes no more than it can pass on', async (_name, contentType, line) => {
+    upstream.mode = { kind: 'huge', bytes: 256 * 1024 * 1024, contentType, line: line.replace('UPSTREAM', upstream.base) };
     const ac = new AbortController();
     const res = await fhir(browser, '/Binary/big', context, { signal: ac.signal });
     const before = upstream.hugeBytesSent;
