@@ -490,14 +490,25 @@ Kept by hand; the numbers above are this run's.
   from about 170 to about 1,000 MB/s of CPU time, and rewriting now costs about what streaming without it does (the
   two "smart-bff" rows). Before this change the large-body goals were met only when the bare proxy was slow, as it is
   on the Bundle in most runs: in a run before this change where it was not (395 MB/s), ours with rewriting reached 0.48×.
-- **What is in the way of the small-read goals.** In this run ours reached 0.77× the bare Node proxy at 16
-  connections (p99 1.7 ms over the bare proxy's) and 0.95× at 64 (p99 6.2 ms over); with Redis, 0.68× and 0.85×.
-  The two runs of the same code before this one measured 0.87× and 0.98× at 16 connections, and 0.84× and 0.79×
-  at 64: the rounds spread as widely (0.61–0.87 at 16 connections here), so on this machine one run decides little. What is steady is
-  the CPU a read costs: here 110 and 107 µs for ours at 16 and 64 connections, 86 and 94 µs for the bare Node proxy,
-  79 and 60 µs for the bare proxy on undici ("CPU µs/req"). In "Where a read's time goes", ours used 80 µs of user
-  CPU per read against 41 µs for the bare proxy on the same HTTP client, and 8 µs more system time (32 against
-  24 µs). That difference is our own steps, which the issue requires to stay: the session and token
+  A later round took the Transform stream out: the proxy calls the rewriter from the upstream body's callbacks
+  (\`StreamingRewrite\` through \`pipeTo\`, \`src/proxy/upstream-client.ts\`), so the stream's own buffering and
+  back-pressure no longer run for every chunk. That matters because a chunked NDJSON body reaches the proxy in about
+  8,200 pieces of every size for 256 MB (a tenth of them under 120 bytes), so the cost per chunk counts as much as the
+  cost per byte. Each chunk is now searched only for the needles it holds, and for the JSON-escaped form only when it
+  has a backslash: looking for that form was a scan of every chunk that almost never found anything. The tail that
+  may start a needle is found without making a string per position. Alone on one CPU the rewriter went from about
+  1,400 to about 2,000 MB/s on the bench's NDJSON. In the proxy, side by side with curl as the client, NDJSON with
+  rewriting went from about 430 to about 495 MB/s, and the server's user CPU for 256 MB from 0.35–0.42 s to
+  0.27–0.32 s.
+- **What is in the way of the small-read goals.** In this run ours reached 0.82× the bare Node proxy at 16
+  connections (p99 3.3 ms over the bare proxy's) and 0.94× at 64 (p99 16.4 ms over); with Redis, 0.68× and 0.87×.
+  The three runs of the same small-read path before this one measured 0.87×, 0.98× and 0.77× at 16 connections, and
+  0.84×, 0.79× and 0.95× at 64. The rounds spread as widely (0.54–1.42 at 16 connections here), so on this machine
+  one run decides little. What is steady is the CPU a read costs: here 119 and 124 µs for ours at 16 and 64
+  connections, 95 and 127 µs for the bare Node proxy, 68 and 72 µs for the bare proxy on undici ("CPU µs/req"). In
+  "Where a read's time goes", ours used 97 µs of user CPU per read against 47 µs for the bare proxy on the same HTTP
+  client, and 9 µs more system time (39 against 30 µs). That difference is our own steps, which the issue requires
+  to stay: the session and token
   lookups, the anti-forgery check, the header allow-lists both ways, link rewriting, the upstream timeout, the
   metrics, the extra response headers, and the log line (about 6 µs: "The log line" above). Each is a few
   microseconds; none stands out in the profile.
@@ -508,15 +519,19 @@ Kept by hand; the numbers above are this run's.
   ours to remove: its turns are longer because each request in them costs more CPU, and every latency grows with
   them. With 64 requests in flight each one waits for the others' turns, so the CPU gap shows in p99 as well as in
   req/s: a p99 within 2 ms of the bare proxy's at 64 connections needs a read that costs about what the bare
-  proxy's does. (In the split's own rounds ours' p99 was 15.1 ms against 17.9 ms for the bare Node proxy: its
-  rounds and the table's catch the machine at different moments.) Garbage collection is not the answer either:
-  measured side by side at 64 connections, ours and the bare proxy collect about equally (a scavenge every 520 and
-  600 requests, 1.1–1.4 ms each).
-- **What is in the way of the NDJSON goal.** Rewriting costs NDJSON a fifth to two fifths of its throughput in place
-  (301 MB/s against 372 MB/s without it in this run; 240 against 396 in the run before), more than the rewriter
-  alone takes on one CPU. The bare proxy's own NDJSON speed swings between runs (213 MB/s in one run of the same
-  code, 380 and 452 in the two since), so the goal was met in the first (1.17×) and not in the others (0.70× and
-  0.67× here).
+  proxy's does. (In the split's own rounds the p99s were 28.9 ms for ours, 13.1 ms for the bare Node proxy and
+  27.6 ms for the bare proxy on undici: at 64 connections p99 swings between rounds by more than any difference
+  between the servers.) Garbage collection is not the answer either: measured side by side at 64 connections, ours
+  and the bare proxy collect about equally (a scavenge every 480 to 600 requests, 1.1–1.4 ms each), and a young
+  generation of 1, 4 or 64 MiB instead of V8's default changed ours' CPU per read by nothing beyond the noise.
+- **What is in the way of the NDJSON goal.** In this run the bare proxy was slow on both large bodies (79 MB/s on
+  the Bundle, 222 MB/s on NDJSON), so both goals are met by a wide margin (3.15× and 1.50×), and that says little.
+  Ours with rewriting reached 341 MB/s on NDJSON, against 301 and 240 MB/s in the two runs before the change above.
+  The bare proxy's own NDJSON speed swings between runs: 213, 380, 452 and 222 MB/s in the last four. When it is
+  fast the goal is not met. Side by side with curl as the client, the bare proxy reached about 800 MB/s and ours
+  with rewriting about 0.6× of it: rewriting 256 MB costs about 0.15 s of CPU in a transfer that the bare proxy
+  finishes in about 0.6 s. With a client like the bench's (Node's http.get), the same comparison gave ours 0.83×
+  after the change and 0.76× before it.
 - **Noise.** This machine's speed drifts by as much as half from one minute to the next (see the ranges), which
   is why every ratio is taken round by round; a run in a slow stretch moves start-up and the large bodies too.
 `;
