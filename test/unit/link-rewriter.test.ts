@@ -10,7 +10,7 @@ function streamed(chunks: Buffer[], needles: readonly Needle[]): string {
   return Buffer.concat([...chunks.map((c) => rewrite.chunk(c)), rewrite.end()]).toString();
 }
 
-async function streamThrough(chunks: string[]): Promise<string> {
+function streamThrough(chunks: string[]): string {
   return streamed(chunks.map((c) => Buffer.from(c)), needlesFor(UP, PROXY));
 }
 
@@ -25,8 +25,8 @@ describe('StreamingRewrite', () => {
     end: UP,
   }).replace('ESCAPED', String.raw`https:\/\/ehr.example.com\/fhir\/r4\/Patient\/2`);
 
-  test('rewrites every upstream URL and nothing else', async () => {
-    const out = await streamThrough([bundle]);
+  test('rewrites every upstream URL and nothing else', () => {
+    const out = streamThrough([bundle]);
     expect(out).toContain(`"url":"${PROXY}/Observation?_getpages=abc&_count=10"`);
     expect(out).toContain(`"fullUrl":"${PROXY}/Observation/1"`);
     expect(out).toContain(`"reference":"${PROXY}/Patient/1"`);
@@ -38,23 +38,21 @@ describe('StreamingRewrite', () => {
     expect(out).not.toContain(`${UP}/`);
   });
 
-  test('the same result whatever the chunking, including splits inside a URL and a multibyte char', async () => {
+  test('the same result whatever the chunking, including splits inside a URL and a multibyte char', () => {
     const body = `${bundle}\n{"name":"José 🚑","ref":"${UP}/Patient/9"}`;
-    const whole = await streamThrough([body]);
+    const whole = streamThrough([body]);
     const bytes = Buffer.from(body);
     for (const size of [1, 2, 3, 7, 13, 31, 64]) {
-      const chunks: string[] = [];
       // split at byte level to cross UTF-8 sequences too
       const parts: Buffer[] = [];
       for (let i = 0; i < bytes.length; i += size) parts.push(bytes.subarray(i, i + size));
       const out = streamed(parts, needlesFor(UP, PROXY));
       expect(out).toBe(whole);
-      expect(chunks).toEqual([]);
     }
     expect(whole).toContain('José 🚑');
   });
 
-  test('a base URL with non-ASCII characters is matched on its UTF-8 bytes, split anywhere', async () => {
+  test('a base URL with non-ASCII characters is matched on its UTF-8 bytes, split anywhere', () => {
     const up = 'https://ehr.example.com/fhir/örebro';
     const body = Buffer.from(`{"a":"${up}/Patient/1","b":"${up}x","c":"ö ${up}"}`);
     for (const size of [1, 2, 3, 5, 64]) {
@@ -102,10 +100,10 @@ describe('the rewriter against a plain reference (random bodies, random chunking
     fc.string({ maxLength: 6 }),
   );
 
-  test('streamed in chunks of any size, or rewritten whole: the same bytes as the reference', async () => {
-    await fc.assert(fc.asyncProperty(
+  test('streamed in chunks of any size, or rewritten whole: the same bytes as the reference', () => {
+    fc.assert(fc.property(
       fc.constantFrom(...ups).chain((up) => fc.tuple(fc.constant(up), fc.array(piece(up), { maxLength: 40 }), fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 12 }))),
-      async ([up, pieces, sizes]) => {
+      ([up, pieces, sizes]) => {
         const body = pieces.join('');
         const expected = reference(body, up, PROXY);
         const bytes = Buffer.from(body);
