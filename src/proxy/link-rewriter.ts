@@ -79,31 +79,26 @@ function rewriteBytes(data: Buffer, needles: readonly Needle[], final: boolean):
     }
     i = after;
   }
-  if (carryFrom === text.length && !final) carryFrom = needleStartAtEnd(text, Math.max(i, text.length - longestOf(needles) + 1), needles);
+  if (carryFrom === text.length && !final) carryFrom = needleStartAtEnd(text, i, needles);
   const carry = data.subarray(carryFrom);
   if (!rewritten) return { out: data.subarray(0, carryFrom), carry };
   return { out: Buffer.from(out + text.slice(emitted, carryFrom), 'latin1'), carry };
 }
 
 /**
- * Where the longest tail of `text` from `from` on that could be the start of a needle begins (text.length: none).
- * Called for every chunk, most of them small pieces of a chunked body: a position is only looked at further when
- * its character starts a needle (no string is made for the others).
+ * Where the longest tail of `text`, at or after `from`, that could be the start of a needle begins (text.length:
+ * none). Called for every chunk, most of them small pieces of a chunked body: a position is only looked at further
+ * when its character starts a needle (no string is made for the others).
  */
 function needleStartAtEnd(text: string, from: number, needles: readonly Needle[]): number {
-  for (let k = from; k < text.length; k++) {
+  const longest = Math.max(...needles.map((n) => n.fromText.length));
+  for (let k = Math.max(from, text.length - longest + 1); k < text.length; k++) {
     const c = text.charCodeAt(k);
     for (const n of needles) {
       if (n.fromText.charCodeAt(0) === c && n.fromText.startsWith(text.slice(k))) return k;
     }
   }
   return text.length;
-}
-
-function longestOf(needles: readonly Needle[]): number {
-  let longest = 0;
-  for (const n of needles) longest = Math.max(longest, n.fromText.length);
-  return longest;
 }
 
 /**
