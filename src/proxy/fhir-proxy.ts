@@ -69,7 +69,7 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, cli
     refuseDeclaredBody(req, method);
     const ctx = selectContext({ session: call.session?.data, headers: req.headers });
     const log = () => call.log(); // built on first use: a fresh-token call that logs nothing never builds it
-    let tokens = await tokensOrEndContext(call, ctx, refresher, sessions);
+    let tokens = refresher.freshAtHand(ctx) ?? await tokensOrEndContext(call, ctx, refresher, sessions);
     const target = buildTargetUrl(call.path, tokens.fhirBaseUrl); // relative to /fhir, still undecoded
 
     const declared = Number(req.headers['content-length'] ?? '0');
@@ -83,7 +83,7 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, cli
     let upstream: UpstreamResponse;
     try {
       const body = BODILESS_METHODS.has(method) ? { kind: 'none' as const } : await readBody(req, deps.config.proxyMaxBodyBytes);
-      const agent = await client.agent();
+      const agent = client.made ?? await client.agent();
       upstream = await send(call, req, res, target, tokens, deps, agent, body);
       if (upstream.statusCode === 401 && canRetry) {
         upstream.body.discard();

@@ -10,6 +10,9 @@
  * Every answer, the proxy's and the errors', is written with one writeHead that carries the request id and the
  * headers every /fhir answer has (FHIR_SECURITY_HEADERS: CSP sandbox, nosniff, same-origin, no-store), so no
  * header is set on the response before (each setHeader costs a validation and a merge into writeHead's).
+ *
+ * A call whose session and token set are in memory (most calls) waits for nothing before the upstream request: no
+ * promise is awaited until its answer (ProxySessions.atHand, TokenRefresher.freshAtHand, UpstreamClient.made).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { csrfHeaderError } from '../http/csrf.js';
@@ -42,7 +45,7 @@ export class ProxyCall {
 export interface FhirRouteDeps {
   logger: Logger;
   metrics: Metrics;
-  sessions: Pick<ProxySessions, 'forRequest'>;
+  sessions: Pick<ProxySessions, 'atHand' | 'forRequest'>;
   /** The proxy itself; rejects with the error to answer. */
   proxy: (call: ProxyCall, req: IncomingMessage, res: ServerResponse) => Promise<void>;
 }
@@ -59,7 +62,8 @@ export function fhirRoute(deps: FhirRouteDeps): (req: IncomingMessage, res: Serv
   async function handle(call: ProxyCall, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const refused = csrfHeaderError(req.headers);
     if (refused) throw refused;
-    call.session = await sessions.forRequest(req.headers.cookie, () => call.log());
+    // a session in the read cache is taken as it is, without a promise to wait for (most calls)
+    call.session = sessions.atHand(req.headers.cookie) ?? await sessions.forRequest(req.headers.cookie, () => call.log());
     await proxy(call, req, res);
   }
 

@@ -31,10 +31,16 @@ const AGENT_OPTIONS = {
 /** A keep-alive pool per EHR origin, made on first use. One per app (app.locals.proxyClient). */
 export class UpstreamClient {
   #agent: Promise<UndiciAgent> | undefined;
+  #made: UndiciAgent | undefined;
 
   /** The Agent, loaded and made on first use; later calls get the same one. */
   agent(): Promise<UndiciAgent> {
-    return (this.#agent ??= import('undici/lib/dispatcher/agent.js').then((m) => new m.default(AGENT_OPTIONS)));
+    return (this.#agent ??= import('undici/lib/dispatcher/agent.js').then((m) => (this.#made = new m.default(AGENT_OPTIONS))));
+  }
+
+  /** The Agent once it is made (every call after the first), else undefined: no need to wait for `agent()`. */
+  get made(): UndiciAgent | undefined {
+    return this.#made;
   }
 
   /** Connections per origin: open, free (idle, kept alive), running a request, and requests waiting for one. */

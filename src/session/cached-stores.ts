@@ -82,6 +82,10 @@ export class CachingTokenStore implements TokenStore {
     return this.cache.get(contextId, () => this.inner.get(contextId));
   }
 
+  peek(contextId: string): TokenSet | undefined {
+    return this.cache.peek(contextId);
+  }
+
   get(contextId: string): Promise<TokenSet | undefined> {
     return this.inner.get(contextId);
   }

@@ -56,6 +56,20 @@ export class ProxySessions {
     opts.store.on('connect', () => (this.storeReady = true));
   }
 
+  /**
+   * The session this request's cookie names when it is at hand: the cookie verifies, the store is connected, the
+   * session is in the read cache and within its absolute timeout. What `forRequest` would answer, without waiting
+   * for anything (a cached session needs no touch: see the module comment). Undefined otherwise, and the caller asks
+   * `forRequest`, which decides everything else (no session, a store read, an ending). The proxy's fast path.
+   */
+  atHand(cookieHeader: string | undefined): ProxySession | undefined {
+    if (!this.storeReady) return undefined;
+    const id = this.opts.cookies.sessionId(cookieHeader);
+    if (id === undefined) return undefined;
+    const data = this.opts.cache.peek(id);
+    return data && !this.pastAbsoluteTimeout(data) ? { id, data } : undefined;
+  }
+
   /** The session this request's cookie names, or undefined when there is none. */
   async forRequest(cookieHeader: string | undefined, log: () => Logger): Promise<ProxySession | undefined> {
     if (!this.storeReady) throw new StoreError('connect');
@@ -67,8 +81,7 @@ export class ProxySessions {
       return this.storeGet(id);
     });
     if (!data) return undefined;
-    const createdAt = data.createdAt;
-    if (createdAt !== undefined && Date.now() - createdAt > this.opts.absoluteSeconds * 1000) {
+    if (this.pastAbsoluteTimeout(data)) {
       log().info({ event: 'session.expired', reason: 'absolute_timeout' }, 'session: absolute timeout reached; ending it');
       this.opts.onAbsoluteTimeout?.(Object.keys(data.contexts ?? {}), id, log());
       await this.storeCall('destroy', (cb) => this.opts.store.destroy(id, cb));
@@ -76,6 +89,10 @@ export class ProxySessions {
     }
     if (read) this.touch(id, data, log);
     return { id, data };
+  }
+
+  private pastAbsoluteTimeout(data: StoredSession): boolean {
+    return data.createdAt !== undefined && Date.now() - data.createdAt > this.opts.absoluteSeconds * 1000;
   }
 
   /**

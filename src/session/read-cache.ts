@@ -36,14 +36,20 @@ export class ReadCache<V extends object> {
 
   /** The value under `key`: from memory, or `load()`ed from the store (and kept when nothing changed meanwhile). */
   async get(key: string, load: () => Promise<V | undefined | null>): Promise<V | undefined> {
-    if (this.live && this.lru) {
-      const hit = this.lru.get(key);
-      if (hit !== undefined) return hit;
-    }
+    const hit = this.peek(key);
+    if (hit !== undefined) return hit;
     const before = this.invalidations;
     const value = (await load()) ?? undefined;
     if (value !== undefined && this.live && this.invalidations === before) this.lazy.cache.set(key, value);
     return value;
+  }
+
+  /**
+   * The value under `key` when it is in memory (a hit), without going to the store; undefined otherwise. Nothing is
+   * held while the bus is not live (`setLive(false)` empties the cache, and `get` keeps nothing then).
+   */
+  peek(key: string): V | undefined {
+    return this.lru?.get(key);
   }
 
   /** The value under `key` changed (or is about to): forget it here, and do not keep reads in flight. */

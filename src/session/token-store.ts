@@ -32,6 +32,12 @@ export interface TokenStore {
    * proxy's calls; whatever decides a refresh reads with `get`.
    */
   cached?(contextId: string): Promise<TokenSet | undefined>;
+  /**
+   * The token set when it is in this process's memory and can be had without waiting: the memory store's own
+   * value, or a hit in a caching store's read cache (as fresh as `cached`'s). Undefined when it is not: the caller
+   * then reads with `cached` or `get`. The proxy's fast path.
+   */
+  peek?(contextId: string): TokenSet | undefined;
   /** Stores a new token set for `ttlSeconds`. */
   set(contextId: string, tokens: TokenSet, ttlSeconds: number): Promise<void>;
   /**
@@ -87,6 +93,9 @@ export class MemoryTokenStore implements TokenStore {
   }
   async get(contextId: string): Promise<TokenSet | undefined> {
     return this.cache.get(contextId);
+  }
+  peek(contextId: string): TokenSet | undefined {
+    return this.lazy.made?.get(contextId);
   }
   async set(contextId: string, tokens: TokenSet, ttlSeconds: number): Promise<void> {
     this.cache.set(contextId, tokens, { ttl: ttlSeconds * 1000 });

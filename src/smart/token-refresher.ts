@@ -38,10 +38,7 @@ export class TokenRefresher {
     const store = this.deps.tokenStore;
     const tokens = rejectedToken === undefined && store.cached ? await store.cached(ctx.id) : await store.get(ctx.id);
     if (!tokens) throw sessionExpired('The tokens of this launch are gone (the launch ended or the server restarted).');
-    const skewMs = this.deps.config.tokenRefreshSkewSeconds * 1000;
-    const stale = rejectedToken !== undefined
-      ? tokens.accessToken === rejectedToken
-      : tokens.expiresAt !== undefined && tokens.expiresAt - skewMs <= Date.now();
+    const stale = rejectedToken !== undefined ? tokens.accessToken === rejectedToken : this.expiring(tokens);
     if (!stale) return tokens;
     if (!tokens.refreshToken) {
       if (rejectedToken !== undefined || (tokens.expiresAt !== undefined && tokens.expiresAt <= Date.now())) {
@@ -56,6 +53,21 @@ export class TokenRefresher {
       this.inflight.set(ctx.id, pending);
     }
     return pending;
+  }
+
+  /**
+   * The context's token set when it is at hand (in this process's memory, TokenStore.peek) and not about to
+   * expire: what `tokensFor` would answer, without waiting for anything. Undefined otherwise, and the caller asks
+   * `tokensFor`, which reads the store and refreshes as needed. The proxy's fast path.
+   */
+  freshAtHand(ctx: LaunchContextInfo): TokenSet | undefined {
+    const tokens = this.deps.tokenStore.peek?.(ctx.id);
+    return tokens && !this.expiring(tokens) ? tokens : undefined;
+  }
+
+  /** Whether a token set is due a refresh: it expires within the skew (TOKEN_REFRESH_SKEW_SECONDS). */
+  private expiring(tokens: TokenSet): boolean {
+    return tokens.expiresAt !== undefined && tokens.expiresAt - this.deps.config.tokenRefreshSkewSeconds * 1000 <= Date.now();
   }
 
   /**

@@ -109,6 +109,18 @@ describe('memory store', () => {
     expect(await read(b.url, l.cookie)).toBe(200);
   });
 
+  test('a store that reports itself disconnected is 503 session_store_unavailable at the next call, though the session is in memory; it serves again once connected', async () => {
+    const store = createMemorySessionStore();
+    const b = await bff({}, { sessionStore: store });
+    const l = await launch(b.url);
+    expect(await read(b.url, l.cookie)).toBe(200);
+    expect(await read(b.url, l.cookie)).toBe(200); // now from the read cache
+    store.emit('disconnect');
+    expect(await readCode(b.url, l.cookie)).toBe('503 session_store_unavailable');
+    store.emit('connect');
+    expect(await read(b.url, l.cookie)).toBe(200);
+  });
+
   test('logout is seen at the very next call; so is a logout through another app sharing the store', async () => {
     const store = createMemorySessionStore();
     const a = await bff({}, { sessionStore: store });

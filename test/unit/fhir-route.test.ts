@@ -38,7 +38,7 @@ async function outcome(res: Response) {
 test('the session is looked up after the anti-forgery header, then the proxy sees the URL after /fhir and the session', async () => {
   const seen: string[] = [];
   const s = await serve(
-    { forRequest: async (cookie) => { seen.push(`session ${cookie}`); return session; } },
+    { atHand: () => undefined, forRequest: async (cookie) => { seen.push(`session ${cookie}`); return session; } },
     async (call, req, res) => {
       seen.push(`proxy ${call.path} ${req.url} ${call.session?.id} ${call.id}`);
       res.end('ok');
@@ -55,7 +55,7 @@ test('the session is looked up after the anti-forgery header, then the proxy see
 
 test('without X-CSRF: 401 before any session lookup or proxying', async () => {
   const seen: string[] = [];
-  const s = await serve({ forRequest: async () => { seen.push('session'); return session; } }, async () => { seen.push('proxy'); });
+  const s = await serve({ atHand: () => undefined, forRequest: async () => { seen.push('session'); return session; } }, async () => { seen.push('proxy'); });
   try {
     for (const headers of [{}, { 'X-CSRF': '0' }, { 'X-CSRF': 'yes' }] as Record<string, string>[]) {
       const res = await s.get('/fhir/Patient/1', headers);
@@ -70,7 +70,7 @@ test('without X-CSRF: 401 before any session lookup or proxying', async () => {
 
 test('a store that fails is 503 session_store_unavailable, never "no session"; the proxy is not reached', async () => {
   const seen: string[] = [];
-  const s = await serve({ forRequest: async () => { throw new StoreError('get', new Error('ECONNREFUSED')); } }, async () => { seen.push('proxy'); });
+  const s = await serve({ atHand: () => undefined, forRequest: async () => { throw new StoreError('get', new Error('ECONNREFUSED')); } }, async () => { seen.push('proxy'); });
   try {
     const res = await s.get('/fhir/Patient/1');
     expect(res.status).toBe(503);
@@ -84,8 +84,8 @@ test('a store that fails is 503 session_store_unavailable, never "no session"; t
 });
 
 test('a proxy that throws or rejects is an OperationOutcome, not a crash; internals stay hidden', async () => {
-  const thrower = await serve({ forRequest: async () => session }, () => { throw new Error('boom at /secret/path'); });
-  const rejecter = await serve({ forRequest: async () => session }, async () => { throw new AppError(ErrorCode.UPSTREAM_TIMEOUT, 504, 'The EHR did not answer.'); });
+  const thrower = await serve({ atHand: () => undefined, forRequest: async () => session }, () => { throw new Error('boom at /secret/path'); });
+  const rejecter = await serve({ atHand: () => undefined, forRequest: async () => session }, async () => { throw new AppError(ErrorCode.UPSTREAM_TIMEOUT, 504, 'The EHR did not answer.'); });
   try {
     const a = await thrower.get('/fhir/Patient/1');
     expect(a.status).toBe(500);

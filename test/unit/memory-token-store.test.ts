@@ -44,3 +44,16 @@ test('a token set\'s remaining time never exceeds the time it was stored for, ev
     expect(store.remainingSeconds(`t${i}`)).toBeLessThanOrEqual(30);
   }
 });
+
+test('peek: the stored token set at once, none once expired, taken or deleted', async () => {
+  const store = new MemoryTokenStore();
+  expect(store.peek('a')).toBeUndefined(); // nothing stored yet (the cache is not even made)
+  await store.set('a', set(1), 60);
+  await store.set('b', set(2), 0.05);
+  await store.set('c', set(3), 60);
+  expect([store.peek('a'), store.peek('b')]).toEqual([set(1), set(2)]);
+  await store.take('a');
+  await store.delete('c');
+  await new Promise((r) => setTimeout(r, 80));
+  expect([store.peek('a'), store.peek('b'), store.peek('c')]).toEqual([undefined, undefined, undefined]);
+});

@@ -72,3 +72,21 @@ test('while not live nothing is kept; going live again starts empty', async () =
   await cache.get('a', load('a'));
   expect(loads).toBe(5);
 });
+
+test('peek: the value kept, without a store read; nothing once invalidated, expired or while not live', async () => {
+  const cache = new ReadCache<{ v: number }>({ max: 10, ttlMs: 40 });
+  store.set('a', { v: 1 });
+  expect(cache.peek('a')).toBeUndefined(); // never read: peek does not load
+  await cache.get('a', load('a'));
+  expect(cache.peek('a')).toEqual({ v: 1 });
+  cache.invalidate('a');
+  expect(cache.peek('a')).toBeUndefined();
+  await cache.get('a', load('a'));
+  cache.setLive(false);
+  expect(cache.peek('a')).toBeUndefined();
+  cache.setLive(true);
+  await cache.get('a', load('a'));
+  await new Promise((r) => setTimeout(r, 80));
+  expect(cache.peek('a')).toBeUndefined();
+  expect(loads).toBe(3);
+});
