@@ -35,8 +35,10 @@ beforeAll(async () => {
   tokenStore = new MemoryTokenStore();
   // The timeout must fire for the hanging phase, but 200 concurrent answered calls on a busy CI machine (the
   // upstream, the server and the test share one process, beside other Jest workers) can take some hundreds of
-  // milliseconds: a tight timeout turned a few of them into 504s there.
-  b = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', FHIR_PROXY_TIMEOUT_MS: '2000', LAUNCH_RATE_LIMIT: '100000' }, { sessionStore, tokenStore });
+  // milliseconds: a tight timeout turned a few of them into 504s there. So did 2 s, once, in a full run, and every
+  // time with the machine's two cores kept busy by two other processes (the upstream starting 200 bodies of 50 MB
+  // at once is slow to send some of their headers then): 5 s leaves room, at 3 s more per round's hanging phase.
+  b = await startBff({ SMART_ISS: sandbox.fhirBaseUrl, SMART_CLIENT_ID: 'public-app', FHIR_PROXY_TIMEOUT_MS: '5000', LAUNCH_RATE_LIMIT: '100000' }, { sessionStore, tokenStore });
   const browser = new Browser();
   const start = await browser.get(`${b.url}/launch?iss=${encodeURIComponent(sandbox.fhirBaseUrl)}&launch=${sandbox.createLaunch({ patient: sandbox.patients[0]!.id })}`);
   const done = await browser.get(await authorize(start.headers.get('location')!));
