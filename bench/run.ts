@@ -470,7 +470,11 @@ Kept by hand; the numbers above are this run's.
   before it); the \`proxy.request\` line is written without a child logger per call; a session served from the read
   cache is not touched again (the call that read it from the store did, through the same throttle); the target URL
   is built without the URL parser when the path holds only characters the parser copies as they are (a property
-  test holds both to the same result); link rewriting works on the body's bytes, with one copy instead of three.
+  test holds both to the same result); link rewriting works on the body's bytes, with one copy instead of three. A
+  call whose session and token set are in memory waits for no promise before its upstream request: the session is
+  taken from the read cache, the token set from memory and the HTTP client as made, each without a promise
+  (\`ProxySessions.atHand\`, \`TokenRefresher.freshAtHand\`, \`UpstreamClient.made\`), and any other call goes the way it
+  went. Measured as described under "Noise" below, that took 4–5 % off the CPU a read costs.
 - **The proxy's HTTP client.** Requests to the EHR go through undici's Agent, driven through \`dispatch\`
   (\`src/proxy/upstream-client.ts\`), instead of Node's \`http.request\` and a keep-alive \`http.Agent\`: no
   ClientRequest and no IncomingMessage stream per call. The row "bare proxy on undici" shows what that client alone
@@ -500,40 +504,55 @@ Kept by hand; the numbers above are this run's.
   1,400 to about 2,000 MB/s on the bench's NDJSON. In the proxy, side by side with curl as the client, NDJSON with
   rewriting went from about 430 to about 495 MB/s, and the server's user CPU for 256 MB from 0.35–0.42 s to
   0.27–0.32 s.
-- **What is in the way of the small-read goals.** In this run ours reached 0.82× the bare Node proxy at 16
-  connections (p99 3.3 ms over the bare proxy's) and 0.94× at 64 (p99 16.4 ms over); with Redis, 0.68× and 0.87×.
-  The three runs of the same small-read path before this one measured 0.87×, 0.98× and 0.77× at 16 connections, and
-  0.84×, 0.79× and 0.95× at 64. The rounds spread as widely (0.54–1.42 at 16 connections here), so on this machine
-  one run decides little. What is steady is the CPU a read costs: here 119 and 124 µs for ours at 16 and 64
-  connections, 95 and 127 µs for the bare Node proxy, 68 and 72 µs for the bare proxy on undici ("CPU µs/req"). In
-  "Where a read's time goes", ours used 97 µs of user CPU per read against 47 µs for the bare proxy on the same HTTP
-  client, and 9 µs more system time (39 against 30 µs). That difference is our own steps, which the issue requires
-  to stay: the session and token
-  lookups, the anti-forgery check, the header allow-lists both ways, link rewriting, the upstream timeout, the
-  metrics, the extra response headers, and the log line (about 6 µs: "The log line" above). Each is a few
-  microseconds; none stands out in the profile.
+- **What is in the way of the small-read goals.** In this run ours reached 0.76× the bare Node proxy at 16
+  connections (p99 6.5 ms over the bare proxy's) and 0.88× at 64 (p99 8.0 ms over); with Redis, 0.75× and 0.91×.
+  The four runs of the same small-read path before this one measured 0.87×, 0.98×, 0.77× and 0.82× at 16
+  connections, and 0.84×, 0.79×, 0.95× and 0.94× at 64. The rounds spread as widely (0.47–0.89 at 16 connections
+  here), so on this machine one run decides little. Closer to steady is the CPU a read costs ("CPU µs/req"): here 108
+  and 101 µs for ours at 16 and 64 connections (119 and 124 in the run before the change above), 84 and 93 µs for
+  the bare Node proxy (95 and 127 then), 63 and 61 µs for the bare proxy on undici (68 and 72 then). At 16
+  connections ours costs 1.29× the bare Node proxy's CPU per read; 0.85× of its req/s needs 1.18× or less. The
+  difference is our own steps, which the issue requires to stay: the session and token lookups, the anti-forgery
+  check, the header allow-lists both ways, link rewriting, the upstream timeout, the metrics, the extra response
+  headers, and the log line. Taken out one at a time in scratch copies and measured as described under "Noise",
+  the \`proxy.request\` line cost about 8 % of ours' CPU per read (twelve pairs of rounds) and the two metrics
+  updates about 3 %; gathering the log lines for 20 ms instead of one turn saved about 1 %, within the noise, so the
+  line's cost is in building it, not in writing it. Each of the other steps is a few microseconds; none stands out
+  in the profile.
 - **The p99 at 64 connections, traced.** "Where a read's time goes" splits each request's time as the server sees
   it. Ours needs as many turns of the event loop per request as the bare proxy on undici: its time in the server
-  (mostly the wait for the upstream's answer, read in a later turn) is 1.6 loop delays at the median, against 1.7,
-  and the time a request waits before the server reads it is as close. There is no extra turn, queue or stall in
-  ours to remove: its turns are longer because each request in them costs more CPU, and every latency grows with
-  them. With 64 requests in flight each one waits for the others' turns, so the CPU gap shows in p99 as well as in
-  req/s: a p99 within 2 ms of the bare proxy's at 64 connections needs a read that costs about what the bare
-  proxy's does. (In the split's own rounds the p99s were 28.9 ms for ours, 13.1 ms for the bare Node proxy and
-  27.6 ms for the bare proxy on undici: at 64 connections p99 swings between rounds by more than any difference
-  between the servers.) Garbage collection is not the answer either: measured side by side at 64 connections, ours
-  and the bare proxy collect about equally (a scavenge every 480 to 600 requests, 1.1–1.4 ms each), and a young
+  (mostly the wait for the upstream's answer, read in a later turn) is 1.8 loop delays at the median, against 1.8,
+  and the time a request waits before the server reads it is close (1.3 loop delays against 1.2). There is no
+  extra turn, queue or stall in ours to remove: its turns are longer because each request in them costs more CPU,
+  and every latency grows with them. With 64 requests in flight each one waits for the others' turns, so the CPU
+  gap shows in p99 as well as in req/s: a p99 within 2 ms of the bare proxy's at 64 connections needs a read that
+  costs about what the bare proxy's does. (In the split's own rounds the p99s were 30.4 ms for ours, 30.9 ms for
+  the bare Node proxy and 22.4 ms for the bare proxy on undici, against 28.9, 13.1 and 27.6 ms in the run before:
+  at 64 connections p99 swings between rounds by more than any difference between the servers.) In a scratch copy of
+  the bare proxy on undici that timed each request, the wait for the upstream's response headers held nearly all of
+  the tail (its p99 13.4 ms of the whole request's 13.5 ms). undici 7.30 writes a request on a reused keep-alive
+  connection only once the loop's turn has read everything else (\`setImmediate\`, its fix for GHSA-35p6-xmwp-9g52, so
+  that bytes the EHR sent unasked are seen before the next request goes out); a scratch copy of undici without that
+  wait did not change the bare proxy on undici's p99 beyond the noise, and the wait is a protection this proxy keeps.
+  Garbage collection is not the answer either: measured side by side at 64 connections, ours and the bare proxy
+  collect about equally (a scavenge every 480 to 600 requests, 1.1–1.4 ms each), and a young
   generation of 1, 4 or 64 MiB instead of V8's default changed ours' CPU per read by nothing beyond the noise.
-- **What is in the way of the NDJSON goal.** In this run the bare proxy was slow on both large bodies (79 MB/s on
-  the Bundle, 222 MB/s on NDJSON), so both goals are met by a wide margin (3.15× and 1.50×), and that says little.
-  Ours with rewriting reached 341 MB/s on NDJSON, against 301 and 240 MB/s in the two runs before the change above.
-  The bare proxy's own NDJSON speed swings between runs: 213, 380, 452 and 222 MB/s in the last four. When it is
-  fast the goal is not met. Side by side with curl as the client, the bare proxy reached about 800 MB/s and ours
-  with rewriting about 0.6× of it: rewriting 256 MB costs about 0.15 s of CPU in a transfer that the bare proxy
-  finishes in about 0.6 s. With a client like the bench's (Node's http.get), the same comparison gave ours 0.83×
-  after the change and 0.76× before it.
+- **What is in the way of the large-body goals.** In this run the bare proxy was fast on both large bodies (417 MB/s
+  on the Bundle, 517 MB/s on NDJSON), and ours with rewriting reached 0.78× and 0.68× of it (324 and 316 MB/s): both
+  goals are missed. In the run before it the bare proxy was slow (79 and 222 MB/s), and the same goals were met by a
+  wide margin (3.15× and 1.50×), which said little. The bare proxy's own NDJSON speed swings between runs: 213, 380,
+  452, 222 and 517 MB/s in the last five; ours with rewriting has been 240, 301, 341 and 316 MB/s in the last four.
+  Side by side with curl as the client, the bare proxy reached about 800 MB/s and ours with rewriting about 0.6× of
+  it: rewriting 256 MB costs about 0.15 s of CPU in a transfer that the bare proxy finishes in about 0.6 s. With a
+  client like the bench's (Node's http.get), the same comparison gave ours 0.83× after the streamed-rewrite change
+  and 0.76× before it.
 - **Noise.** This machine's speed drifts by as much as half from one minute to the next (see the ranges), which
   is why every ratio is taken round by round; a run in a slow stretch moves start-up and the large bodies too.
+  Measured one after the other, two builds of ours differ by ±10 % or more from round to round, more than most
+  changes are worth. So the scratch comparisons above load two servers at once, each pinned to the servers' CPU
+  and driven by its own wrk at 16 connections for 4 s, and compare the CPU time each used per read: whatever the
+  machine does in that minute, it does to both. The order in which the two are named shifts the ratio by a few
+  percent, so each comparison is made both ways, six or eight pairs each, and the two medians read together.
 `;
 
 main().catch((err) => {
