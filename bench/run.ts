@@ -515,10 +515,11 @@ Kept by hand; the numbers above are this run's.
   difference is our own steps, which the issue requires to stay: the session and token lookups, the anti-forgery
   check, the header allow-lists both ways, link rewriting, the upstream timeout, the metrics, the extra response
   headers, and the log line. Taken out one at a time in scratch copies and measured as described under "Noise",
-  the \`proxy.request\` line cost about 8 % of ours' CPU per read (twelve pairs of rounds) and the two metrics
-  updates about 3 %; gathering the log lines for 20 ms instead of one turn saved about 1 %, within the noise, so the
-  line's cost is in building it, not in writing it. Each of the other steps is a few microseconds; none stands out
-  in the profile.
+  the \`proxy.request\` line cost about 8 % of ours' CPU per read (twelve pairs of rounds), more than the 3.7 µs a
+  line costs on its own ("The log line" above; in a scratch microbenchmark, pino's part of it is about 1.4 µs and the
+  redaction about 0.5 µs): I have not found where the rest goes. The two metrics updates cost about 3 %. Gathering
+  the log lines for 20 ms instead of one turn saved about 1 %, within the noise. Each of the other steps is a few
+  microseconds; none stands out in the profile.
 - **The p99 at 64 connections, traced.** "Where a read's time goes" splits each request's time as the server sees
   it. Ours needs as many turns of the event loop per request as the bare proxy on undici: its time in the server
   (mostly the wait for the upstream's answer, read in a later turn) is 1.8 loop delays at the median, against 1.8,
