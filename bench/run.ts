@@ -546,7 +546,11 @@ Kept by hand; the numbers above are this run's.
   Side by side with curl as the client, the bare proxy reached about 800 MB/s and ours with rewriting about 0.6× of
   it: rewriting 256 MB costs about 0.15 s of CPU in a transfer that the bare proxy finishes in about 0.6 s. With a
   client like the bench's (Node's http.get), the same comparison gave ours 0.83× after the streamed-rewrite change
-  and 0.76× before it.
+  and 0.76× before it. The swings come from the bench's client, not from the bare proxy's work: in six alternating
+  200 MB Bundle downloads with a Node client, the bare proxy ran at 100–152 MB/s on 0.1–0.5 s of user and
+  0.13–0.36 s of system CPU per 1.3–2 s download, waiting rather than working, and ours at 124–311 MB/s; with curl
+  in the same minute the bare proxy ran at 637–788 MB/s and ours at 233–428 MB/s. Against a bare proxy at full
+  speed, ours with rewriting is about 0.5× on the Bundle and 0.6× on NDJSON.
 - **Noise.** This machine's speed drifts by as much as half from one minute to the next (see the ranges), which
   is why every ratio is taken round by round; a run in a slow stretch moves start-up and the large bodies too.
   Measured one after the other, two builds of ours differ by ±10 % or more from round to round, more than most
