@@ -92,8 +92,9 @@ export class MemoryTokenStore implements TokenStore {
     return this.lazy.cache;
   }
   async get(contextId: string): Promise<TokenSet | undefined> {
-    return this.cache.get(contextId);
+    return this.peek(contextId);
   }
+  /** The stored token set, at once (a read never makes the cache: nothing can be in one not yet made). */
   peek(contextId: string): TokenSet | undefined {
     return this.lazy.made?.get(contextId);
   }
