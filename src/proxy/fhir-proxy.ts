@@ -140,8 +140,7 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, cli
     }
     res.on('close', () => {
       if (!res.writableFinished) upstream.body.destroy();
-      deps.metrics.proxyRequests.inc({ method, status: String(status) });
-      deps.metrics.proxyLatency.observe({ method }, (Date.now() - started) / 1000);
+      deps.metrics.proxyCalls.record(method, status, (Date.now() - started) / 1000);
       // the request's own logger would write the same line (requestId after the base fields); a call that logged
       // nothing else on the way never makes one
       if (deps.logger.isLevelEnabled('info')) deps.logger.info({ requestId: call.id, event: 'proxy.request', contextId: ctx.id, method, path: target.pathname, status, duration_ms: Date.now() - started, aborted: !res.writableFinished }, 'proxy: request forwarded');

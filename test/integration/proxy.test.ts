@@ -374,3 +374,39 @@ describe('path and method safety: 400/405 and no upstream call', () => {
     expect(upstream.aborted).toBe(before + 1);
   });
 });
+
+describe('metrics: every proxied call is counted', () => {
+  const METRICS = 'metrics-token-0123456789';
+  const scrape = async (bff: StartedBff) => (await fetch(`${bff.url}/metrics`, { headers: { authorization: `Bearer ${METRICS}` } })).text();
+  const valueOf = (text: string, line: string) => Number(text.split('\n').find((l) => l.startsWith(`${line} `))?.slice(line.length + 1) ?? 0);
+
+  test('each call is in /metrics at the next scrape, by method and status, with its latency, and never twice', async () => {
+    const m = await startBff({ ...BFF_ENV(), METRICS_TOKEN: METRICS }, { tokenStore: new MemoryTokenStore() });
+    try {
+      const { browser, context } = await launch(sandbox.patients[0]!.id, new Browser(), m);
+      const call = async (method: string, path: string) => {
+        const res = await browser.request(`${m.url}/fhir${path}`, { method, headers: { ...CSRF, 'X-SMART-Context': context } });
+        await res.arrayBuffer();
+        return `method="${method}",status="${res.status}"`;
+      };
+      const made = new Map<string, number>();
+      for (const [method, path] of [['GET', `/Patient/${sandbox.patients[0]!.id}`], ['GET', `/Patient/${sandbox.patients[0]!.id}`], ['GET', '/Observation?_count=2'], ['GET', '/Patient/no-such-patient'], ['HEAD', `/Patient/${sandbox.patients[0]!.id}`]] as const) {
+        const labels = await call(method, path);
+        made.set(labels, (made.get(labels) ?? 0) + 1);
+      }
+      expect(made.size).toBeGreaterThan(2); // more than one method and status, each counted under its own labels
+      let text = await scrape(m);
+      for (const [labels, n] of made) expect(valueOf(text, `smart_bff_proxy_requests_total{${labels}}`)).toBe(n);
+      expect(valueOf(text, 'smart_bff_proxy_request_duration_seconds_count{method="GET"}')).toBe(4);
+      expect(valueOf(text, 'smart_bff_proxy_request_duration_seconds_count{method="HEAD"}')).toBe(1);
+
+      const again = await call('GET', `/Patient/${sandbox.patients[0]!.id}`);
+      text = await scrape(m);
+      expect(valueOf(text, `smart_bff_proxy_requests_total{${again}}`)).toBe((made.get(again) ?? 0) + 1);
+      expect(valueOf(text, 'smart_bff_proxy_request_duration_seconds_count{method="GET"}')).toBe(5);
+      expect(valueOf(await scrape(m), 'smart_bff_proxy_request_duration_seconds_count{method="GET"}')).toBe(5);
+    } finally {
+      await m.close();
+    }
+  });
+});
