@@ -10,6 +10,7 @@ import { json } from '../helpers/json.js';
 import { Browser } from '../helpers/browser.js';
 import { startBff, type StartedBff } from '../helpers/bff.js';
 import { startFaultUpstream, type FaultUpstream } from '../helpers/fault-upstream.js';
+import { metricValue as valueOf } from '../helpers/metrics-text.js';
 
 const CSRF = { 'X-CSRF': '1' };
 type SandboxWithUrl = Sandbox & { url: string };
@@ -378,7 +379,6 @@ describe('path and method safety: 400/405 and no upstream call', () => {
 describe('metrics: every proxied call is counted', () => {
   const METRICS = 'metrics-token-0123456789';
   const scrape = async (bff: StartedBff) => (await fetch(`${bff.url}/metrics`, { headers: { authorization: `Bearer ${METRICS}` } })).text();
-  const valueOf = (text: string, line: string) => Number(text.split('\n').find((l) => l.startsWith(`${line} `))?.slice(line.length + 1) ?? 0);
 
   test('each call is in /metrics at the next scrape, by method and status, with its latency, and never twice', async () => {
     const m = await startBff({ ...BFF_ENV(), METRICS_TOKEN: METRICS }, { tokenStore: new MemoryTokenStore() });

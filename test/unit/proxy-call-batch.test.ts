@@ -5,12 +5,7 @@
 import client from 'prom-client';
 import { Metrics } from '../../src/observability/metrics.js';
 import { ProxyCallBatch } from '../../src/observability/proxy-call-batch.js';
-
-/** The value of one exposition line (`name{labels} value`), or undefined when the line is absent. */
-function valueOf(text: string, line: string): number | undefined {
-  const found = text.split('\n').find((l) => l.startsWith(`${line} `));
-  return found === undefined ? undefined : Number(found.slice(line.length + 1));
-}
+import { metricValue as valueOf } from '../helpers/metrics-text.js';
 
 test('a scrape sees every call recorded before it, with exact counts, buckets and sums', async () => {
   const metrics = new Metrics({ processMetrics: false });
