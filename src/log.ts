@@ -161,6 +161,17 @@ export function tappedLogger(logger: Logger, tap: DestinationStream, tapLevel: L
   return pino({ ...source.options, level: lowest }, pino.multistream(streams));
 }
 
+/**
+ * `logger.info(fields, message)`, built when the event-loop turn ends (see TurnBatchedDestination's `defer`) when
+ * `logger` writes to the server's own destination; at once otherwise (a test's captured log, a tapped logger).
+ * For a line logged very often whose time may be the end of its turn: the proxy's `proxy.request`.
+ */
+export function infoAtTurnEnd(logger: Logger): (fields: object, message: string) => void {
+  const destination = made.get(logger)?.destination;
+  if (destination instanceof TurnBatchedDestination) return (fields, message) => destination.defer(logger, fields, message);
+  return (fields, message) => logger.info(fields, message);
+}
+
 /** A short, non-reversible fingerprint of a secret for correlating log lines: `len:12/sha:abcd1234`. */
 export function fingerprint(value: string | undefined | null): string | undefined {
   if (value == null) return undefined;

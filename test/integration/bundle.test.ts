@@ -116,7 +116,7 @@ test('production: JSON bodies through the bundle\'s body-parser (UTF-8, UTF-16 w
   }
 }, 60000);
 
-test('development: the sandbox runs from its chunk, with its packages from node_modules; a launch reads through the proxy, whose client has a chunk of its own', async () => {
+test('development: the sandbox runs from its chunk, with its packages from node_modules; a launch reads through the proxy, whose client has a chunk of its own, and the call\'s one line is on stdout', async () => {
   const port = await freePort();
   const server = await startServerProcess({ NODE_ENV: 'development', SESSION_SECRET: SECRET, PUBLIC_URL: `http://127.0.0.1:${port}` }, port, { entry: join(dir, 'dist/server.js') });
   try {
@@ -135,6 +135,11 @@ test('development: the sandbox runs from its chunk, with its packages from node_
     const bundle = (await read.json()) as { resourceType: string; entry: { fullUrl: string }[] };
     expect([read.status, bundle.resourceType]).toEqual([200, 'Bundle']);
     expect(bundle.entry[0]!.fullUrl.startsWith(`${server.url}/fhir/Patient/`)).toBe(true);
+    // the call's one log line, built when its turn ended, is on stdout while the server runs (not held until exit)
+    const requestId = read.headers.get('x-request-id')!;
+    const proxyLines = () => server.output().split('\n').filter((l) => l.includes('"event":"proxy.request"') && l.includes(requestId));
+    for (let i = 0; i < 100 && proxyLines().length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(proxyLines().map((l) => JSON.parse(l))).toEqual([expect.objectContaining({ level: 'info', requestId, contextId: context, method: 'GET', status: 200, path: '/sandbox/fhir/Patient', msg: 'proxy: request forwarded' })]);
   } finally {
     expect(await server.stop('SIGTERM')).toBe(0);
   }

@@ -8,7 +8,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { captureLogs } from '../helpers/log-capture.js';
-import { redactUrl } from '../../src/log.js';
+import { infoAtTurnEnd, redactUrl } from '../../src/log.js';
 
 const AUTH_CODE = 'SplxlOBeZQQYbYS6WxSbIA-authorization-code';
 
@@ -73,7 +73,7 @@ function inOwnProcess(script: string): { status: number | null; stderr: string; 
     const out = openSync(join(dir, 'stdout'), 'w');
     const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `
       import { fstatSync } from 'node:fs';
-      import { createLogger } from './src/log.ts';
+      import { createLogger, infoAtTurnEnd } from './src/log.ts';
       const logger = createLogger();
       const written = () => fstatSync(1).size;
       ${script}
@@ -118,6 +118,61 @@ test('the server\'s log (stdout): a line logged just before the process ends is 
   expect(crashes.status).toBe(1);
   expect(crashes.stderr).toContain('boom');
   expect(crashes.lines.map((l) => JSON.parse(l).event)).toEqual(['launch.start', 'about.to.crash']);
+});
+
+test('the server\'s log (stdout): a line logged at the turn\'s end (the proxy\'s) is built and written when the turn ends, redacted, after the turn\'s other lines, and with them', () => {
+  const run = inOwnProcess(`
+    const atTurnEnd = infoAtTurnEnd(logger);
+    const sizes = [];
+    atTurnEnd({ event: 'proxy.request', n: 1, url: '/callback?code=auth-code-1234&state=s' }, 'a call');
+    logger.info({ event: 'launch.start' }, 'a line');
+    atTurnEnd({ event: 'proxy.request', n: 2, access_token: 'at-secret-5678' }, 'a call');
+    sizes.push(written());
+    setImmediate(() => {
+      sizes.push(written());
+      setImmediate(() => {
+        sizes.push(written());
+        // a turn whose only line is one of these: it goes out when that turn ends too
+        setTimeout(() => {
+          atTurnEnd({ event: 'proxy.request', n: 3 }, 'a lone call');
+          sizes.push(written());
+          setImmediate(() => { sizes.push(written()); process.stderr.write(JSON.stringify(sizes)); });
+        }, 20);
+      });
+    });
+  `);
+  expect(run.status).toBe(0);
+  const entries = run.lines.map((l) => JSON.parse(l));
+  // built when the turn ended: after the line logged at once in the same turn, in the order they were logged
+  expect(entries.map((e) => [e.event, e.n])).toEqual([['launch.start', undefined], ['proxy.request', 1], ['proxy.request', 2], ['proxy.request', 3]]);
+  expect(entries[1]).toMatchObject({ level: 'info', msg: 'a call', service: 'smart-bff', url: '/callback?code=%5Bredacted%5D&state=%5Bredacted%5D' });
+  expect(entries[2].access_token).toBe('[redacted]');
+  expect(run.lines.join('\n')).not.toMatch(/auth-code-1234|at-secret-5678/);
+  // nothing while the turn ran; all three in the one write when it ended; nothing left for the turn after; the lone
+  // line when its own turn ended
+  expect(JSON.parse(run.stderr)).toEqual([0, run.written(3), run.written(3), run.written(3), run.written(4)]);
+});
+
+test('the server\'s log (stdout): a line logged at the turn\'s end is not lost when the process exits or crashes in that turn, or when the log is flushed', () => {
+  const exits = inOwnProcess(`infoAtTurnEnd(logger)({ event: 'proxy.request' }, 'a call'); process.exit(3);`);
+  expect(exits.status).toBe(3);
+  expect(exits.lines.map((l) => JSON.parse(l).event)).toEqual(['proxy.request']);
+  const crashes = inOwnProcess(`setTimeout(() => { infoAtTurnEnd(logger)({ event: 'proxy.request' }, 'a call'); throw new Error('boom'); }, 5);`);
+  expect(crashes.status).toBe(1);
+  expect(crashes.lines.map((l) => JSON.parse(l).event)).toEqual(['proxy.request']);
+  const flushed = inOwnProcess(`
+    infoAtTurnEnd(logger)({ event: 'proxy.request' }, 'a call');
+    logger.flush();
+    process.stderr.write(String(written()));
+  `);
+  expect(flushed.lines).toHaveLength(1);
+  expect(Number(flushed.stderr)).toBe(flushed.written(1));
+});
+
+test('a line logged at the turn\'s end goes out at once to a logger that does not write to the server\'s destination (a test\'s, a stream)', () => {
+  const logs = captureLogs();
+  infoAtTurnEnd(logs.logger)({ event: 'proxy.request', refresh_token: 'rt-secret' }, 'a call');
+  expect(logs.find('proxy.request')).toEqual([expect.objectContaining({ msg: 'a call', refresh_token: '[redacted]' })]);
 });
 
 test('the server\'s log (stdout): a turn that logs a great deal writes as it goes (at 8 KiB), not all at its end', () => {
