@@ -490,7 +490,11 @@ Kept by hand; the numbers above are this run's.
   them with one synchronous write when the turn ends (\`src/log-destination.ts\`): 0.07 context switches per read,
   and one write for about five lines. "The log line" above shows each way's cost. An earlier round tried this and
   dropped it on a req/s comparison that the machine's noise swamped; counting context switches and system calls
-  showed what it saves.
+  showed what it saves. The proxy's \`proxy.request\` line is now handed to that destination unbuilt, and built when
+  the turn ends, the turn's lines one after the other, just before the write (\`infoAtTurnEnd\` in \`src/log.ts\`):
+  the same line, redacted the same way, in the same write, and still written when the process exits or crashes
+  in that turn; its \`time\` is when it was built, within its call's turn. Side by side, that took about 3 % off
+  ours' CPU per read (medians 0.978 and 1/1.039, eight pairs each way), as batching the metrics did.
 - **Link rewriting.** The rewriter searched each chunk as bytes: a Buffer search and two views per match, and a
   Bundle or an NDJSON file has a match or two in every entry, so the views cost more than the search. It now reads
   each chunk as latin1 text, where a byte is one character, and works with string search and slices; the output,
@@ -509,28 +513,30 @@ Kept by hand; the numbers above are this run's.
   1,400 to about 2,000 MB/s on the bench's NDJSON. In the proxy, side by side with curl as the client, NDJSON with
   rewriting went from about 430 to about 495 MB/s, and the server's user CPU for 256 MB from 0.35–0.42 s to
   0.27–0.32 s.
-- **What is in the way of the small-read goals.** In this run ours reached 0.90× the bare Node proxy at 16 connections
-  and 1.02× at 64, and with Redis 0.83× and 1.00×: the req/s goals are met. The p99 goals are not: ours' p99 was 2.65
-  ms over the bare proxy's at 16 connections (0.65 ms more than the goal allows; the five rounds' differences ran from
-  +0.34 to +4.69 ms) and 4.77 ms over at 64. The five runs of the same path before this one measured 0.87×, 0.98×,
-  0.77×, 0.82× and 0.76× at 16 connections, with p99s from 0.4 ms under the bare proxy's to 6.5 ms over it, so on this
-  machine one run decides little. Closer to steady is the CPU a read costs ("CPU µs/req"): here 100 and 101 µs for
-  ours at 16 and 64 connections (108 and 101 in the run before), 89 and 109 µs for the bare Node proxy (84 and 93
-  then), 65 and 61 µs for the bare proxy on undici. At 16 connections ours cost 1.12× the bare Node proxy's CPU per
-  read here and 1.29× in the run before; 0.85× of its req/s needs about 1.18× or less. Side by side (as under
+- **What is in the way of the small-read goals.** In this run ours reached 0.88× the bare Node proxy at 16 connections
+  and 0.85× at 64, and with Redis 0.83× and 0.83×: the req/s goals are met. At 16 connections the p99 goal is met too:
+  ours' p99 was 1.52 ms over the bare proxy's (the five rounds' differences ran from 0.34 ms under it to 6.78 ms over
+  it). At 64 connections it is not: 8.92 ms over (rounds from +6.27 to +24.96 ms; see "The p99 at 64 connections"
+  below). The six runs of the same path before this one measured 0.87×, 0.98×, 0.77×, 0.82×, 0.76× and 0.90× at 16
+  connections, with p99s from 0.4 ms under the bare proxy's to 6.5 ms over it (2.65 ms over in the run just before),
+  so on this machine one run decides little. Closer to steady is the CPU a read costs ("CPU µs/req"): here 102 and 122
+  µs for ours at 16 and 64 connections (100 and 101 in the run before), 94 and 103 µs for the bare Node proxy (89 and
+  109 then), 64 and 61 µs for the bare proxy on undici. At 16 connections ours cost 1.09× the bare Node proxy's CPU
+  per read here and 1.12× in the run before; 0.85× of its req/s needs about 1.18× or less. Side by side (as under
   "Noise"), ours cost 1.22× the bare proxy's CPU per read in a quick stretch of the machine and 1.4–1.6× in a slow
   one: a slow stretch costs ours more than it costs the bare proxy. The difference is our own steps, which the issue
   requires to stay: the session and token lookups, the anti-forgery check, the header allow-lists both ways, link
   rewriting, the upstream timeout, the metrics, the extra response headers, and the log line. Taken out one at a time
-  in scratch copies, the \`proxy.request\` line cost about 8 % of ours' CPU per read (twelve pairs of rounds), more
-  than the 3.7 µs a line costs on its own ("The log line" above; in a scratch microbenchmark, pino's part of it is
-  about 1.4 µs and the redaction about 0.5 µs). The metrics showed the same gap between a loop and the server (0.6 µs
-  against about 3 µs), so a library's code called once per request among the request's other work seems to cost
-  several times what it costs in a loop; that would account for the log line's rest, but unlike the metrics, the line
-  must be written when its call ends. Gathering the log lines for 20 ms instead of one turn saved about 1 %, within
-  the noise. Each of the other steps is a few microseconds; none stands out in the profile. The same holds on Node 24
-  (what Heroku and App Engine can run): side by side, ours and the bare proxy each cost the same CPU per read on Node
-  24 as on Node 20, so the ratio is the same.
+  in scratch copies (before the change below), the \`proxy.request\` line cost about 8 % of ours' CPU per read (twelve
+  pairs of rounds), more than the 3.7 µs a line costs on its own ("The log line" above; in a scratch microbenchmark,
+  pino's part of it is about 1.4 µs and the redaction about 0.5 µs). The metrics showed the same gap between a loop
+  and the server (0.6 µs against about 3 µs), so a library's code called once per request among the request's other
+  work seems to cost several times what it costs in a loop; that would account for the log line's rest. Building the
+  line when its call's turn ends, with the turn's other lines in one loop, took about 3 % off ("The log line" above),
+  as batching the metrics did; the rest is the line itself, which must be written in its call's turn. Gathering the
+  log lines for 20 ms instead of one turn saved about 1 %, within the noise. Each of the other steps is a few
+  microseconds; none stands out in the profile. The same holds on Node 24 (what Heroku and App Engine can run): side
+  by side, ours and the bare proxy each cost the same CPU per read on Node 24 as on Node 20, so the ratio is the same.
 - **What a read allocates.** A sampling heap profile that keeps collected objects (16 connections): ours allocates
   about 24 KB per read, the bare proxy on undici about 13 KB. Of the difference, the log line is about 2.4 KB (pino
   builds it by joining strings), the proxy's per-call closures and promises about 3.7 KB, the header allow-lists
@@ -542,30 +548,40 @@ Kept by hand; the numbers above are this run's.
   call (a queue of deadlines of one duration, in the order they were started): no gain side by side (ten pairs
   each way). With a JavaScript Set as its queue, the proxy's scavenges took about fifteen times as long (18 ms
   instead of 1 ms); with a linked list they did not, but the CPU per read did not change either.
-- **The p99 at 64 connections, traced.** "Where a read's time goes" splits each request's time as the server sees
-  it. Ours needs no more turns of the event loop per request than the bare proxy on undici: its time in the server
-  (mostly the wait for the upstream's answer, read in a later turn) was 1.6 loop delays at the median in this run,
-  against 2.9 (1.8 against 1.8 in the run before). There is no extra turn, queue or stall in ours to remove: its
-  turns are longer because each request in them costs more CPU, and every latency grows with them. With 64 requests
-  in flight each one waits for the others' turns, so the CPU gap shows in p99 as well as in req/s: a p99 within 2 ms
-  of the bare proxy's at 64 connections needs a read that costs about what the bare proxy's does. (In the split's
-  own rounds the p99s were 25.1 ms for ours, 23.5 ms for the bare Node proxy and 15.9 ms for the bare proxy on
-  undici, against 30.4, 30.9 and 22.4 ms in the run before: at 64 connections p99 swings between rounds by more than
-  any difference between the servers; in this run's small-read rounds, ours' p99 was from 22 ms under the bare
-  proxy's to 38 ms over it.) In a scratch copy of the bare proxy on undici that timed each request, the wait for
-  the upstream's response headers held nearly all of the tail (its p99 13.4 ms of the whole request's 13.5 ms).
-  undici 7.30 writes a request on a reused keep-alive connection only once the loop's turn has read everything else
-  (\`setImmediate\`, its fix for GHSA-35p6-xmwp-9g52, so that bytes the EHR sent unasked are seen before the next
-  request goes out); a scratch copy of undici without that wait did not change the bare proxy on undici's p99
-  beyond the noise, and the wait is a protection this proxy keeps. Garbage collection is not the answer either:
-  measured side by side at 64 connections, ours and the bare proxy collect about equally (a scavenge every 480 to
-  600 requests, 1.1–1.4 ms each), and a young generation of 1, 4, 32 or 64 MiB instead of V8's default changed
-  ours' CPU per read or p99 by nothing beyond the noise.
+- **The p99 follows the CPU a read costs.** A scratch copy of the bare Node proxy that burns 20 µs of CPU per call,
+  so that a read costs it about what one costs ours, has ours' p99 at 16 connections: in eight interleaved rounds of
+  5 s, in a quick stretch of the machine, the medians were 3.13 ms for the bare proxy (84 µs of CPU per read), 3.67
+  ms for the burning copy (106 µs) and 3.56 ms for ours (96 µs), so ours was 0.43 ms over the bare proxy's. Ours has
+  no tail of its own beyond what its CPU explains. In a slow round the p99s scatter (in one: 10.8 ms for the bare
+  proxy, 9.7 for a copy burning 20 µs, 14.9 for ours), and a run's p99 goal is decided by how many of its rounds fall
+  in such stretches.
+- **The p99 at 64 connections, traced.** "Where a read's time goes" splits each request's time as the server sees it.
+  Ours needs no more turns of the event loop per request than the bare proxy on undici: its time in the server (mostly
+  the wait for the upstream's answer, read in a later turn) was 1.6 loop delays at the median in this run, against 1.6
+  (1.6 against 2.9 in the run before), and its p99 8.4 turns against 8.0. There is no extra turn, queue or stall in
+  ours to remove: its turns are longer because each request in them costs more CPU, and every latency grows with them.
+  With 64 requests in flight each one waits for the others' turns, so the CPU gap shows in p99 as well as in req/s: a
+  p99 within 2 ms of the bare proxy's at 64 connections needs a read that costs about what the bare proxy's does. The
+  bare Node proxy, on Node's own client, takes fewer and longer turns: its slowest requests took 5.3 turns in this run
+  (7.6 in the run before), against 8.4 for ours and 8.0 for the bare proxy on undici (10.7 and 15.6 before), in turns
+  of 3.06 ms at the median against 2.60 and 1.68. (In the split's own rounds the p99s were 21.9 ms for ours, 16.1 ms
+  for the bare Node proxy and 13.5 ms for the bare proxy on undici, against 25.1, 23.5 and 15.9 ms in the run before:
+  at 64 connections p99 swings between rounds by more than most differences between the servers; in this run's
+  small-read rounds, ours' p99 was from 6.3 to 25.0 ms over the bare proxy's, in the run before from 22 ms under it to
+  38 ms over it.) In a scratch copy of the bare proxy on undici that timed each request, the wait for the upstream's
+  response headers held nearly all of the tail (its p99 13.4 ms of the whole request's 13.5 ms). undici 7.30 writes a
+  request on a reused keep-alive connection only once the loop's turn has read everything else (\`setImmediate\`, its
+  fix for GHSA-35p6-xmwp-9g52, so that bytes the EHR sent unasked are seen before the next request goes out); a
+  scratch copy of undici without that wait did not change the bare proxy on undici's p99 beyond the noise, and the
+  wait is a protection this proxy keeps. Garbage collection is not the answer either: measured side by side at 64
+  connections, ours and the bare proxy collect about equally (a scavenge every 480 to 600 requests, 1.1–1.4 ms each),
+  and a young generation of 1, 4, 32 or 64 MiB instead of V8's default changed ours' CPU per read or p99 by nothing
+  beyond the noise.
 - **What is in the way of the large-body goals.** Both are met in this run, and that says little: the bare proxy
-  was slow on both bodies (114 MB/s on the Bundle, 315 MB/s on NDJSON), and ours with rewriting reached 2.92× and
-  1.09× of it (332 and 377 MB/s). In the run before, the bare proxy was fast (417 and 517 MB/s) and both goals were
-  missed (0.78× and 0.68×). The bare proxy's own NDJSON speed swings between runs: 213, 380, 452, 222, 517 and
-  315 MB/s in the last six; ours with rewriting has been 240, 301, 341, 316 and 377 MB/s in the last five. The
+  was slow on both bodies (84 MB/s on the Bundle, 258 MB/s on NDJSON), and ours with rewriting reached 2.81× and
+  1.23× of it (244 and 340 MB/s). Two runs before, the bare proxy was fast (417 and 517 MB/s) and both goals were
+  missed (0.78× and 0.68×). The bare proxy's own NDJSON speed swings between runs: 380, 452, 222, 517, 315 and
+  258 MB/s in the last six; ours with rewriting has been 301, 341, 316, 377 and 340 MB/s in the last five. The
   swings come from the bench's client, not from the bare proxy's work: in six alternating 200 MB Bundle downloads
   with a Node client like the bench's (\`http.get\`), the bare proxy ran at 100–152 MB/s on 0.1–0.5 s of user and
   0.13–0.36 s of system CPU per 1.3–2 s download, waiting rather than working, and ours at 124–311 MB/s; with curl
