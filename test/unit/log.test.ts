@@ -148,8 +148,8 @@ test('the server\'s log (stdout): a line logged at the turn\'s end (the proxy\'s
   expect(entries[1]).toMatchObject({ level: 'info', msg: 'a call', service: 'smart-bff', url: '/callback?code=%5Bredacted%5D&state=%5Bredacted%5D' });
   expect(entries[2].access_token).toBe('[redacted]');
   expect(run.lines.join('\n')).not.toMatch(/auth-code-1234|at-secret-5678/);
-  // nothing while the turn ran; all three in the one write when it ended; nothing left for the turn after; the lone
-  // line when its own turn ended
+  // nothing while the turn ran; all three once it ended; nothing left over for the turn after; the lone line once its
+  // own turn ended
   expect(JSON.parse(run.stderr)).toEqual([0, run.written(3), run.written(3), run.written(3), run.written(4)]);
 });
 
