@@ -548,13 +548,15 @@ Kept by hand; the numbers above are this run's.
   call (a queue of deadlines of one duration, in the order they were started): no gain side by side (ten pairs
   each way). With a JavaScript Set as its queue, the proxy's scavenges took about fifteen times as long (18 ms
   instead of 1 ms); with a linked list they did not, but the CPU per read did not change either.
-- **The p99 follows the CPU a read costs.** A scratch copy of the bare Node proxy that burns 20 µs of CPU per call,
-  so that a read costs it about what one costs ours, has ours' p99 at 16 connections: in eight interleaved rounds of
-  5 s, in a quick stretch of the machine, the medians were 3.13 ms for the bare proxy (84 µs of CPU per read), 3.67
-  ms for the burning copy (106 µs) and 3.56 ms for ours (96 µs), so ours was 0.43 ms over the bare proxy's. Ours has
-  no tail of its own beyond what its CPU explains. In a slow round the p99s scatter (in one: 10.8 ms for the bare
-  proxy, 9.7 for a copy burning 20 µs, 14.9 for ours), and a run's p99 goal is decided by how many of its rounds fall
-  in such stretches.
+- **The p99 follows the CPU a read costs.** A scratch copy of the bare Node proxy that burns 20 µs of CPU per call, so
+  that a read costs it about what one costs ours, has ours' p99 at 16 connections: in eight interleaved rounds of 5 s,
+  in a quick stretch of the machine, the medians were 3.13 ms for the bare proxy (84 µs of CPU per read), 3.67 ms for
+  the burning copy (106 µs) and 3.56 ms for ours (96 µs), so ours was 0.43 ms over the bare proxy's. Ours has no tail
+  of its own beyond what its CPU explains. In a slow round the p99s scatter (in one: 10.8 ms for the bare proxy, 9.7
+  for a copy burning 20 µs, 14.9 for ours), and a run's p99 goal is decided by how many of its rounds fall in such
+  stretches. The same at 64 connections: in eight interleaved rounds after this run, the burning copy (about 113 µs of
+  CPU per read) had p99s from 10.7 to 27.9 ms, median 17.2, and ours (about 97 µs) from 9.5 to 42.4 ms, median 11.6;
+  in this run's own rounds, ours' p99 was over the bare proxy's in every one.
 - **The p99 at 64 connections, traced.** "Where a read's time goes" splits each request's time as the server sees it.
   Ours needs no more turns of the event loop per request than the bare proxy on undici: its time in the server (mostly
   the wait for the upstream's answer, read in a later turn) was 1.6 loop delays at the median in this run, against 1.6
@@ -577,17 +579,20 @@ Kept by hand; the numbers above are this run's.
   connections, ours and the bare proxy collect about equally (a scavenge every 480 to 600 requests, 1.1–1.4 ms each),
   and a young generation of 1, 4, 32 or 64 MiB instead of V8's default changed ours' CPU per read or p99 by nothing
   beyond the noise.
-- **What is in the way of the large-body goals.** Both are met in this run, and that says little: the bare proxy
-  was slow on both bodies (84 MB/s on the Bundle, 258 MB/s on NDJSON), and ours with rewriting reached 2.81× and
-  1.23× of it (244 and 340 MB/s). Two runs before, the bare proxy was fast (417 and 517 MB/s) and both goals were
-  missed (0.78× and 0.68×). The bare proxy's own NDJSON speed swings between runs: 380, 452, 222, 517, 315 and
-  258 MB/s in the last six; ours with rewriting has been 301, 341, 316, 377 and 340 MB/s in the last five. The
-  swings come from the bench's client, not from the bare proxy's work: in six alternating 200 MB Bundle downloads
-  with a Node client like the bench's (\`http.get\`), the bare proxy ran at 100–152 MB/s on 0.1–0.5 s of user and
-  0.13–0.36 s of system CPU per 1.3–2 s download, waiting rather than working, and ours at 124–311 MB/s; with curl
-  in the same minute the bare proxy ran at 637–788 MB/s and ours at 233–428 MB/s. Against a bare proxy at full
-  speed, ours with rewriting is about 0.5× on the Bundle and 0.6× on NDJSON: rewriting 256 MB costs about 0.15 s of
-  CPU in a transfer that the bare proxy finishes in about 0.6 s.
+- **What is in the way of the large-body goals.** Both are met in this run, and that says little: the bare proxy was
+  slow on both bodies (84 MB/s on the Bundle, 258 MB/s on NDJSON), and ours with rewriting reached 2.81× and 1.23× of
+  it (244 and 340 MB/s). Two runs before, the bare proxy was fast (417 and 517 MB/s) and both goals were missed (0.78×
+  and 0.68×). The bare proxy's own NDJSON speed swings between runs: 380, 452, 222, 517, 315 and 258 MB/s in the last
+  six; ours with rewriting has been 301, 341, 316, 377 and 340 MB/s in the last five. The swings come from the bench's
+  client, not from the bare proxy's work: in six alternating 200 MB Bundle downloads with a Node client like the
+  bench's (\`http.get\`), the bare proxy ran at 100–152 MB/s on 0.1–0.5 s of user and 0.13–0.36 s of system CPU per
+  1.3–2 s download, waiting rather than working, and ours at 124–311 MB/s; with curl in the same minute the bare proxy
+  ran at 637–788 MB/s and ours at 233–428 MB/s. Against a bare proxy at full speed (curl as the client, four downloads
+  of each body after this run, one target after the other), ours with rewriting ran at about 0.73× on the Bundle
+  (421–467 against 577–656 MB/s) and 0.59× on NDJSON (430–448 against 607–787 MB/s), and without rewriting faster than
+  the bare proxy (859–973 and 633–840 MB/s). Rewriting costs ours about 0.2 s of user CPU per 200 MB Bundle and 0.23 s
+  per 256 MB of NDJSON, in transfers the bare proxy finishes in 0.3–0.4 s: 0.8× at full speed needs a rewriter about
+  twice as fast in the server as this one.
 - **Noise.** This machine's speed drifts by as much as half from one minute to the next (see the ranges), which
   is why every ratio is taken round by round; a run in a slow stretch moves start-up and the large bodies too.
   Measured one after the other, two builds of ours differ by ±10 % or more from round to round, more than most
