@@ -16,6 +16,7 @@ import { Browser } from '../helpers/browser.js';
 import { freePort } from '../helpers/net.js';
 import { startServerProcess } from '../helpers/server-process.js';
 import { redisAvailable, startRedis } from '../helpers/redis.js';
+import { waitFor } from '../helpers/revocations.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SECRET = 'bundle-test-session-secret-0123456789abcdefghij';
@@ -138,7 +139,7 @@ test('development: the sandbox runs from its chunk, with its packages from node_
     // the call's one log line, built when its turn ended, is on stdout while the server runs (not held until exit)
     const requestId = read.headers.get('x-request-id')!;
     const proxyLines = () => server.output().split('\n').filter((l) => l.includes('"event":"proxy.request"') && l.includes(requestId));
-    for (let i = 0; i < 100 && proxyLines().length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => proxyLines().length > 0, 'the proxy.request line on stdout', 5000);
     expect(proxyLines().map((l) => JSON.parse(l))).toEqual([expect.objectContaining({ level: 'info', requestId, contextId: context, method: 'GET', status: 200, path: '/sandbox/fhir/Patient', msg: 'proxy: request forwarded' })]);
   } finally {
     expect(await server.stop('SIGTERM')).toBe(0);
