@@ -9,18 +9,13 @@
  * - a line logged before `process.exit`, or before an uncaught exception ends the process, is written at exit;
  * - a busy server pays one write for several lines.
  *
- * A line can also be handed over unbuilt (`defer`: the logger, the fields and the message): it is built (pino, with
- * its redaction) when the turn ends, just before the write, or at exit, or when the log is flushed. The proxy logs
- * its one line per call this way: building the lines of a turn one after the other, in one loop, costs less than
- * building each among its call's other work (docs/benchmarks.md). Its `time` is when it is built, within the turn.
- *
  * Not pino's asynchronous mode (sonic-boom `sync: false`): it hands each write to libuv's thread pool, and on a busy
  * server that cost a thread switch per proxied call (docs/benchmarks.md). Nor sonic-boom's `minLength` alone: it
  * holds lines back until its buffer fills, which on a quiet server can be minutes. The price of writing
  * synchronously: a log reader that stops reading (a full pipe) holds the server up, as it holds up any synchronous
  * write to stdout, Node's own console included.
  */
-import { pino, type DestinationStream, type Logger } from 'pino';
+import { pino, type DestinationStream } from 'pino';
 
 /** Gathered text that is written at once, without waiting for the turn to end (well below a pipe's 64 KiB). */
 const GATHER_CHARS = 8 * 1024;
@@ -30,8 +25,6 @@ export class TurnBatchedDestination implements DestinationStream {
   #lines: string[] = [];
   #chars = 0;
   #scheduled = false;
-  /** Lines not built yet: a logger, its fields and its message, three entries each. */
-  #unbuilt: unknown[] = [];
 
   constructor(dest: number | string) {
     this.#stream = pino.destination({ dest, sync: true });
@@ -41,47 +34,26 @@ export class TurnBatchedDestination implements DestinationStream {
   write(line: string): void {
     this.#lines.push(line);
     this.#chars += line.length;
-    if (this.#chars >= GATHER_CHARS) this.#writeGathered();
-    else this.#endTurnLater();
+    if (this.#chars >= GATHER_CHARS) this.flush();
+    else if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(this.#endOfTurn);
+    }
   }
 
-  /** `logger.info(fields, message)`, built when the turn ends (or at exit, or at a flush) rather than now. */
-  defer(logger: Logger, fields: object, message: string): void {
-    this.#unbuilt.push(logger, fields, message);
-    this.#endTurnLater();
-  }
-
-  /** Builds the lines handed over unbuilt, and writes what has gathered, now (pino's `logger.flush()` calls this). */
+  /** Writes what has gathered, now (pino's `logger.flush()` calls this). */
   flush(cb?: (err?: Error) => void): void {
-    this.#build();
-    this.#writeGathered();
+    if (this.#lines.length) {
+      const text = this.#lines.join('');
+      this.#lines = [];
+      this.#chars = 0;
+      this.#stream.write(text);
+    }
     cb?.();
   }
 
-  #endTurnLater(): void {
-    if (this.#scheduled) return;
-    this.#scheduled = true;
-    setImmediate(this.#endOfTurn);
-  }
-
-  #build(): void {
-    if (this.#unbuilt.length === 0) return;
-    const unbuilt = this.#unbuilt;
-    this.#unbuilt = [];
-    for (let i = 0; i < unbuilt.length; i += 3) (unbuilt[i] as Logger).info(unbuilt[i + 1] as object, unbuilt[i + 2] as string);
-  }
-
-  #writeGathered(): void {
-    if (this.#lines.length === 0) return;
-    const text = this.#lines.join('');
-    this.#lines = [];
-    this.#chars = 0;
-    this.#stream.write(text);
-  }
-
   readonly #endOfTurn = (): void => {
-    this.#build(); // still scheduled: the lines it builds join this write instead of asking for another turn
     this.#scheduled = false;
-    this.#writeGathered();
+    this.flush();
   };
 }

@@ -35,7 +35,7 @@ import { buildTargetUrl, proxyUrlFor, type TargetUrl } from './target-url.js';
 import type { ProxyCall } from './fhir-route.js';
 import { dispatch, type UpstreamClient, type UpstreamResponse } from './upstream-client.js';
 import { formatMs } from '../launch-trace/story.js';
-import { infoAtTurnEnd } from '../log.js';
+import { flatInfoLine } from '../log.js';
 
 const ALLOWED_METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD']);
 const SAFE_METHODS = new Set(['GET', 'HEAD']);
@@ -60,7 +60,9 @@ class UpstreamFailure extends Error {
 
 export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, client: UpstreamClient, sessions: Pick<ProxySessions, 'withoutContext'>) {
   const proxyBase = `${deps.config.publicUrl}/fhir`;
-  const logCall = infoAtTurnEnd(deps.logger);
+  // the request's own logger would write the same line (requestId after the base fields); a call that logged nothing
+  // else on the way never makes one
+  const logCall = flatInfoLine(deps.logger, ['requestId', 'event', 'contextId', 'method', 'path', 'status', 'duration_ms', 'aborted'], 'proxy: request forwarded');
 
   return async function fhirProxy(call: ProxyCall, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? 'GET';
@@ -143,9 +145,7 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, cli
     res.on('close', () => {
       if (!res.writableFinished) upstream.body.destroy();
       deps.metrics.proxyCalls.record(method, status, (Date.now() - started) / 1000);
-      // the request's own logger would write the same line (requestId after the base fields); a call that logged
-      // nothing else on the way never makes one. Built when the turn ends, with the turn's other calls' lines.
-      if (deps.logger.isLevelEnabled('info')) logCall({ requestId: call.id, event: 'proxy.request', contextId: ctx.id, method, path: target.pathname, status, duration_ms: Date.now() - started, aborted: !res.writableFinished }, 'proxy: request forwarded');
+      logCall({ requestId: call.id, event: 'proxy.request', contextId: ctx.id, method, path: target.pathname, status, duration_ms: Date.now() - started, aborted: !res.writableFinished });
     });
   };
 }

@@ -8,7 +8,8 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { captureLogs } from '../helpers/log-capture.js';
-import { infoAtTurnEnd, redactUrl } from '../../src/log.js';
+import fc from 'fast-check';
+import { flatInfoLine, redactUrl } from '../../src/log.js';
 
 const AUTH_CODE = 'SplxlOBeZQQYbYS6WxSbIA-authorization-code';
 
@@ -73,7 +74,7 @@ function inOwnProcess(script: string): { status: number | null; stderr: string; 
     const out = openSync(join(dir, 'stdout'), 'w');
     const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `
       import { fstatSync } from 'node:fs';
-      import { createLogger, infoAtTurnEnd } from './src/log.ts';
+      import { createLogger, flatInfoLine } from './src/log.ts';
       const logger = createLogger();
       const written = () => fstatSync(1).size;
       ${script}
@@ -120,59 +121,66 @@ test('the server\'s log (stdout): a line logged just before the process ends is 
   expect(crashes.lines.map((l) => JSON.parse(l).event)).toEqual(['launch.start', 'about.to.crash']);
 });
 
-test('the server\'s log (stdout): a line logged at the turn\'s end (the proxy\'s) is built and written when the turn ends, redacted, after the turn\'s other lines, and with them', () => {
+/** What a line is without its time (each line reads the clock when it is made). */
+const timeless = (line: string) => line.replace(/,"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"/, ',"time":"T"');
+
+test('a flat line put together by hand (the proxy\'s) is byte for byte what pino writes for the same fields, redaction included', () => {
+  const keyPool = ['requestId', 'event', 'contextId', 'method', 'path', 'url', 'status', 'duration_ms', 'aborted', 'code', 'access_token', 'cookie', 'msg', 'level', 'a"b', 'é'];
+  const value = fc.oneof(
+    fc.string(), fc.string({ unit: 'binary' }), fc.string({ unit: fc.constantFrom('a', '"', '\\', '\n', '\u0000', '\u007f', '\u2028', 'é', '🚑', '?', '/', '=', '&') }),
+    fc.constantFrom(`/callback?code=${AUTH_CODE}&state=s1`, `https://ehr.example.com/x?access_token=at-1&a=b`, '/Patient/1?_count=5', 'Patient/1?code=x', '/Patient/1'),
+    fc.integer(), fc.double(), fc.constantFrom(NaN, Infinity, -Infinity, -0, 0.1), fc.boolean(),
+  );
+  const fields = fc.uniqueArray(fc.constantFrom(...keyPool), { minLength: 1 }).chain((keys) => fc.tuple(fc.constant(keys), fc.tuple(...keys.map(() => value))));
+  fc.assert(fc.property(fields, fc.string(), ([keys, values], message) => {
+    const logs = captureLogs('info');
+    const record = Object.fromEntries(keys.map((k, i) => [k, values[i]!]));
+    logs.logger.info(record, message);
+    flatInfoLine(logs.logger, keys, message)(record);
+    expect(logs.lines).toHaveLength(2);
+    expect(timeless(logs.lines[1]!)).toBe(timeless(logs.lines[0]!));
+  }), { numRuns: 500 });
+});
+
+test('a flat line carries its own time, is written only at info or below, and goes to a child logger as its own line', () => {
+  const logs = captureLogs('info');
+  const line = flatInfoLine(logs.logger, ['event', 'url', 'access_token'], 'a call');
+  const before = Date.now();
+  line({ event: 'proxy.request', url: `/callback?code=${AUTH_CODE}`, access_token: 'at-secret-5678' });
+  const [entry] = logs.entries();
+  expect(Date.parse(entry!.time as string)).toBeGreaterThanOrEqual(before);
+  expect(Date.parse(entry!.time as string)).toBeLessThanOrEqual(Date.now());
+  expect(entry).toMatchObject({ level: 'info', service: 'smart-bff', event: 'proxy.request', url: '/callback?code=%5Bredacted%5D', access_token: '[redacted]', msg: 'a call' });
+  expect(logs.text()).not.toMatch(new RegExp(`${AUTH_CODE}|at-secret-5678`));
+
+  const quiet = captureLogs('warn');
+  flatInfoLine(quiet.logger, ['event'], 'a call')({ event: 'proxy.request' });
+  expect(quiet.lines).toEqual([]);
+
+  // a logger createLogger did not make (a child) writes it through pino, with its bindings and the same redaction
+  const child = logs.logger.child({ requestId: 'r-12345678' });
+  flatInfoLine(child, ['event', 'refresh_token'], 'a child\'s call')({ event: 'proxy.request', refresh_token: 'rt-secret' });
+  expect(logs.find('proxy.request')[1]).toMatchObject({ requestId: 'r-12345678', refresh_token: '[redacted]', msg: 'a child\'s call' });
+});
+
+test('the server\'s log (stdout): a flat line (the proxy\'s) goes out with the lines of its turn, in the order logged, and is not lost at exit', () => {
   const run = inOwnProcess(`
-    const atTurnEnd = infoAtTurnEnd(logger);
+    const call = flatInfoLine(logger, ['event', 'n'], 'a call');
     const sizes = [];
-    atTurnEnd({ event: 'proxy.request', n: 1, url: '/callback?code=auth-code-1234&state=s' }, 'a call');
+    call({ event: 'proxy.request', n: 1 });
     logger.info({ event: 'launch.start' }, 'a line');
-    atTurnEnd({ event: 'proxy.request', n: 2, access_token: 'at-secret-5678' }, 'a call');
+    call({ event: 'proxy.request', n: 2 });
     sizes.push(written());
     setImmediate(() => {
       sizes.push(written());
-      setImmediate(() => {
-        sizes.push(written());
-        // a turn whose only line is one of these: it goes out when that turn ends too
-        setTimeout(() => {
-          atTurnEnd({ event: 'proxy.request', n: 3 }, 'a lone call');
-          sizes.push(written());
-          setImmediate(() => { sizes.push(written()); process.stderr.write(JSON.stringify(sizes)); });
-        }, 20);
-      });
+      process.stderr.write(JSON.stringify(sizes));
+      call({ event: 'proxy.request', n: 3 });
+      process.exit(0);
     });
   `);
   expect(run.status).toBe(0);
-  const entries = run.lines.map((l) => JSON.parse(l));
-  // built when the turn ended: after the line logged at once in the same turn, in the order they were logged
-  expect(entries.map((e) => [e.event, e.n])).toEqual([['launch.start', undefined], ['proxy.request', 1], ['proxy.request', 2], ['proxy.request', 3]]);
-  expect(entries[1]).toMatchObject({ level: 'info', msg: 'a call', service: 'smart-bff', url: '/callback?code=%5Bredacted%5D&state=%5Bredacted%5D' });
-  expect(entries[2].access_token).toBe('[redacted]');
-  expect(run.lines.join('\n')).not.toMatch(/auth-code-1234|at-secret-5678/);
-  // nothing while the turn ran; all three once it ended; nothing left over for the turn after; the lone line once its
-  // own turn ended
-  expect(JSON.parse(run.stderr)).toEqual([0, run.written(3), run.written(3), run.written(3), run.written(4)]);
-});
-
-test('the server\'s log (stdout): a line logged at the turn\'s end is not lost when the process exits or crashes in that turn, or when the log is flushed', () => {
-  const exits = inOwnProcess(`infoAtTurnEnd(logger)({ event: 'proxy.request' }, 'a call'); process.exit(3);`);
-  expect(exits.status).toBe(3);
-  expect(exits.lines.map((l) => JSON.parse(l).event)).toEqual(['proxy.request']);
-  const crashes = inOwnProcess(`setTimeout(() => { infoAtTurnEnd(logger)({ event: 'proxy.request' }, 'a call'); throw new Error('boom'); }, 5);`);
-  expect(crashes.status).toBe(1);
-  expect(crashes.lines.map((l) => JSON.parse(l).event)).toEqual(['proxy.request']);
-  const flushed = inOwnProcess(`
-    infoAtTurnEnd(logger)({ event: 'proxy.request' }, 'a call');
-    logger.flush();
-    process.stderr.write(String(written()));
-  `);
-  expect(flushed.lines).toHaveLength(1);
-  expect(Number(flushed.stderr)).toBe(flushed.written(1));
-});
-
-test('a line logged at the turn\'s end goes out at once to a logger that does not write to the server\'s destination (a test\'s, a stream)', () => {
-  const logs = captureLogs();
-  infoAtTurnEnd(logs.logger)({ event: 'proxy.request', refresh_token: 'rt-secret' }, 'a call');
-  expect(logs.find('proxy.request')).toEqual([expect.objectContaining({ msg: 'a call', refresh_token: '[redacted]' })]);
+  expect(run.lines.map((l) => [JSON.parse(l).event, JSON.parse(l).n])).toEqual([['proxy.request', 1], ['launch.start', undefined], ['proxy.request', 2], ['proxy.request', 3]]);
+  expect(JSON.parse(run.stderr)).toEqual([0, run.written(3)]);
 });
 
 test('the server\'s log (stdout): a turn that logs a great deal writes as it goes (at 8 KiB), not all at its end', () => {
