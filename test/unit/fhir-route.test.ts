@@ -53,9 +53,27 @@ test('the session is looked up after the anti-forgery header, then the proxy see
   }
 });
 
+test('a session at hand (in the read cache) goes straight to the proxy, without a store lookup', async () => {
+  const seen: string[] = [];
+  const s = await serve(
+    { atHand: (cookie) => (seen.push(`at hand ${cookie}`), session), forRequest: async () => { seen.push('store'); return undefined; } },
+    async (call, req, res) => {
+      seen.push(`proxy ${call.path} ${call.session?.id} ${call.id}`);
+      res.end('ok');
+    },
+  );
+  try {
+    const res = await s.get('/fhir/Patient/1', { ...CSRF, cookie: 'a=b' });
+    expect(await res.text()).toBe('ok');
+    expect(seen).toEqual(['at hand a=b', 'proxy /Patient/1 sid-1 req-12345678']);
+  } finally {
+    await s.close();
+  }
+});
+
 test('without X-CSRF: 401 before any session lookup or proxying', async () => {
   const seen: string[] = [];
-  const s = await serve({ atHand: () => undefined, forRequest: async () => { seen.push('session'); return session; } }, async () => { seen.push('proxy'); });
+  const s = await serve({ atHand: () => { seen.push('at hand'); return session; }, forRequest: async () => { seen.push('session'); return session; } }, async () => { seen.push('proxy'); });
   try {
     for (const headers of [{}, { 'X-CSRF': '0' }, { 'X-CSRF': 'yes' }] as Record<string, string>[]) {
       const res = await s.get('/fhir/Patient/1', headers);
@@ -83,19 +101,32 @@ test('a store that fails is 503 session_store_unavailable, never "no session"; t
   }
 });
 
-test('a proxy that throws or rejects is an OperationOutcome, not a crash; internals stay hidden', async () => {
-  const thrower = await serve({ atHand: () => undefined, forRequest: async () => session }, () => { throw new Error('boom at /secret/path'); });
-  const rejecter = await serve({ atHand: () => undefined, forRequest: async () => session }, async () => { throw new AppError(ErrorCode.UPSTREAM_TIMEOUT, 504, 'The EHR did not answer.'); });
+test('a proxy that throws or rejects is an OperationOutcome, not a crash; internals stay hidden (a session from the store or at hand)', async () => {
+  for (const sessions of [{ atHand: () => undefined, forRequest: async () => session }, { atHand: () => session, forRequest: async () => undefined }]) {
+    const thrower = await serve(sessions, () => { throw new Error('boom at /secret/path'); });
+    const rejecter = await serve(sessions, async () => { throw new AppError(ErrorCode.UPSTREAM_TIMEOUT, 504, 'The EHR did not answer.'); });
+    try {
+      const a = await thrower.get('/fhir/Patient/1');
+      expect(a.status).toBe(500);
+      expect(JSON.stringify(await outcome(a))).not.toContain('boom');
+      const b = await rejecter.get('/fhir');
+      expect(b.status).toBe(504);
+      expect((await outcome(b)).text).toBe('The EHR did not answer.');
+    } finally {
+      await thrower.close();
+      await rejecter.close();
+    }
+  }
+});
+
+test('a session lookup that throws at once is an OperationOutcome too, not a crash', async () => {
+  const s = await serve({ atHand: () => { throw new StoreError('get', new Error('boom')); }, forRequest: async () => session }, async () => undefined);
   try {
-    const a = await thrower.get('/fhir/Patient/1');
-    expect(a.status).toBe(500);
-    expect(JSON.stringify(await outcome(a))).not.toContain('boom');
-    const b = await rejecter.get('/fhir');
-    expect(b.status).toBe(504);
-    expect((await outcome(b)).text).toBe('The EHR did not answer.');
+    const res = await s.get('/fhir/Patient/1');
+    expect(res.status).toBe(503);
+    expect((await outcome(res)).code).toBe(ErrorCode.SESSION_STORE_UNAVAILABLE);
   } finally {
-    await thrower.close();
-    await rejecter.close();
+    await s.close();
   }
 });
 
