@@ -48,6 +48,23 @@ const WHOLE_REQUEST_BODY_LIMIT = 1024 * 1024;
 
 /** What goes upstream after the head: nothing, a body read whole, or the start of a body that streams on. */
 type RequestBody = { kind: 'none' } | { kind: 'whole'; data: Buffer } | { kind: 'stream'; head: Buffer[]; length: number };
+const NO_BODY: RequestBody = { kind: 'none' };
+
+/** A call on its way: what the steps after the upstream request need. */
+interface Pending {
+  readonly call: ProxyCall;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly method: string;
+  readonly ctx: LaunchContextInfo;
+  /** Replaced by the refreshed set when a 401 is retried. */
+  tokens: TokenSet;
+  readonly target: TargetUrl;
+  /** When the upstream request was about to be sent (Date.now()). */
+  readonly started: number;
+  readonly agent: Dispatcher;
+  readonly body: RequestBody;
+}
 
 /** The browser went away before its answer (499, nginx's code for it). */
 const clientClosed = () => new AppError(ErrorCode.BAD_REQUEST, 499, 'The client closed the request.');
@@ -64,7 +81,13 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, cli
   // else on the way never makes one
   const logCall = flatInfoLine(deps.logger, ['requestId', 'event', 'contextId', 'method', 'path', 'status', 'duration_ms', 'aborted'], 'proxy: request forwarded');
 
-  return async function fhirProxy(call: ProxyCall, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /**
+   * The proxy. Most calls are a GET, HEAD or DELETE whose token set and HTTP client are at hand: they are sent at
+   * once and answered from their response, with no async step of their own (an async function and its await cost a
+   * few per cent of a read's CPU, docs/benchmarks.md). Every other call takes `prepareThenSend`, which waits for what
+   * it needs. Either way the same steps run, in the same order. Throws, or rejects with, the error to answer.
+   */
+  function fhirProxy(call: ProxyCall, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? 'GET';
     if (!ALLOWED_METHODS.has(method)) {
       res.setHeader('Allow', [...ALLOWED_METHODS].join(', '));
@@ -72,8 +95,17 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, cli
     }
     refuseDeclaredBody(req, method);
     const ctx = selectContext({ session: call.session?.data, headers: req.headers });
-    const log = () => call.log(); // built on first use: a fresh-token call that logs nothing never builds it
-    let tokens = refresher.freshAtHand(ctx) ?? await tokensOrEndContext(call, ctx, refresher, sessions);
+    const tokens = refresher.freshAtHand(ctx);
+    const agent = client.made;
+    if (tokens === undefined || agent === undefined || !BODILESS_METHODS.has(method)) return prepareThenSend(call, req, res, method, ctx, tokens);
+    // a bodiless call declares no body (refuseDeclaredBody): nothing to hold against FHIR_PROXY_MAX_BODY
+    const p: Pending = { call, req, res, method, ctx, tokens, target: buildTargetUrl(call.path, tokens.fhirBaseUrl), started: Date.now(), agent, body: NO_BODY };
+    return send(p).then((upstream) => respond(p, upstream), (err: unknown) => Promise.reject(failed(err, method)));
+  }
+
+  /** A call that waits for something first: its token set (refreshed), its body, or the HTTP client (the first call). */
+  async function prepareThenSend(call: ProxyCall, req: IncomingMessage, res: ServerResponse, method: string, ctx: LaunchContextInfo, atHand: TokenSet | undefined): Promise<void> {
+    const tokens = atHand ?? await tokensOrEndContext(call, ctx, refresher, sessions);
     const target = buildTargetUrl(call.path, tokens.fhirBaseUrl); // relative to /fhir, still undecoded
 
     const declared = Number(req.headers['content-length'] ?? '0');
@@ -83,31 +115,53 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, cli
     }
 
     const started = Date.now();
-    const canRetry = SAFE_METHODS.has(method);
+    let p: Pending;
     let upstream: UpstreamResponse;
     try {
-      const body = BODILESS_METHODS.has(method) ? { kind: 'none' as const } : await readBody(req, deps.config.proxyMaxBodyBytes);
+      const body = BODILESS_METHODS.has(method) ? NO_BODY : await readBody(req, deps.config.proxyMaxBodyBytes);
       const agent = client.made ?? await client.agent();
-      upstream = await send(call, req, res, target, tokens, deps, agent, body);
-      if (upstream.statusCode === 401 && canRetry) {
-        upstream.body.discard();
-        log().info({ event: 'proxy.upstream_401', contextId: ctx.id, path: target.pathname }, 'proxy: upstream answered 401; refreshing once and retrying');
-        tokens = await tokensOrEndContext(call, ctx, refresher, sessions, tokens.accessToken);
-        upstream = await send(call, req, res, target, tokens, deps, agent, body);
-      } else if (upstream.statusCode === 401) {
-        // Not safe to replay: refresh for the next call and pass the 401 through.
-        void refresher.tokensFor(ctx, log, tokens.accessToken).catch(() => undefined);
-      }
+      p = { call, req, res, method, ctx, tokens, target, started, agent, body };
+      upstream = await send(p);
     } catch (err) {
-      if (err instanceof AppError && err.status === 413) deps.metrics.proxyRequests.inc({ method, status: '413' });
-      if (err instanceof UpstreamFailure) {
-        if (err.kind !== 'too_large') deps.metrics.upstreamErrors.inc({ kind: err.kind });
-        deps.metrics.proxyRequests.inc({ method, status: err.kind === 'timeout' ? '504' : err.kind === 'too_large' ? '413' : '502' });
-        throw upstreamError(err, deps.config.proxyTimeoutMs);
-      }
-      throw err;
+      throw failed(err, method);
     }
+    return respond(p, upstream);
+  }
 
+  /** The EHR's response: a 401 is retried once for a GET or HEAD, refreshed for the next call otherwise; then the answer. */
+  function respond(p: Pending, upstream: UpstreamResponse): void | Promise<void> {
+    if (upstream.statusCode !== 401) return answer(p, upstream);
+    if (SAFE_METHODS.has(p.method)) return retryOnce(p, upstream);
+    // Not safe to replay: refresh for the next call and pass the 401 through.
+    void refresher.tokensFor(p.ctx, () => p.call.log(), p.tokens.accessToken).catch(() => undefined);
+    return answer(p, upstream);
+  }
+
+  async function retryOnce(p: Pending, first: UpstreamResponse): Promise<void> {
+    let upstream: UpstreamResponse;
+    try {
+      first.body.discard();
+      p.call.log().info({ event: 'proxy.upstream_401', contextId: p.ctx.id, path: p.target.pathname }, 'proxy: upstream answered 401; refreshing once and retrying');
+      p.tokens = await tokensOrEndContext(p.call, p.ctx, refresher, sessions, p.tokens.accessToken);
+      upstream = await send(p);
+    } catch (err) {
+      throw failed(err, p.method);
+    }
+    answer(p, upstream);
+  }
+
+  /** A failure before the response: counted, and an upstream failure made the error to answer (413, 502, 504). */
+  function failed(err: unknown, method: string): unknown {
+    if (err instanceof AppError && err.status === 413) deps.metrics.proxyRequests.inc({ method, status: '413' });
+    if (!(err instanceof UpstreamFailure)) return err;
+    if (err.kind !== 'too_large') deps.metrics.upstreamErrors.inc({ kind: err.kind });
+    deps.metrics.proxyRequests.inc({ method, status: err.kind === 'timeout' ? '504' : err.kind === 'too_large' ? '413' : '502' });
+    return upstreamError(err, deps.config.proxyTimeoutMs);
+  }
+
+  /** The answer to the browser: allow-listed headers, Location mapped back or dropped, links rewritten; then its log line. */
+  function answer(p: Pending, upstream: UpstreamResponse): void {
+    const { call, res, method, ctx, tokens, target, started } = p;
     const status = upstream.statusCode;
     const contentType = upstream.headers['content-type'];
     const encoded = upstream.headers['content-encoding'] && upstream.headers['content-encoding'] !== 'identity';
@@ -125,7 +179,7 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, cli
         headers[h] = local;
       } else {
         delete headers[h]; // it points outside the FHIR base: the browser is never sent anywhere else
-        log().info({ event: 'proxy.header_dropped', header: h, contextId: ctx.id, status }, `proxy: dropped a ${h} that points outside the FHIR base`);
+        call.log().info({ event: 'proxy.header_dropped', header: h, contextId: ctx.id, status }, `proxy: dropped a ${h} that points outside the FHIR base`);
       }
     }
     headers['x-request-id'] = call.id;
@@ -147,7 +201,14 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, cli
       deps.metrics.proxyCalls.record(method, status, (Date.now() - started) / 1000);
       logCall({ requestId: call.id, event: 'proxy.request', contextId: ctx.id, method, path: target.pathname, status, duration_ms: Date.now() - started, aborted: !res.writableFinished });
     });
-  };
+  }
+
+  /** Sends one upstream request; resolves with the response once its headers arrive. */
+  function send(p: Pending): Promise<UpstreamResponse> {
+    return sendUpstream(p.call, p.req, p.res, p.target, p.tokens, deps, p.agent, p.body);
+  }
+
+  return fhirProxy;
 }
 
 /** A GET, HEAD or DELETE may not declare a body: the EHR could frame it differently from us (checklist #41). */
@@ -201,7 +262,7 @@ function readBody(req: IncomingMessage, maxBytes: number): Promise<RequestBody> 
 }
 
 /** Sends one upstream request; resolves with the response once its headers arrive. */
-function send(call: ProxyCall, req: IncomingMessage, res: ServerResponse, target: TargetUrl, tokens: TokenSet, deps: SmartDeps, agent: Dispatcher, body: RequestBody): Promise<UpstreamResponse> {
+function sendUpstream(call: ProxyCall, req: IncomingMessage, res: ServerResponse, target: TargetUrl, tokens: TokenSet, deps: SmartDeps, agent: Dispatcher, body: RequestBody): Promise<UpstreamResponse> {
   return new Promise((resolve, reject) => {
     let settled = false;
     let timer: NodeJS.Timeout | undefined;

@@ -46,7 +46,7 @@ export interface FhirRouteDeps {
   logger: Logger;
   metrics: Metrics;
   sessions: Pick<ProxySessions, 'atHand' | 'forRequest'>;
-  /** The proxy itself; rejects with the error to answer. */
+  /** The proxy itself; throws, or rejects with, the error to answer. */
   proxy: (call: ProxyCall, req: IncomingMessage, res: ServerResponse) => Promise<void>;
 }
 
