@@ -2,8 +2,8 @@
  * `/fhir/*` → the FHIR base bound to the launch, with the launch's access token, through undici's keep-alive pools
  * (upstream-client.ts): both directions stream in bounded memory, a browser abort ends the upstream request,
  * redirects are never followed, and the token only goes to the launch's FHIR base (target-url.ts).
- * Named steps: checkMethod → refuseDeclaredBody → selectContext → tokensFor → buildTargetUrl → readBody →
- * forward (→ refresh once on 401) → answer (allow-listed headers, Location mapped back or dropped, links rewritten).
+ * Named steps: checkMethod → refuseDeclaredBody → selectContext → tokensFor → buildTargetUrl → readBody → send →
+ * respond (→ retryOnce on a 401) → answer (allow-listed headers, Location mapped back or dropped, links rewritten).
  *
  * Framing. The connections to an EHR are a keep-alive pool shared by every user, so each upstream request must be
  * framed by exactly the body the proxy sends, never by what a browser declared; otherwise one browser's request
