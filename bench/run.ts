@@ -522,30 +522,35 @@ Kept by hand; the numbers above are this run's.
   1,400 to about 2,000 MB/s on the bench's NDJSON. In the proxy, side by side with curl as the client, NDJSON with
   rewriting went from about 430 to about 495 MB/s, and the server's user CPU for 256 MB from 0.35–0.42 s to
   0.27–0.32 s.
-- **What is in the way of the small-read goals.** In this run ours reached 0.88× the bare Node proxy at 16 connections
-  and 0.85× at 64, and with Redis 0.83× and 0.83×: the req/s goals are met. At 16 connections the p99 goal is met too:
-  ours' p99 was 1.52 ms over the bare proxy's (the five rounds' differences ran from 0.34 ms under it to 6.78 ms over
-  it). At 64 connections it is not: 8.92 ms over (rounds from +6.27 to +24.96 ms; see "The p99 at 64 connections"
-  below). The six runs of the same path before this one measured 0.87×, 0.98×, 0.77×, 0.82×, 0.76× and 0.90× at 16
-  connections, with p99s from 0.4 ms under the bare proxy's to 6.5 ms over it (2.65 ms over in the run just before),
-  so on this machine one run decides little. Closer to steady is the CPU a read costs ("CPU µs/req"): here 102 and 122
-  µs for ours at 16 and 64 connections (100 and 101 in the run before), 94 and 103 µs for the bare Node proxy (89 and
-  109 then), 64 and 61 µs for the bare proxy on undici. At 16 connections ours cost 1.09× the bare Node proxy's CPU
-  per read here and 1.12× in the run before; 0.85× of its req/s needs about 1.18× or less. Side by side (as under
-  "Noise"), ours cost 1.22× the bare proxy's CPU per read in a quick stretch of the machine and 1.4–1.6× in a slow
-  one: a slow stretch costs ours more than it costs the bare proxy. The difference is our own steps, which the issue
-  requires to stay: the session and token lookups, the anti-forgery check, the header allow-lists both ways, link
-  rewriting, the upstream timeout, the metrics, the extra response headers, and the log line. Taken out one at a time
-  in scratch copies (before the change below), the \`proxy.request\` line cost about 8 % of ours' CPU per read (twelve
-  pairs of rounds), more than the 3.7 µs a line costs on its own ("The log line" above; in a scratch microbenchmark,
-  pino's part of it is about 1.4 µs and the redaction about 0.5 µs). The metrics showed the same gap between a loop
-  and the server (0.6 µs against about 3 µs), so a library's code called once per request among the request's other
-  work seems to cost several times what it costs in a loop; that would account for the log line's rest. Building the
-  line when its call's turn ends, with the turn's other lines in one loop, took about 3 % off ("The log line" above),
-  as batching the metrics did; the rest is the line itself, which must be written in its call's turn. Gathering the
-  log lines for 20 ms instead of one turn saved about 1 %, within the noise. Each of the other steps is a few
-  microseconds; none stands out in the profile. The same holds on Node 24 (what Heroku and App Engine can run): side
-  by side, ours and the bare proxy each cost the same CPU per read on Node 24 as on Node 20, so the ratio is the same.
+- **What is in the way of the small-read goals.** In this run ours reached 0.87× the bare Node proxy at 16 connections
+  and 0.89× at 64, and with Redis 0.81× and 0.81×: the req/s goals are met. At 16 connections the p99 goal is met too:
+  ours' p99 was 0.19 ms over the bare proxy's (the five rounds' differences ran from 7.16 ms under it to 0.53 ms over
+  it). At 64 connections it is not: 23.2 ms over (rounds from +16.4 to +300 ms; see "The p99 at 64 connections"
+  below). The seven runs of the same path before this one measured 0.88×, 0.87×, 0.98×, 0.77×, 0.82×, 0.76× and
+  0.90× at 16 connections, and at 64 connections p99s from 22 ms under the bare proxy's to 8.9 ms over it (medians
+  of their rounds), so on this machine one run decides little. Closer to steady is the CPU a read costs ("CPU
+  µs/req"): here 100 and 112 µs for ours at 16 and 64 connections (102 and 122 in the run before), 86 and 103 µs for
+  the bare Node proxy (94 and 103 then), 67 and 69 µs for the bare proxy on undici. At 64 connections ours cost 1.09×
+  the bare Node proxy's CPU per read here and 1.18× in the run before. Side by side (as under "Noise"), ours cost
+  1.22× the bare proxy's CPU per read in a quick stretch of the machine and 1.4–1.6× in a slow one, before this
+  round's changes: a slow stretch costs ours more than it costs the bare proxy. The difference is our own steps,
+  which the issue requires to stay: the session and token lookups, the anti-forgery check, the header allow-lists
+  both ways, link rewriting, the upstream timeout, the metrics, the extra response headers, and the log line.
+- **Where ours' CPU goes beyond the bare proxy on undici.** Scratch copies of ours, side by side as under "Noise",
+  each a step further from the bare proxy on undici, before this round's changes (medians of four or five pairs
+  each way): ours' process answering \`/fhir\` the way the bare proxy on undici does, with none of our steps, cost
+  about 1.1× the bare proxy on undici (the larger process: its modules, its heap); adding the route's steps (request
+  id, anti-forgery header, session from the read cache) about 1.1× more; the proxy's context and token lookups,
+  target URL and header allow-lists both ways about 1.09× more; the rest of ours (the log line, the async steps,
+  link rewriting, the upstream timeout and client-abort listener, the metrics) about 1.2× more. Taken out one at a
+  time, the \`proxy.request\` line was about 10 % of ours' CPU per read, the route's and the proxy's async steps
+  about 3 % and 2 %, the timeout with its listener about 2 %, link rewriting 1–3 %, the metrics batch nothing
+  measurable. This round put the line together by hand and took the async steps off the fast path (above): about
+  9 % in all. Each remaining step is a few microseconds. A library's code called once per request among the
+  request's other work costs several times what it costs in a loop (the metrics: 0.6 µs in a loop, about 3 µs in
+  the server; pino's line: about 1.4 µs and the redaction 0.5 µs in a loop, 7–10 µs in the server), so the gains
+  came from running less code per call, not from faster code. The same holds on Node 24 (what Heroku and App
+  Engine can run): side by side, ours and the bare proxy each cost the same CPU per read on Node 24 as on Node 20.
 - **What a read allocates.** A sampling heap profile that keeps collected objects (16 connections): ours allocates
   about 24 KB per read, the bare proxy on undici about 13 KB. Of the difference, the log line is about 2.4 KB (pino
   builds it by joining strings), the proxy's per-call closures and promises about 3.7 KB, the header allow-lists
@@ -563,45 +568,52 @@ Kept by hand; the numbers above are this run's.
   the burning copy (106 µs) and 3.56 ms for ours (96 µs), so ours was 0.43 ms over the bare proxy's. Ours has no tail
   of its own beyond what its CPU explains. In a slow round the p99s scatter (in one: 10.8 ms for the bare proxy, 9.7
   for a copy burning 20 µs, 14.9 for ours), and a run's p99 goal is decided by how many of its rounds fall in such
-  stretches. The same at 64 connections: in eight interleaved rounds after this run, the burning copy (about 113 µs of
-  CPU per read) had p99s from 10.7 to 27.9 ms, median 17.2, and ours (about 97 µs) from 9.5 to 42.4 ms, median 11.6;
-  in this run's own rounds, ours' p99 was over the bare proxy's in every one.
+  stretches. The same at 64 connections: in eight interleaved rounds after the run before this one, the burning copy
+  (about 113 µs of CPU per read) had p99s from 10.7 to 27.9 ms, median 17.2, and ours (about 97 µs) from 9.5 to 42.4
+  ms, median 11.6. After this round's changes, in five interleaved rounds of 5 s at 64 connections (scratch, just
+  before this run), the median p99s were 20.5 ms for the bare proxy, 15.3 ms for ours as it was before the round and
+  13.6 ms for ours now, each with rounds from about 11 ms to 24–52 ms. In this run's own rounds, ours' p99 was over
+  the bare proxy's in every one, by 300 ms in its first round at 64 connections.
 - **The p99 at 64 connections, traced.** "Where a read's time goes" splits each request's time as the server sees it.
   Ours needs no more turns of the event loop per request than the bare proxy on undici: its time in the server (mostly
-  the wait for the upstream's answer, read in a later turn) was 1.6 loop delays at the median in this run, against 1.6
-  (1.6 against 2.9 in the run before), and its p99 8.4 turns against 8.0. There is no extra turn, queue or stall in
-  ours to remove: its turns are longer because each request in them costs more CPU, and every latency grows with them.
-  With 64 requests in flight each one waits for the others' turns, so the CPU gap shows in p99 as well as in req/s: a
-  p99 within 2 ms of the bare proxy's at 64 connections needs a read that costs about what the bare proxy's does. The
-  bare Node proxy, on Node's own client, takes fewer and longer turns: its slowest requests took 5.3 turns in this run
-  (7.6 in the run before), against 8.4 for ours and 8.0 for the bare proxy on undici (10.7 and 15.6 before), in turns
-  of 3.06 ms at the median against 2.60 and 1.68. (In the split's own rounds the p99s were 21.9 ms for ours, 16.1 ms
-  for the bare Node proxy and 13.5 ms for the bare proxy on undici, against 25.1, 23.5 and 15.9 ms in the run before:
-  at 64 connections p99 swings between rounds by more than most differences between the servers; in this run's
-  small-read rounds, ours' p99 was from 6.3 to 25.0 ms over the bare proxy's, in the run before from 22 ms under it to
-  38 ms over it.) In a scratch copy of the bare proxy on undici that timed each request, the wait for the upstream's
-  response headers held nearly all of the tail (its p99 13.4 ms of the whole request's 13.5 ms). undici 7.30 writes a
-  request on a reused keep-alive connection only once the loop's turn has read everything else (\`setImmediate\`, its
-  fix for GHSA-35p6-xmwp-9g52, so that bytes the EHR sent unasked are seen before the next request goes out); a
-  scratch copy of undici without that wait did not change the bare proxy on undici's p99 beyond the noise, and the
-  wait is a protection this proxy keeps. Garbage collection is not the answer either: measured side by side at 64
-  connections, ours and the bare proxy collect about equally (a scavenge every 480 to 600 requests, 1.1–1.4 ms each),
-  and a young generation of 1, 4, 32 or 64 MiB instead of V8's default changed ours' CPU per read or p99 by nothing
-  beyond the noise.
-- **What is in the way of the large-body goals.** Both are met in this run, and that says little: the bare proxy was
-  slow on both bodies (84 MB/s on the Bundle, 258 MB/s on NDJSON), and ours with rewriting reached 2.81× and 1.23× of
-  it (244 and 340 MB/s). Two runs before, the bare proxy was fast (417 and 517 MB/s) and both goals were missed (0.78×
-  and 0.68×). The bare proxy's own NDJSON speed swings between runs: 380, 452, 222, 517, 315 and 258 MB/s in the last
-  six; ours with rewriting has been 301, 341, 316, 377 and 340 MB/s in the last five. The swings come from the bench's
-  client, not from the bare proxy's work: in six alternating 200 MB Bundle downloads with a Node client like the
-  bench's (\`http.get\`), the bare proxy ran at 100–152 MB/s on 0.1–0.5 s of user and 0.13–0.36 s of system CPU per
-  1.3–2 s download, waiting rather than working, and ours at 124–311 MB/s; with curl in the same minute the bare proxy
-  ran at 637–788 MB/s and ours at 233–428 MB/s. Against a bare proxy at full speed (curl as the client, four downloads
-  of each body after this run, one target after the other), ours with rewriting ran at about 0.73× on the Bundle
-  (421–467 against 577–656 MB/s) and 0.59× on NDJSON (430–448 against 607–787 MB/s), and without rewriting faster than
-  the bare proxy (859–973 and 633–840 MB/s). Rewriting costs ours about 0.2 s of user CPU per 200 MB Bundle and 0.23 s
-  per 256 MB of NDJSON, in transfers the bare proxy finishes in 0.3–0.4 s: 0.8× at full speed needs a rewriter about
-  twice as fast in the server as this one.
+  the wait for the upstream's answer, read in a later turn) was 1.6 loop delays at the median in this run, against 1.8
+  (1.6 against 1.6 in the run before). There is no extra turn or queue in ours to remove at the median: its turns are
+  longer because each request in them costs more CPU, and every latency grows with them. With 64 requests in flight
+  each one waits for the others' turns, so the CPU gap shows in p99 as well as in req/s: a p99 within 2 ms of the bare
+  proxy's at 64 connections needs a read that costs about what the bare proxy's does. The bare Node proxy, on Node's
+  own client, takes fewer and longer turns: its slowest requests took 7.7 turns in this run (5.3 in the run before),
+  against 20.2 for ours and 16.3 for the bare proxy on undici (8.4 and 8.0 before), in turns of 2.83 ms at the median
+  against 2.38 and 1.54: the two servers on undici have the longer tails, ours the longer one. (In the split's own
+  rounds the p99s were 48.0 ms for ours, 21.8 ms for the bare Node proxy and 25.1 ms for the bare proxy on undici,
+  against 21.9, 16.1 and 13.5 ms in the run before: at 64 connections p99 swings between rounds by more than most
+  differences between the servers; in this run's small-read rounds, ours' p99 was from 16.4 to 300 ms over the bare
+  proxy's, in the run before from 6.3 to 25.0 ms over it.) In a scratch copy of the bare proxy on undici that timed
+  each request, the wait for the upstream's response headers held nearly all of the tail (its p99 13.4 ms of the whole
+  request's 13.5 ms). undici 7.30 writes a request on a reused keep-alive connection only once the loop's turn has
+  read everything else (\`setImmediate\`, its fix for GHSA-35p6-xmwp-9g52, so that bytes the EHR sent unasked are seen
+  before the next request goes out); a scratch copy of undici without that wait did not change the bare proxy on
+  undici's p99 beyond the noise, and the wait is a protection this proxy keeps. Garbage collection is not the answer
+  either: measured side by side at 64 connections, ours and the bare proxy collect about equally (a scavenge every 480
+  to 600 requests, 1.1–1.4 ms each), and a young generation of 1, 4, 32 or 64 MiB instead of V8's default changed
+  ours' CPU per read or p99 by nothing beyond the noise.
+- **What is in the way of the large-body goals.** Both are missed in this run: ours with rewriting reached 0.78× the
+  bare proxy on the Bundle and 0.76× on NDJSON. The bare proxy was fast on both after a slow first Bundle download
+  (134, 411 and 397 MB/s on the Bundle; 427, 421 and 446 MB/s on NDJSON), and ours with rewriting ran at 143, 292 and
+  310 MB/s and at 365, 306 and 339 MB/s. In the run before, the bare proxy was slow (84 and 258 MB/s) and both goals
+  were met (2.81× and 1.23×); two runs before, it was fast and both were missed (0.78× and 0.68×). The bare proxy's
+  own NDJSON speed swings between runs: 380, 452, 222, 517, 315, 258 and 427 MB/s in the last seven; ours with
+  rewriting has been 301, 341, 316, 377, 340 and 339 MB/s in the last six. The swings come from the bench's client,
+  not from the bare proxy's work: in six alternating 200 MB Bundle downloads with a Node client like the bench's
+  (\`http.get\`), the bare proxy ran at 100–152 MB/s on 0.1–0.5 s of user and 0.13–0.36 s of system CPU per 1.3–2 s
+  download, waiting rather than working, and ours at 124–311 MB/s; with curl in the same minute the bare proxy ran at
+  637–788 MB/s and ours at 233–428 MB/s. In this run, with the bench's client, ours without rewriting was no faster
+  than with it (290–305 MB/s on the Bundle, 249–309 on NDJSON): what held ours back here was not the rewriter. Against
+  a bare proxy at full speed (curl as the client, four downloads of each body after the run before this one, one
+  target after the other), ours with rewriting ran at about 0.73× on the Bundle (421–467 against 577–656 MB/s) and
+  0.59× on NDJSON (430–448 against 607–787 MB/s), and without rewriting faster than the bare proxy (859–973 and
+  633–840 MB/s). Rewriting costs ours about 0.2 s of user CPU per 200 MB Bundle and 0.23 s per 256 MB of NDJSON, in
+  transfers the bare proxy finishes in 0.3–0.4 s: 0.8× at full speed needs a rewriter about twice as fast in the
+  server as this one.
 - **Noise.** This machine's speed drifts by as much as half from one minute to the next (see the ranges), which
   is why every ratio is taken round by round; a run in a slow stretch moves start-up and the large bodies too.
   Measured one after the other, two builds of ours differ by ±10 % or more from round to round, more than most
