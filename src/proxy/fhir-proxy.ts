@@ -203,7 +203,7 @@ export function fhirProxyHandler(deps: SmartDeps, refresher: TokenRefresher, cli
     });
   }
 
-  /** Sends one upstream request; resolves with the response once its headers arrive. */
+  /** The call's upstream request (sendUpstream, with the call's fields). */
   function send(p: Pending): Promise<UpstreamResponse> {
     return sendUpstream(p.call, p.req, p.res, p.target, p.tokens, deps, p.agent, p.body);
   }

@@ -7,8 +7,8 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { captureLogs } from '../helpers/log-capture.js';
 import fc from 'fast-check';
+import { captureLogs } from '../helpers/log-capture.js';
 import { flatInfoLine, redactUrl } from '../../src/log.js';
 
 const AUTH_CODE = 'SplxlOBeZQQYbYS6WxSbIA-authorization-code';
@@ -142,7 +142,7 @@ test('a flat line put together by hand (the proxy\'s) is byte for byte what pino
   }), { numRuns: 500 });
 });
 
-test('a flat line carries its own time, is written only at info or below, and goes to a child logger as its own line', () => {
+test('a flat line carries its own time, is written only when the logger\'s level lets info through, and goes through pino for a child logger', () => {
   const logs = captureLogs('info');
   const line = flatInfoLine(logs.logger, ['event', 'url', 'access_token'], 'a call');
   const before = Date.now();
