@@ -539,10 +539,11 @@ Kept by hand; the numbers above are this run's.
 - **Where ours' CPU goes beyond the bare proxy on undici.** Scratch copies of ours, side by side as under "Noise",
   each a step further from the bare proxy on undici, before this round's changes (medians of four or five pairs
   each way): ours' process answering \`/fhir\` the way the bare proxy on undici does, with none of our steps, cost
-  about 1.1× the bare proxy on undici (the larger process: its modules, its heap); adding the route's steps (request
-  id, anti-forgery header, session from the read cache) about 1.1× more; the proxy's context and token lookups,
-  target URL and header allow-lists both ways about 1.09× more; the rest of ours (the log line, the async steps,
-  link rewriting, the upstream timeout and client-abort listener, the metrics) about 1.2× more. Taken out one at a
+  about 1.1–1.2× the bare proxy on undici (the larger process: its modules, its heap); adding the route's steps
+  (request id, anti-forgery header, session from the read cache) about 1.1× more; with the proxy's context and token
+  lookups and target URL as well (not measured on their own), its header allow-lists both ways cost about 1.09× more;
+  the rest of ours (the log line, the async steps, link rewriting, the upstream timeout and client-abort listener,
+  the metrics) about 1.2× more. Taken out one at a
   time, the \`proxy.request\` line was about 10 % of ours' CPU per read, the route's and the proxy's async steps
   about 3 % and 2 %, the timeout with its listener about 2 %, link rewriting 1–3 %, the metrics batch nothing
   measurable. This round put the line together by hand and took the async steps off the fast path (above): about
