@@ -5,7 +5,7 @@
  * escaped form (`https:\/\/host\/r4`) is rewritten too.
  * It works on bytes: the needles are the UTF-8 bytes of the URLs, a UTF-8 needle can only match at a character
  * boundary, and the boundary characters are ASCII, so the body is never decoded as UTF-8 and a multibyte character
- * split between chunks needs no care (the search reads the bytes as latin1, one character per byte: rewriteBytes).
+ * split between chunks needs no care (the search reads the bytes as latin1, one character per byte: rewriteText).
  */
 import { LRUCache } from 'lru-cache';
 
@@ -23,17 +23,17 @@ export interface Needle {
 }
 
 /**
- * Rewrites what can be decided in `data`: the output, and `carry`, the tail that cannot be decided yet (a possible
- * match running past the end, or a match whose next byte has not arrived), to put before the next chunk. With
- * `final`, everything is decided and `carry` is empty.
+ * Rewrites what can be decided in `text`, a body's bytes read as latin1 (one character per byte): `out`, the rewritten
+ * text up to `carryFrom` (undefined when nothing in it was rewritten), and `carryFrom`, where the tail that cannot
+ * be decided yet starts (a possible match running past the end, or a match whose next byte has not arrived), to put
+ * before the next chunk. With `final`, everything is decided and carryFrom is the text's length.
  *
- * The search runs on the chunk read as latin1 text, where every byte is one character, so a position in the text is
- * the same position in the bytes, and the output turned back into bytes as latin1 is byte for byte what it would be
- * spliced as bytes. A string search and a slice cost far less per match than a Buffer search and view (a Bundle or
- * an NDJSON file has a match or two in every entry); a chunk with no match in it is passed on as it is.
+ * Since every byte is one character, a position in the text is the same position in the bytes, and the output
+ * turned back into bytes as latin1 is byte for byte what it would be spliced as bytes. A string search and a slice
+ * cost far less per match than a Buffer search and view (a Bundle or an NDJSON file has a match or two in every
+ * entry).
  */
-function rewriteBytes(data: Buffer, needles: readonly Needle[], final: boolean): { out: Buffer; carry: Buffer } {
-  const text = data.toString('latin1');
+function rewriteText(text: string, needles: readonly Needle[], final: boolean): { out: string | undefined; carryFrom: number } {
   let out = '';
   let rewritten = false;
   /** Where the text not yet in `out` starts. */
@@ -80,9 +80,7 @@ function rewriteBytes(data: Buffer, needles: readonly Needle[], final: boolean):
     i = after;
   }
   if (carryFrom === text.length && !final) carryFrom = needleStartAtEnd(text, i, needles);
-  const carry = data.subarray(carryFrom);
-  if (!rewritten) return { out: data.subarray(0, carryFrom), carry };
-  return { out: Buffer.from(out + text.slice(emitted, carryFrom), 'latin1'), carry };
+  return { out: rewritten ? out + text.slice(emitted, carryFrom) : undefined, carryFrom };
 }
 
 /**
@@ -107,7 +105,8 @@ function needleStartAtEnd(text: string, from: number, needles: readonly Needle[]
  */
 export function rewriteBody(body: Buffer, needles: readonly Needle[]): Buffer {
   if (!needles.some((n) => body.includes(n.from))) return body;
-  return rewriteBytes(body, needles, true).out;
+  const { out } = rewriteText(body.toString('latin1'), needles, true);
+  return out === undefined ? body : Buffer.from(out, 'latin1');
 }
 
 /** Needles by FHIR base and proxy base: a bounded cache, read per proxied call. */
@@ -136,27 +135,37 @@ function makeNeedles(upstreamBase: string, proxyBase: string): Needle[] {
 }
 
 /**
- * A body rewritten as it streams, chunk by chunk, in constant memory: what can be decided is handed on at once, and
- * the few bytes that cannot yet (a possible needle running past the chunk's end) wait for the next chunk. The proxy
- * calls it from the upstream body's callbacks (upstream-client.ts, `pipeTo`), with no stream in between.
+ * A body rewritten as it streams, in constant memory: what can be decided is handed on at once, and the few bytes
+ * that cannot yet (a possible needle running past the end of what has arrived) wait for the next chunks. The proxy
+ * calls it from the upstream body's callbacks (upstream-client.ts, `pipeTo`), with no stream in between, once per
+ * turn of the event loop with the chunks that turn brought.
  */
 export class StreamingRewrite {
-  private carry: Buffer | undefined;
+  /** The undecided tail, as latin1 text: a few bytes (it may share the memory of the text it was cut from until the next call). */
+  private carry = '';
   constructor(private readonly needles: readonly Needle[]) {}
 
-  /** The rewritten bytes that `chunk` decides (possibly none). */
-  chunk(chunk: Buffer): Buffer {
-    const { out, carry } = rewriteBytes(this.carry ? Buffer.concat([this.carry, chunk]) : chunk, this.needles, false);
-    // the carry is kept apart from the chunk it came from (a few bytes), never as a view holding the whole chunk
-    this.carry = carry.length ? Buffer.from(carry) : undefined;
-    return out;
+  /**
+   * The rewritten bytes that `chunks`, the body's next chunks in order, decide (possibly none): one search and one
+   * buffer for all of them.
+   */
+  chunks(chunks: readonly Buffer[]): Buffer {
+    const carried = this.carry;
+    let text = carried;
+    for (const c of chunks) text += c.toString('latin1');
+    const { out, carryFrom } = rewriteText(text, this.needles, false);
+    this.carry = text.slice(carryFrom);
+    if (out !== undefined) return Buffer.from(out, 'latin1');
+    // nothing rewritten: a lone chunk with nothing carried before it is passed on as it is
+    if (carried === '' && chunks.length === 1) return chunks[0]!.subarray(0, carryFrom);
+    return Buffer.from(text.slice(0, carryFrom), 'latin1');
   }
 
   /** What is left at the end of the body, rewritten. */
   end(): Buffer {
-    const rest = this.carry ? rewriteBytes(this.carry, this.needles, true).out : EMPTY;
-    this.carry = undefined;
-    return rest;
+    const rest = this.carry;
+    this.carry = '';
+    return rest === '' ? EMPTY : Buffer.from(rewriteText(rest, this.needles, true).out ?? rest, 'latin1');
   }
 }
 

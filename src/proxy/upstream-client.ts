@@ -139,9 +139,9 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   }
 }
 
-/** What a body streamed through `pipeTo` goes through: each chunk mapped, then whatever is left at its end. */
+/** What a body streamed through `pipeTo` goes through: its chunks mapped, a turn's at a time, then whatever is left at its end. */
 export interface ChunkMap {
-  chunk(data: Buffer): Buffer;
+  chunks(data: readonly Buffer[]): Buffer;
   end(): Buffer;
 }
 
@@ -197,10 +197,11 @@ export class UpstreamBody {
 
   /**
    * Streams the body into `dest` and ends it, with back-pressure: while `dest` is full the upstream is paused (its
-   * socket is not read). With `map`, each chunk goes through it on the way, and what it holds at the end goes last
-   * (link rewriting: one call per chunk, where a Transform stream between the two would add its own buffering and
-   * back-pressure to every chunk). A failure mid-body calls `onError` (`dest` is not ended: its response was cut
-   * short).
+   * socket is not read). With `map` (link rewriting), the chunks that arrive in one turn of the event loop (one read
+   * of the upstream's socket often holds several pieces of a chunked body) go through it together when the turn's
+   * callbacks are done, and out as one write: one search, one buffer and, for the browser, one chunk for all of them,
+   * instead of one each. What it holds at the end goes last. A failure mid-body calls `onError` (`dest` is not
+   * ended: its response was cut short).
    */
   pipeTo(dest: Writable, onError: (err: Error) => void, map?: ChunkMap): void {
     const { controller } = this;
@@ -209,20 +210,36 @@ export class UpstreamBody {
       waiting = false;
       controller.resume();
     };
+    const send = (out: Buffer) => {
+      if (out.length === 0 || dest.write(out) || waiting) return;
+      waiting = true;
+      controller.pause();
+      dest.once('drain', onDrain);
+    };
+    /** This turn's chunks, for `map`. */
+    let turn: Buffer[] = [];
+    const mapTurn = () => {
+      const chunks = turn;
+      turn = [];
+      if (chunks.length > 0 && !dest.destroyed) send(map!.chunks(chunks));
+    };
     this.#attach({
-      write: (chunk) => {
-        const out = map ? map.chunk(chunk) : chunk;
-        if (out.length === 0 || dest.write(out) || waiting) return;
-        waiting = true;
-        controller.pause();
-        dest.once('drain', onDrain);
-      },
+      write: map
+        ? (chunk) => {
+            if (turn.push(chunk) === 1) process.nextTick(mapTurn);
+          }
+        : send,
       end: () => {
-        const rest = map?.end();
-        if (rest?.length) dest.end(rest);
+        if (!map) return void dest.end();
+        mapTurn();
+        const rest = map.end();
+        if (rest.length) dest.end(rest);
         else dest.end();
       },
-      error: onError,
+      error: (err) => {
+        turn = [];
+        onError(err);
+      },
     });
   }
 

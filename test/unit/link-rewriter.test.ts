@@ -4,10 +4,19 @@ import { StreamingRewrite, needlesFor, rewriteBody, type Needle } from '../../sr
 const UP = 'https://ehr.example.com/fhir/r4';
 const PROXY = 'https://app.example.org/fhir';
 
-/** A body through StreamingRewrite chunk by chunk, in order, as the proxy streams one; then what is left at its end. */
-function streamed(chunks: Buffer[], needles: readonly Needle[]): string {
+/**
+ * A body through StreamingRewrite as the proxy streams one: its chunks in order, in turns (`turns`, repeated: how many
+ * chunks each turn brings; one each by default); then what is left at its end.
+ */
+function streamed(chunks: Buffer[], needles: readonly Needle[], turns: readonly number[] = [1]): string {
   const rewrite = new StreamingRewrite(needles);
-  return Buffer.concat([...chunks.map((c) => rewrite.chunk(c)), rewrite.end()]).toString();
+  const out: Buffer[] = [];
+  for (let i = 0, k = 0; i < chunks.length; k++) {
+    const n = turns[k % turns.length]!;
+    out.push(rewrite.chunks(chunks.slice(i, i + n)));
+    i += n;
+  }
+  return Buffer.concat([...out, rewrite.end()]).toString();
 }
 
 function streamThrough(chunks: string[]): string {
@@ -50,6 +59,20 @@ describe('StreamingRewrite', () => {
       expect(out).toBe(whole);
     }
     expect(whole).toContain('José 🚑');
+  });
+
+  test("a turn's chunks come out as one buffer, the same bytes as one chunk at a time; a lone chunk with nothing to rewrite is passed on as it is", () => {
+    const needles = needlesFor(UP, PROXY);
+    const parts = [`{"a":"${UP.slice(0, 10)}`, `${UP.slice(10)}/Patient/1","b":"x`, `","c":"${UP}`, '"}'].map((p) => Buffer.from(p));
+    const rewrite = new StreamingRewrite(needles);
+    const whole = Buffer.concat([rewrite.chunks(parts), rewrite.end()]).toString();
+    expect(whole).toBe(`{"a":"${PROXY}/Patient/1","b":"x","c":"${PROXY}"}`);
+    expect(streamed(parts, needles)).toBe(whole);
+    const plain = Buffer.from('{"resourceType":"Patient","id":"1"}');
+    const passed = new StreamingRewrite(needles).chunks([plain]);
+    expect(passed.buffer).toBe(plain.buffer);
+    expect(passed.byteOffset).toBe(plain.byteOffset);
+    expect(passed.toString()).toBe(plain.toString());
   });
 
   test('a base URL with non-ASCII characters is matched on its UTF-8 bytes, split anywhere', () => {
@@ -100,16 +123,20 @@ describe('the rewriter against a plain reference (random bodies, random chunking
     fc.string({ maxLength: 6 }),
   );
 
-  test('streamed in chunks of any size, or rewritten whole: the same bytes as the reference', () => {
+  test('streamed in chunks of any size, one or several a turn, or rewritten whole: the same bytes as the reference', () => {
     fc.assert(fc.property(
-      fc.constantFrom(...ups).chain((up) => fc.tuple(fc.constant(up), fc.array(piece(up), { maxLength: 40 }), fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 12 }))),
-      ([up, pieces, sizes]) => {
+      fc.constantFrom(...ups).chain((up) => fc.tuple(
+        fc.constant(up), fc.array(piece(up), { maxLength: 40 }), fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 12 }),
+        fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 6 }),
+      )),
+      ([up, pieces, sizes, turns]) => {
         const body = pieces.join('');
         const expected = reference(body, up, PROXY);
         const bytes = Buffer.from(body);
         const chunks: Buffer[] = [];
         for (let i = 0, k = 0; i < bytes.length; i += sizes[k++ % sizes.length]!) chunks.push(bytes.subarray(i, i + sizes[k % sizes.length]!));
         expect(streamed(chunks, needlesFor(up, PROXY))).toBe(expected);
+        expect(streamed(chunks, needlesFor(up, PROXY), turns)).toBe(expected);
         expect(rewriteBody(bytes, needlesFor(up, PROXY)).toString()).toBe(expected);
       },
     ), { numRuns: 400 });
