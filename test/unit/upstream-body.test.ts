@@ -47,15 +47,22 @@ function marker(): ChunkMap & { calls: string[][] } {
   };
 }
 
+/** A body piped into a recording response: through a marking map unless `map` is false. */
+function piped({ map = true, highWaterMark }: { map?: boolean; highWaterMark?: number } = {}) {
+  const { controller: ctl, calls } = controller();
+  const body = new UpstreamBody(ctl);
+  const out = sink(highWaterMark);
+  const marking = marker();
+  const errors: Error[] = [];
+  body.pipeTo(out.dest, (e) => errors.push(e), map ? marking : undefined);
+  return { body, out, map: marking, calls, errors };
+}
+
 const turn = () => new Promise<void>((r) => setImmediate(r));
 const b = (s: string) => Buffer.from(s);
 
 test("through a map, one turn's chunks are mapped together and written once; a later turn's are a later write", async () => {
-  const { controller: ctl } = controller();
-  const body = new UpstreamBody(ctl);
-  const out = sink();
-  const map = marker();
-  body.pipeTo(out.dest, () => undefined, map);
+  const { body, out, map } = piped();
   body.push(b('a'));
   body.push(b('b'));
   body.push(b('c'));
@@ -81,11 +88,7 @@ test('chunks held before the consumer attached go through the map together with 
 });
 
 test('an end in the same turn as chunks: they go through the map first, then what it holds at the end, then the end', async () => {
-  const { controller: ctl } = controller();
-  const body = new UpstreamBody(ctl);
-  const out = sink();
-  const map = marker();
-  body.pipeTo(out.dest, () => undefined, map);
+  const { body, out, map } = piped();
   body.push(b('a'));
   body.push(b('b'));
   body.end();
@@ -96,10 +99,7 @@ test('an end in the same turn as chunks: they go through the map first, then wha
 });
 
 test('without a map, each chunk is written at once, as it comes', () => {
-  const { controller: ctl } = controller();
-  const body = new UpstreamBody(ctl);
-  const out = sink();
-  body.pipeTo(out.dest, () => undefined);
+  const { body, out } = piped({ map: false });
   body.push(b('a'));
   expect(out.writes).toEqual(['a']);
   body.push(b('b'));
@@ -107,11 +107,8 @@ test('without a map, each chunk is written at once, as it comes', () => {
 });
 
 test('a full response pauses the upstream after the turn is written, and its drain resumes it', async () => {
-  const { controller: ctl, calls } = controller();
-  const body = new UpstreamBody(ctl);
-  const out = sink(4);
+  const { body, out, calls } = piped({ highWaterMark: 4 });
   out.hold();
-  body.pipeTo(out.dest, () => undefined, marker());
   body.push(b('aaaa'));
   body.push(b('bbbb'));
   expect(calls).toEqual([]);
@@ -127,12 +124,7 @@ test('a full response pauses the upstream after the turn is written, and its dra
 });
 
 test("a failure mid-turn: the turn's chunks are dropped, nothing more is written, and the failure is reported", async () => {
-  const { controller: ctl } = controller();
-  const body = new UpstreamBody(ctl);
-  const out = sink();
-  const map = marker();
-  const errors: Error[] = [];
-  body.pipeTo(out.dest, (e) => errors.push(e), map);
+  const { body, out, map, errors } = piped();
   body.push(b('a'));
   await turn();
   body.push(b('b'));
@@ -145,12 +137,7 @@ test("a failure mid-turn: the turn's chunks are dropped, nothing more is written
 });
 
 test('a response destroyed (the browser gone) before its turn is written: nothing is mapped or written to it', async () => {
-  const { controller: ctl } = controller();
-  const body = new UpstreamBody(ctl);
-  const out = sink();
-  const map = marker();
-  out.dest.on('error', () => undefined);
-  body.pipeTo(out.dest, () => undefined, map);
+  const { body, out, map } = piped();
   body.push(b('a'));
   out.dest.destroy();
   await turn();
