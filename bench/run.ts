@@ -620,27 +620,26 @@ Kept by hand; the numbers above are this run's.
   to 600 requests, 1.1–1.4 ms each), and a young generation of 1, 4, 32 or 64 MiB instead of V8's default changed
   ours' CPU per read or p99 by nothing beyond the noise.
 - **The p99 at 64 connections comes from the seconds after a pause.** In the rounds above, each target waits while the
-  others are measured: about 25 s before its 64-connection run. In scratch, ours' p99 at 64 connections just after
-  such a pause was about twice what it was back to back, and the bare Node proxy's barely moved (four cycles, after
-  the pause: ours 113, 210, 62 and 48 ms, the bare proxy 13.6, 16.9, 31.4 and 14.0 ms; back to back: ours 12.7, 20.1,
-  15.9 and 12.4 ms, the bare proxy 15.5, 25.9, 8.6 and 9.6 ms). Counted every 250 ms, ours' CPU per read in the first
-  one to two seconds after a pause was two to four times its steady figure in those cycles (about 400 µs falling to
-  100), the bare proxy's about 1.3 times; back to back, ours' was back to steady within half a second. In four later
-  cycles the first 1.5 s cost ours 1.1–1.6 times its steady figure. A CPU profile of the first 1.5 s after a pause,
-  against 1.5 s of steady load (three of each, sampling every 200 µs, per read), shows no step of ours that stands
-  out: every layer cost more, and about alike. The kernel's socket writes (\`writev\`) cost 1.7 times as much,
-  undici's \`dispatch\` 2.1 times, our own functions about twice, and garbage collection five times (more
-  collections after a pause, see below, each taking longer). That points at the machine rather than at a step of ours: memory and caches gone cold during the
-  pause, which cost a process more the more memory it touches. Ours holds about twice the bare proxy's (RSS about
-  165 MiB against 60–95 in the large-body table). It is not the young generation's size: with
-  \`--min-semi-space-size=16\`, the extra scavenges after a pause (about 120 in the run instead of 80) went away, and
-  the slow seconds did not. \`--no-memory-reducer\`, alone or with \`--no-flush-bytecode\` and
-  \`--no-flush-baseline-code\`, changed them by nothing beyond the noise (the first 1.5 s over the rest, medians of
-  four cycles: 1.23 without the flags, 1.30 and 1.35 with them), and V8's trace showed a few deoptimizations after a
-  pause, not a recompilation. The page faults the system counts do not tell the two apart either: this VM's kernel
-  pages out memory left untouched (DAMON), and the first run after a pause took about 9,000–11,000 minor faults in
-  both servers, against a few hundred back to back. A deployed BFF often meets a burst after a quiet minute, so this
-  tail is not only the bench's.
+  others are measured: about 25 s before its 64-connection run. In scratch, ours' p99 at 64 connections just after such
+  a pause was about twice what it was back to back, and the bare Node proxy's barely moved (four cycles, after the
+  pause: ours 113, 210, 62 and 48 ms, the bare proxy 13.6, 16.9, 31.4 and 14.0 ms; back to back: ours 12.7, 20.1, 15.9
+  and 12.4 ms, the bare proxy 15.5, 25.9, 8.6 and 9.6 ms). Counted every 250 ms, ours' CPU per read in the first one to
+  two seconds after a pause was two to four times its steady figure in those cycles (about 400 µs falling to 100), the
+  bare proxy's about 1.3 times; back to back, ours' was back to steady within half a second. In four later cycles the
+  first 1.5 s cost ours 1.1–1.6 times its steady figure. A CPU profile of the first 1.5 s after a pause, against 1.5 s
+  of steady load (three of each, sampling every 200 µs, per read), shows no step of ours that stands out: every layer
+  cost more, and about alike. The kernel's socket writes (\`writev\`) cost 1.7 times as much, undici's \`dispatch\` 2.1
+  times, our own functions about twice, and garbage collection five times (more collections after a pause, see below,
+  each taking longer). That points at the machine rather than at a step of ours: memory and caches gone cold during the
+  pause, which cost a process more the more memory it touches. Ours holds about twice the bare proxy's (RSS about 165
+  MiB against 60–95 in the large-body table). It is not the young generation's size: with \`--min-semi-space-size=16\`,
+  the extra scavenges after a pause (about 120 in the run instead of 80) went away, and the slow seconds did not.
+  \`--no-memory-reducer\`, alone or with \`--no-flush-bytecode\` and \`--no-flush-baseline-code\`, changed them by
+  nothing beyond the noise (the first 1.5 s over the rest, medians of four cycles: 1.23 without the flags, 1.30 and 1.35
+  with them), and V8's trace showed a few deoptimizations after a pause, not a recompilation. The page faults the system
+  counts do not tell the two apart either: this VM's kernel pages out memory left untouched (DAMON), and the first run
+  after a pause took about 9,000–11,000 minor faults in both servers, against a few hundred back to back. A deployed BFF
+  often meets a burst after a quiet minute, so this tail is not only the bench's.
 - **What is in the way of the large-body goals.** Both are met in this run, because the bare proxy was slow: ours with
   rewriting reached 3.39× the bare proxy on the Bundle and 1.46× on NDJSON. The bare proxy ran at 67, 74 and 69 MB/s
   on the Bundle and 184, 226 and 228 MB/s on NDJSON; ours with rewriting at 147, 251 and 255 MB/s and at 291, 281 and
