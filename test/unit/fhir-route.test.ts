@@ -22,6 +22,18 @@ async function serve(sessions: FhirRouteDeps['sessions'], proxy: FhirRouteDeps['
   return { get: (path: string, headers: Record<string, string> = CSRF) => fetch(url + path, { headers }), close: () => new Promise((r) => server.close(r)) };
 }
 
+type Get = Awaited<ReturnType<typeof serve>>['get'];
+
+/** `run` against a route served with these sessions and this proxy; the server is closed after, whatever happens. */
+async function withRoute(sessions: FhirRouteDeps['sessions'], proxy: FhirRouteDeps['proxy'], run: (get: Get) => Promise<void>) {
+  const s = await serve(sessions, proxy);
+  try {
+    await run(s.get);
+  } finally {
+    await s.close();
+  }
+}
+
 const session: ProxySession = { id: 'sid-1', data: { contexts: {} } };
 
 async function outcome(res: Response) {
@@ -37,68 +49,58 @@ async function outcome(res: Response) {
 
 test('the session is looked up after the anti-forgery header, then the proxy sees the URL after /fhir and the session', async () => {
   const seen: string[] = [];
-  const s = await serve(
+  await withRoute(
     { atHand: () => undefined, forRequest: async (cookie) => { seen.push(`session ${cookie}`); return session; } },
     async (call, req, res) => {
       seen.push(`proxy ${call.path} ${req.url} ${call.session?.id} ${call.id}`);
       res.end('ok');
     },
+    async (get) => {
+      const res = await get('/fhir/Patient/1?x=1', { ...CSRF, cookie: 'a=b' });
+      expect(await res.text()).toBe('ok');
+      expect(seen).toEqual(['session a=b', 'proxy /Patient/1?x=1 /fhir/Patient/1?x=1 sid-1 req-12345678']);
+    },
   );
-  try {
-    const res = await s.get('/fhir/Patient/1?x=1', { ...CSRF, cookie: 'a=b' });
-    expect(await res.text()).toBe('ok');
-    expect(seen).toEqual(['session a=b', 'proxy /Patient/1?x=1 /fhir/Patient/1?x=1 sid-1 req-12345678']);
-  } finally {
-    await s.close();
-  }
 });
 
 test('a session at hand (in the read cache) goes straight to the proxy, without a store lookup', async () => {
   const seen: string[] = [];
-  const s = await serve(
+  await withRoute(
     { atHand: (cookie) => (seen.push(`at hand ${cookie}`), session), forRequest: async () => { seen.push('store'); return undefined; } },
     async (call, req, res) => {
       seen.push(`proxy ${call.path} ${call.session?.id} ${call.id}`);
       res.end('ok');
     },
+    async (get) => {
+      const res = await get('/fhir/Patient/1', { ...CSRF, cookie: 'a=b' });
+      expect(await res.text()).toBe('ok');
+      expect(seen).toEqual(['at hand a=b', 'proxy /Patient/1 sid-1 req-12345678']);
+    },
   );
-  try {
-    const res = await s.get('/fhir/Patient/1', { ...CSRF, cookie: 'a=b' });
-    expect(await res.text()).toBe('ok');
-    expect(seen).toEqual(['at hand a=b', 'proxy /Patient/1 sid-1 req-12345678']);
-  } finally {
-    await s.close();
-  }
 });
 
 test('without X-CSRF: 401 before any session lookup or proxying', async () => {
   const seen: string[] = [];
-  const s = await serve({ atHand: () => { seen.push('at hand'); return session; }, forRequest: async () => { seen.push('session'); return session; } }, async () => { seen.push('proxy'); });
-  try {
+  await withRoute({ atHand: () => { seen.push('at hand'); return session; }, forRequest: async () => { seen.push('session'); return session; } }, async () => { seen.push('proxy'); }, async (get) => {
     for (const headers of [{}, { 'X-CSRF': '0' }, { 'X-CSRF': 'yes' }] as Record<string, string>[]) {
-      const res = await s.get('/fhir/Patient/1', headers);
+      const res = await get('/fhir/Patient/1', headers);
       expect(res.status).toBe(401);
       expect((await outcome(res)).code).toBe(ErrorCode.CSRF_HEADER_REQUIRED);
     }
     expect(seen).toEqual([]);
-  } finally {
-    await s.close();
-  }
+  });
 });
 
 test('a store that fails is 503 session_store_unavailable, never "no session"; the proxy is not reached', async () => {
   const seen: string[] = [];
-  const s = await serve({ atHand: () => undefined, forRequest: async () => { throw new StoreError('get', new Error('ECONNREFUSED')); } }, async () => { seen.push('proxy'); });
-  try {
-    const res = await s.get('/fhir/Patient/1');
+  await withRoute({ atHand: () => undefined, forRequest: async () => { throw new StoreError('get', new Error('ECONNREFUSED')); } }, async () => { seen.push('proxy'); }, async (get) => {
+    const res = await get('/fhir/Patient/1');
     expect(res.status).toBe(503);
     const o = await outcome(res);
     expect(o.code).toBe(ErrorCode.SESSION_STORE_UNAVAILABLE);
     expect(o.diagnostics).toContain('req-12345678');
     expect(seen).toEqual([]);
-  } finally {
-    await s.close();
-  }
+  });
 });
 
 test('a proxy that throws or rejects is an OperationOutcome, not a crash; internals stay hidden (a session from the store or at hand)', async () => {
@@ -120,14 +122,11 @@ test('a proxy that throws or rejects is an OperationOutcome, not a crash; intern
 });
 
 test('a session lookup that throws at once is an OperationOutcome too, not a crash', async () => {
-  const s = await serve({ atHand: () => { throw new StoreError('get', new Error('boom')); }, forRequest: async () => session }, async () => undefined);
-  try {
-    const res = await s.get('/fhir/Patient/1');
+  await withRoute({ atHand: () => { throw new StoreError('get', new Error('boom')); }, forRequest: async () => session }, async () => undefined, async (get) => {
+    const res = await get('/fhir/Patient/1');
     expect(res.status).toBe(503);
     expect((await outcome(res)).code).toBe(ErrorCode.SESSION_STORE_UNAVAILABLE);
-  } finally {
-    await s.close();
-  }
+  });
 });
 
 test('the path after /fhir is what a mount at /fhir sees', () => {
