@@ -21,7 +21,7 @@ import { mkdtempSync, writeFileSync, mkdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { freePort, waitForPort } from '../test/helpers/net.js';
-import { available, cpuMs, DURATION, LOAD_CPUS, median, pinned, pinning, ROOT, round, SERVER_CPUS, startChild, stopChild, track, wrk, type LoadResult } from './lib.js';
+import { available, cpuMs, DURATION, LOAD_CPUS, median, pinned, pinning, ROOT, round, SERVER_CPUS, START_NODE_ARGS, startChild, stopChild, track, wrk, type LoadResult } from './lib.js';
 import { measureBody, type BodyResult, type BodyTarget } from './large-bodies.js';
 import { callbacksPerSecond, callbackTimings, launchesPerSecond, medianSteps, type CallbackResult } from './launches.js';
 import { startupMs } from './startup.js';
@@ -53,7 +53,7 @@ interface OurServer { child: ChildProcess; port: number; cookie: string; context
 type Small = LoadResult & { cpuUs?: number };
 
 async function startOurs(upstreamBase: string, sandboxBase: string, extra: string[], env: Record<string, string> = {}): Promise<OurServer> {
-  const s = await startChild(SERVER_CPUS, process.execPath, ['--import', 'tsx', 'bench/bff-server.ts', upstreamBase, sandboxBase, ...extra], env);
+  const s = await startChild(SERVER_CPUS, process.execPath, [...START_NODE_ARGS, '--import', 'tsx', 'bench/bff-server.ts', upstreamBase, sandboxBase, ...extra], env);
   return { child: s.child, ...(JSON.parse(s.firstLine) as Omit<OurServer, 'child'>) };
 }
 const oursHeaders = (o: OurServer) => ({ 'X-CSRF': '1', 'X-SMART-Context': o.context, Cookie: o.cookie });
@@ -347,7 +347,9 @@ proxy on the client ours uses, undici's Agent driven through \`dispatch\` (\`ben
 reference that shows what the client alone is worth; the ratios and goals are to the bare Node proxy.
 "smart-bff" is the real app after a real launch against the sandbox EHR (session cookie, launch context, access
 token, the anti-forgery header, header allow-lists both ways, link rewriting, metrics, and the \`proxy.request\` log
-line at \`info\`, written to /dev/null through the server's own log destination, as in production) with the token bound to that upstream.
+line at \`info\`, written to /dev/null through the server's own log destination, as in production) with the token bound to that upstream,
+run with the Node options production starts it with (\`${START_NODE_ARGS.join(' ')}\`, from \`npm start\`); the
+bare proxies run with Node's defaults.
 Every target gets the same request, as the app's page sends it: the session cookie, \`X-CSRF\` and
 \`X-SMART-Context\` (the upstream, the bare proxy and nginx ignore them; a proxy still reads them).
 Each row is the round with the median req/s; "range" is the lowest and highest of the rounds. The ratios are the
@@ -391,7 +393,7 @@ ${r.steps.size ? [...r.steps].map(([step, v]) => `| ${stepNames[step] ?? step} |
 
 ## Start-up
 
-From spawning \`node dist/server.js\` (what \`npm start\` runs on Heroku and App Engine) to the first \`200\` from
+From spawning \`node ${START_NODE_ARGS.join(' ')} dist/server.js\` (what \`npm start\`, the Procfile and App Engine's entrypoint run) to the first \`200\` from
 \`/healthz\`, polled every 5 ms; ${STARTS} runs each, not pinned.
 
 | configuration | median ms | fastest ms | slowest ms |

@@ -1,11 +1,11 @@
 /**
- * Start-up time: from spawning `node dist/server.js` (the built server, as `npm start` runs it on Heroku and App
- * Engine) to its first successful `GET /healthz`, polled every 5 ms.
+ * Start-up time: from spawning `node dist/server.js` with `npm start`'s Node options (the built server, as `npm start`,
+ * the Procfile and App Engine's entrypoint run it) to its first successful `GET /healthz`, polled every 5 ms.
  */
 import http from 'node:http';
 import { spawn } from 'node:child_process';
 import { freePort } from '../test/helpers/net.js';
-import { ROOT, stopChild, track } from './lib.js';
+import { ROOT, START_NODE_ARGS, stopChild, track } from './lib.js';
 
 function healthy(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -20,7 +20,7 @@ function healthy(port: number): Promise<boolean> {
 export async function startupMs(env: Record<string, string>): Promise<number> {
   const port = await freePort();
   const started = performance.now();
-  const child = track(spawn(process.execPath, ['dist/server.js'], {
+  const child = track(spawn(process.execPath, [...START_NODE_ARGS, 'dist/server.js'], {
     cwd: ROOT, stdio: 'ignore',
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...env },
   }));

@@ -2,14 +2,20 @@
  * app.yaml makes the multi-instance choice explicit, and both of its variants are consistent: (A) one instance
  * with the in-memory store (max_instances: 1 with SINGLE_INSTANCE), active as shipped; (B) Memorystore through a
  * VPC connector (rediss:// and the server CA), reached by deleting the (A) lines and uncommenting the (B) lines as
- * the file says. Every variable app.yaml sets is one the program reads.
+ * the file says. Every variable app.yaml sets is one the program reads. `npm start`, the Procfile and app.yaml start
+ * the server with one command, whose Node options cap the young generation (docs/deploy.md, "Memory").
  */
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { envVarDocs } from '../../src/env-schema.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const appYaml = readFileSync(`${ROOT}app.yaml`, 'utf8');
+/** `npm start`'s command (package.json), which the Procfile and app.yaml's entrypoint repeat. */
+const START = (JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { scripts: { start: string } }).scripts.start;
+/** The options a `node … dist/server.js` command gives Node. */
+const nodeOptions = (command: string) => command.split(/\s+/).slice(1, -1);
 
 /** The lines that are not comments. */
 const active = (yaml: string) => yaml.split('\n').filter((l) => !/^\s*#/.test(l) && l.trim()).join('\n');
@@ -40,8 +46,28 @@ describe('app.yaml', () => {
     expect(names.filter((n) => !declared.has(n))).toEqual([]);
   });
 
-  test('the Procfile and app.yaml start the same built entry point', () => {
-    expect(readFileSync(`${ROOT}Procfile`, 'utf8').trim()).toBe('web: node dist/server.js');
-    expect(active(appYaml)).toMatch(/^entrypoint: node dist\/server\.js$/m);
+  test('npm start, the Procfile and app.yaml run one command: the built entry point, with the young generation capped', () => {
+    const procfile = /^web: (.+)$/m.exec(readFileSync(`${ROOT}Procfile`, 'utf8'))?.[1];
+    const entrypoint = /^entrypoint: (.+)$/m.exec(active(appYaml))?.[1];
+    expect(procfile).toBe(START);
+    expect(entrypoint).toBe(START);
+    expect(START).toMatch(/^node (\S+ )*dist\/server\.js$/);
+  });
+});
+
+describe('the start command\'s Node options', () => {
+  // The young generation's size after enough short-lived allocation to grow it to its cap: V8 doubles it, up to the
+  // cap, while objects survive (here: a working set of 200,000 small objects renewed again and again).
+  const grow = `const a = []; for (let i = 0; i < 3e6; i++) { a.push({ i }); if (a.length > 2e5) a.length = 0; }
+    process.stdout.write(String(require('node:v8').getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size));`;
+  const youngBytes = (nodeArgs: string[]) => Number(execFileSync(process.execPath, [...nodeArgs, '-e', grow], { encoding: 'utf8' }));
+
+  test('cap each semi-space of the young generation at 8 MB, and Node keeps to it', () => {
+    const args = nodeOptions(START);
+    expect(args).toContain('--max-semi-space-size=8');
+    expect(youngBytes(args)).toBeLessThanOrEqual(2 * 8 * 2 ** 20);
+    // The same allocation with a higher cap grows past 2 x 8 MB: the size above is the option's doing. (Node's own
+    // cap depends on the machine's memory: up to 2 x 16 MB on Node 20 and 22, 2 x 32 MB on Node 24.)
+    expect(youngBytes(['--max-semi-space-size=32'])).toBeGreaterThan(2 * 8 * 2 ** 20);
   });
 });
