@@ -6,14 +6,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
-
-/**
- * The Node options production starts the server with: those of `npm start` (package.json), which the Procfile and
- * app.yaml's entrypoint repeat (test/unit/deploy-files.test.ts). Ours runs with them in every benchmark; the bare
- * proxies run as Node runs a script by default.
- */
-export const START_NODE_ARGS: string[] = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start
-  .split(/\s+/).slice(1, -1);
 export const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
 
 /** Whether a command runs here (`cmd args` exits 0 or 1: wrk -v exits 1). */

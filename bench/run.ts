@@ -21,7 +21,9 @@ import { mkdtempSync, writeFileSync, mkdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { freePort, waitForPort } from '../test/helpers/net.js';
-import { available, cpuMs, DURATION, LOAD_CPUS, median, pinned, pinning, ROOT, round, SERVER_CPUS, START_NODE_ARGS, startChild, stopChild, track, wrk, type LoadResult } from './lib.js';
+// Ours runs with the Node options production starts it with (npm start's); the bare proxies with Node's defaults.
+import { START_NODE_ARGS } from '../test/helpers/start-command.js';
+import { available, cpuMs, DURATION, LOAD_CPUS, median, pinned, pinning, ROOT, round, SERVER_CPUS, startChild, stopChild, track, wrk, type LoadResult } from './lib.js';
 import { measureBody, type BodyResult, type BodyTarget } from './large-bodies.js';
 import { callbacksPerSecond, callbackTimings, launchesPerSecond, medianSteps, type CallbackResult } from './launches.js';
 import { startupMs } from './startup.js';

@@ -5,7 +5,8 @@
 import http from 'node:http';
 import { spawn } from 'node:child_process';
 import { freePort } from '../test/helpers/net.js';
-import { ROOT, START_NODE_ARGS, stopChild, track } from './lib.js';
+import { START_NODE_ARGS } from '../test/helpers/start-command.js';
+import { ROOT, stopChild, track } from './lib.js';
 
 function healthy(port: number): Promise<boolean> {
   return new Promise((resolve) => {

@@ -1,10 +1,10 @@
 /**
  * The built server as `npm start`, Heroku's Procfile and App Engine's entrypoint run it: dist/server.js, one
  * bundle (scripts/bundle-server.mjs) with chunks beside it. Bundled here into a directory of its own, laid out as
- * the repository is (views, public and node_modules beside dist), then run with Node alone: it serves its pages
- * (paths relative to the bundle), its static files and the FHIR proxy's refusals in production, without loading
- * the sandbox, the Redis client or the packages only they use; and the sandbox in development, whose packages
- * are loaded from node_modules.
+ * the repository is (views, public and node_modules beside dist), then run with Node alone, given `npm start`'s Node
+ * options (test/helpers/start-command.ts): it serves its pages (paths relative to the bundle), its static files and
+ * the FHIR proxy's refusals in production, without loading the sandbox, the Redis client or the packages only they
+ * use; and the sandbox in development, whose packages are loaded from node_modules.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
@@ -15,6 +15,7 @@ import { authorize } from '../helpers/authorize.js';
 import { Browser } from '../helpers/browser.js';
 import { freePort } from '../helpers/net.js';
 import { startServerProcess } from '../helpers/server-process.js';
+import { START_NODE_ARGS } from '../helpers/start-command.js';
 import { redisAvailable, startRedis } from '../helpers/redis.js';
 import { waitFor } from '../helpers/revocations.js';
 
@@ -44,7 +45,7 @@ test('production: pages, static files and the proxy\'s refusals; nothing of the 
   const server = await startServerProcess({
     NODE_ENV: 'production', PUBLIC_URL: 'https://app.example.com', SESSION_SECRET: SECRET, SMART_ISS: 'https://fhir.example.com/r4', SMART_CLIENT_ID: 'client-1',
     SINGLE_INSTANCE: '1', MODULE_TRACE_FILE: trace,
-  }, port, { entry: join(dir, 'dist/server.js'), nodeArgs: ['--import', join(ROOT, 'test/helpers/module-trace.mjs')] });
+  }, port, { entry: join(dir, 'dist/server.js'), nodeArgs: [...START_NODE_ARGS, '--import', join(ROOT, 'test/helpers/module-trace.mjs')] });
   try {
     const health = await fetch(`${server.url}/healthz`);
     expect([health.status, await health.json()]).toEqual([200, { status: 'ok' }]);
@@ -82,7 +83,7 @@ test('production: JSON bodies through the bundle\'s body-parser (UTF-8, UTF-16 w
   const server = await startServerProcess({
     NODE_ENV: 'production', PUBLIC_URL: 'https://app.example.com', SESSION_SECRET: SECRET, SMART_ISS: 'https://fhir.example.com/r4', SMART_CLIENT_ID: 'client-1',
     SINGLE_INSTANCE: '1', ADMIN_TOKEN: admin, BULK_DATA_DIR: mkdtempSync(join(tmpdir(), 'smart-bff-bundle-bulk-')),
-  }, port, { entry: join(dir, 'dist/server.js') });
+  }, port, { entry: join(dir, 'dist/server.js'), nodeArgs: START_NODE_ARGS });
   const post = (body: Buffer, charset: string) => fetch(`${server.url}/api/bulk-data/exports`, {
     method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': `application/json; charset=${charset}` }, body,
   });
@@ -107,7 +108,7 @@ test('production: JSON bodies through the bundle\'s body-parser (UTF-8, UTF-16 w
   const port = await freePort();
   const server = await startServerProcess({
     NODE_ENV: 'production', PUBLIC_URL: 'https://app.example.com', SESSION_SECRET: SECRET, SMART_ISS: 'https://fhir.example.com/r4', SMART_CLIENT_ID: 'client-1', REDIS_URL: redis.url,
-  }, port, { entry: join(dir, 'dist/server.js') });
+  }, port, { entry: join(dir, 'dist/server.js'), nodeArgs: START_NODE_ARGS });
   try {
     const ready = await fetch(`${server.url}/readyz`);
     expect([ready.status, await ready.json()]).toEqual([200, { status: 'ready', checks: { config: 'ok', redis: 'ok' } }]);
@@ -119,7 +120,7 @@ test('production: JSON bodies through the bundle\'s body-parser (UTF-8, UTF-16 w
 
 test('development: the sandbox runs from its chunk, with its packages from node_modules; a launch reads through the proxy, whose client has a chunk of its own, and the call\'s one line is on stdout', async () => {
   const port = await freePort();
-  const server = await startServerProcess({ NODE_ENV: 'development', SESSION_SECRET: SECRET, PUBLIC_URL: `http://127.0.0.1:${port}` }, port, { entry: join(dir, 'dist/server.js') });
+  const server = await startServerProcess({ NODE_ENV: 'development', SESSION_SECRET: SECRET, PUBLIC_URL: `http://127.0.0.1:${port}` }, port, { entry: join(dir, 'dist/server.js'), nodeArgs: START_NODE_ARGS });
   try {
     const page = await fetch(`${server.url}/sandbox/`);
     expect(page.status).toBe(200);

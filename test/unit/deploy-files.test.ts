@@ -9,13 +9,10 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { envVarDocs } from '../../src/env-schema.js';
+import { nodeOptionsOf, START_COMMAND as START } from '../helpers/start-command.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const appYaml = readFileSync(`${ROOT}app.yaml`, 'utf8');
-/** `npm start`'s command (package.json), which the Procfile and app.yaml's entrypoint repeat. */
-const START = (JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { scripts: { start: string } }).scripts.start;
-/** The options a `node … dist/server.js` command gives Node. */
-const nodeOptions = (command: string) => command.split(/\s+/).slice(1, -1);
 
 /** The lines that are not comments. */
 const active = (yaml: string) => yaml.split('\n').filter((l) => !/^\s*#/.test(l) && l.trim()).join('\n');
@@ -63,7 +60,7 @@ describe('the start command\'s Node options', () => {
   const youngBytes = (nodeArgs: string[]) => Number(execFileSync(process.execPath, [...nodeArgs, '-e', grow], { encoding: 'utf8' }));
 
   test('cap each semi-space of the young generation at 8 MB, and Node keeps to it', () => {
-    const args = nodeOptions(START);
+    const args = nodeOptionsOf(START);
     expect(args).toContain('--max-semi-space-size=8');
     expect(youngBytes(args)).toBeLessThanOrEqual(2 * 8 * 2 ** 20);
     // The same allocation with a higher cap grows past 2 x 8 MB: the size above is the option's doing. (Node's own

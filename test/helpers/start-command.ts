@@ -1,0 +1,14 @@
+/**
+ * `npm start`'s command (package.json), which the Procfile and app.yaml's entrypoint repeat
+ * (test/unit/deploy-files.test.ts): `node <options> dist/server.js`. Tests and benchmarks that run the built server
+ * give Node the same options.
+ */
+import { readFileSync } from 'node:fs';
+
+export const START_COMMAND: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } }).scripts.start;
+
+/** The options a `node … dist/server.js` command gives Node. */
+export const nodeOptionsOf = (command: string): string[] => command.split(/\s+/).slice(1, -1);
+
+/** The Node options production starts the server with. */
+export const START_NODE_ARGS: string[] = nodeOptionsOf(START_COMMAND);
