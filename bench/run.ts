@@ -395,8 +395,8 @@ ${r.steps.size ? [...r.steps].map(([step, v]) => `| ${stepNames[step] ?? step} |
 
 ## Start-up
 
-From spawning \`node ${START_NODE_ARGS.join(' ')} dist/server.js\` (what \`npm start\`, the Procfile and App Engine's entrypoint run) to the first \`200\` from
-\`/healthz\`, polled every 5 ms; ${STARTS} runs each, not pinned.
+From spawning \`node ${START_NODE_ARGS.join(' ')} dist/server.js\` (what \`npm start\`, the Procfile and App Engine's
+entrypoint run) to the first \`200\` from \`/healthz\`, polled every 5 ms; ${STARTS} runs each, not pinned.
 
 | configuration | median ms | fastest ms | slowest ms |
 |---|---:|---:|---:|
