@@ -543,17 +543,17 @@ Kept by hand; the numbers above are this run's.
   +2.77, +3.64, +2.38 and −0.26 ms) and 2.96 ms over it at 64 (+3.48, +61.0, +2.95, +2.12 and −12.0 ms). At 16
   connections two of ours' five measurements fell in a slow stretch of the machine (5,134 and 8,314 req/s, 0.44× and
   0.76× the bare proxy's in their rounds, against 0.88–0.91× in the others), and those are two of the three rounds over
-  2 ms. At 64 connections the miss was 23.9 ms in the run before; this run is the first with the young generation
-  capped ("Tried and kept", below). The nine runs of the same path before this one measured 0.87×, 0.88×, 0.87×,
-  0.98×, 0.77×, 0.82×, 0.76×, 0.90× and 0.91× at 16 connections, with the p99 goal there met in most, and at 64
-  connections p99s from 22 ms under the bare proxy's to 23.9 ms over it (medians of their rounds), so on this machine
-  one run decides little. Closer to steady is the CPU a read costs ("CPU µs/req"): here 98 and 106 µs for ours at 16
-  and 64 connections (106 and 110 in the run before), 87 and 107 µs for the bare Node proxy (89 and 90 then), 61 and
-  67 µs for the bare proxy on undici. Side by side (as under "Noise"), ours cost 1.22× the bare proxy's CPU per read in
-  a quick stretch of the machine and 1.4–1.6× in a slow one, two rounds ago: a slow stretch costs ours more than it
-  costs the bare proxy. The difference is our own steps, which the issue requires to stay: the session and token
-  lookups, the anti-forgery check, the header allow-lists both ways, link rewriting, the upstream timeout, the
-  metrics, the extra response headers, and the log line.
+  2 ms. At 64 connections the miss was 23.9 ms in the run before; this run is the first with the young generation capped
+  ("Tried and kept", below). The nine runs of the same path before this one measured 0.87×, 0.88×, 0.87×, 0.98×, 0.77×,
+  0.82×, 0.76×, 0.90× and 0.91× at 16 connections, with the p99 goal there met in the last three, and at 64 connections
+  p99s from 22 ms under the bare proxy's to 23.9 ms over it (medians of their rounds), so on this machine one run
+  decides little. Closer to steady is the CPU a read costs ("CPU µs/req"): here 98 and 106 µs for ours at 16 and 64
+  connections (106 and 110 in the run before), 87 and 107 µs for the bare Node proxy (89 and 90 then), 61 and 67 µs for
+  the bare proxy on undici. Side by side (as under "Noise"), ours cost 1.22× the bare proxy's CPU per read in a quick
+  stretch of the machine and 1.4–1.6× in a slow one, two rounds ago: a slow stretch costs ours more than it costs the
+  bare proxy. The difference is our own steps, which the issue requires to stay: the session and token lookups, the
+  anti-forgery check, the header allow-lists both ways, link rewriting, the upstream timeout, the metrics, the extra
+  response headers, and the log line.
 - **Where ours' CPU goes beyond the bare proxy on undici.** Scratch copies of ours, side by side as under "Noise", each
   a step further from the bare proxy on undici, before the log line was put together by hand (medians of four or five
   pairs each way): ours' process answering \`/fhir\` the way the bare proxy on undici does, with none of our steps, cost
