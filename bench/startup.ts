@@ -1,6 +1,6 @@
 /**
- * Start-up time: from spawning `node dist/server.js` with `npm start`'s Node options (the built server, as `npm start`,
- * the Procfile and App Engine's entrypoint run it) to its first successful `GET /healthz`, polled every 5 ms.
+ * Start-up time: from spawning the built server as `npm start`, the Procfile and App Engine's entrypoint run it
+ * (`node <npm start's options> dist/server.js`) to its first successful `GET /healthz`, polled every 5 ms.
  */
 import http from 'node:http';
 import { spawn } from 'node:child_process';

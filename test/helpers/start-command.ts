@@ -7,8 +7,5 @@ import { readFileSync } from 'node:fs';
 
 export const START_COMMAND: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } }).scripts.start;
 
-/** The options a `node … dist/server.js` command gives Node. */
-export const nodeOptionsOf = (command: string): string[] => command.split(/\s+/).slice(1, -1);
-
-/** The Node options production starts the server with. */
-export const START_NODE_ARGS: string[] = nodeOptionsOf(START_COMMAND);
+/** The Node options production starts the server with: the words between `node` and `dist/server.js`. */
+export const START_NODE_ARGS: string[] = START_COMMAND.split(/\s+/).slice(1, -1);

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { envVarDocs } from '../../src/env-schema.js';
-import { nodeOptionsOf, START_COMMAND as START } from '../helpers/start-command.js';
+import { START_COMMAND as START, START_NODE_ARGS } from '../helpers/start-command.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const appYaml = readFileSync(`${ROOT}app.yaml`, 'utf8');
@@ -60,9 +60,8 @@ describe('the start command\'s Node options', () => {
   const youngBytes = (nodeArgs: string[]) => Number(execFileSync(process.execPath, [...nodeArgs, '-e', grow], { encoding: 'utf8' }));
 
   test('cap each semi-space of the young generation at 8 MB, and Node keeps to it', () => {
-    const args = nodeOptionsOf(START);
-    expect(args).toContain('--max-semi-space-size=8');
-    expect(youngBytes(args)).toBeLessThanOrEqual(2 * 8 * 2 ** 20);
+    expect(START_NODE_ARGS).toContain('--max-semi-space-size=8');
+    expect(youngBytes(START_NODE_ARGS)).toBeLessThanOrEqual(2 * 8 * 2 ** 20);
     // The same allocation with a higher cap grows past 2 x 8 MB: the size above is the option's doing. (Node's own
     // cap depends on the machine's memory: up to 2 x 16 MB on Node 20 and 22, 2 x 32 MB on Node 24.)
     expect(youngBytes(['--max-semi-space-size=32'])).toBeGreaterThan(2 * 8 * 2 ** 20);
