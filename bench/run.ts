@@ -670,24 +670,27 @@ Kept by hand; the numbers above are this run's.
   about 16 MB of memory.
 - **The p99 at 16 connections, after a pause and back to back.** Measured after this run in scratch: ours (with the
   start command's options) and the bare Node proxy, each idle about 25 s and then loaded at 16 connections for 5 s
-  ("after a pause", as in this bench's rounds), then again at once for 5 s ("back to back"), in rotating order, 21
-  cycles in four batches. Back to back, ours' p99 was 0.15 ms under the bare proxy's at the median of the cycles'
-  differences (3 of the 21 over 2 ms); after a pause it was 1.20 ms over it (9 of the 21 over 2 ms). The medians of the
-  p99s were 4.37 ms back to back and 7.10 ms after a pause for ours, 4.16 and 5.15 ms for the bare proxy. So the
+  ("after a pause", as in this bench's rounds), then again at once for 5 s ("back to back"), in rotating order, 26
+  cycles in five batches. Back to back, ours' p99 was 0.22 ms under the bare proxy's at the median of the cycles'
+  differences (4 of the 26 over 2 ms); after a pause it was 1.15 ms over it (11 of the 26 over 2 ms). The medians of the
+  p99s were 4.38 ms back to back and 7.28 ms after a pause for ours, 4.21 and 5.27 ms for the bare proxy. So the
   16-connection goal, too, is decided by the seconds after a pause: with nearly half of the rounds over 2 ms, the median
   of a run's five lands over it in about two runs of five, as in this run and not in the three before. What a pause
   costs, counted every 250 ms: at the first collection after it V8 shrinks the young generation (from 16 MB to 1–4 MB)
   and grows it back step by step over the next seconds (to 4, 8, then 16 MB), on fresh pages, with two to four times as
   many scavenges as back to back meanwhile. On this VM a fresh page costs 12–17 µs to fault in, idle or not (48 MB newly
-  allocated and touched: some 12,300 faults in 150–215 ms). Each server took 3,000–5,500 page faults in the first second
-  after a pause (back to back, ours about 270 in 4 s and the bare proxy, whose young generation is not capped, about
-  5,600), and in the first 250 ms ours' CPU per read was 180–670 µs and the bare proxy's 140–970 µs, against about 90
-  and 80 µs steady. Sixteen requests that wait for each other's turns wait longer the more each costs, so the same stall
-  lengthens ours' tail more. Tried and not kept: a young generation of fixed size (\`--min-semi-space-size=8\` beside
-  the cap), so that V8 cannot shrink it, with and without \`--no-memory-reducer\`. V8 still gave back its memory after a
-  pause (0.4–6.3 MB of the 14 MB it held), and ours then took 4,400–8,800 page faults in its first second (3,700–16,500
-  with \`--no-memory-reducer\`). Its p99 after a pause was no better: median 6.5 ms against 6.8 ms for ours with the cap
-  alone, in eight cycles (with \`--no-memory-reducer\` as well, 5.2 ms against 9.5 ms in four cycles, too few to tell).
+  allocated and touched: some 12,300 faults in 150–215 ms). Ours took 3,200–4,000 page faults in the first second after
+  a pause and the bare proxy 2,900–9,200 (back to back, ours about 270 in 4 s and the bare proxy, whose young generation
+  is not capped, about 5,600), and in the first 250 ms ours' CPU per read was 180–760 µs and the bare proxy's 140–970
+  µs, against about 90 and 80 µs steady. Sixteen requests that wait for each other's turns wait longer the more each
+  costs, so the same stall lengthens ours' tail more. Tried and not kept: a young generation of fixed size
+  (\`--min-semi-space-size=8\` beside the cap), so that V8 cannot shrink it, with and without \`--no-memory-reducer\`.
+  V8 still gave back its memory at the first collection after a pause (0.4–6.3 MB of the 14 MB it held), and ours then
+  took 4,400–8,800 page faults in its first second (3,700–16,500 with \`--no-memory-reducer\`). Its p99 after a pause
+  was no better: median 6.5 ms against 6.8 ms for ours with the cap alone, in eight cycles (with \`--no-memory-reducer\`
+  as well, 5.2 ms against 9.5 ms in four cycles, too few to tell). With the cap and \`--no-memory-reducer\` alone, the
+  faults after a pause were as they were (3,300–3,800) and so was the p99 (median 9.7 ms against 8.9 ms, five cycles in
+  a slow stretch).
 - **What is in the way of the large-body goals.** Both are met in this run: ours with rewriting reached 2.30× the
   bare proxy on the Bundle, where the bare proxy was slow as in most runs (99, 94 and 154 MB/s, ours 228, 330 and
   353), and 0.97× on NDJSON, where it was near its usual speed (357, 422 and 394 MB/s, ours 346, 394 and 405). In the
