@@ -681,9 +681,9 @@ Kept by hand; the numbers above are this run's.
   many scavenges as back to back meanwhile. On this VM a fresh page costs 12–17 µs to fault in, idle or not (48 MB newly
   allocated and touched: some 12,300 faults in 150–215 ms). Ours took 3,200–4,000 page faults in the first second after
   a pause and the bare proxy 2,900–9,200 (back to back, ours about 270 in 4 s and the bare proxy, whose young generation
-  is not capped, about 5,600), and in the first 250 ms ours' CPU per read was 180–760 µs and the bare proxy's 140–970
-  µs, against about 90 and 80 µs steady. Sixteen requests that wait for each other's turns wait longer the more each
-  costs, so the same stall lengthens ours' tail more. Tried and not kept: a young generation of fixed size
+  is not capped, about 5,600), and in the first 250 ms ours' CPU per read was 180–760 µs and the bare proxy's
+  140–970 µs, against about 90 and 80 µs steady. Sixteen requests that wait for each other's turns wait longer the more
+  each costs, so the same stall lengthens ours' tail more. Tried and not kept: a young generation of fixed size
   (\`--min-semi-space-size=8\` beside the cap), so that V8 cannot shrink it, with and without \`--no-memory-reducer\`.
   V8 still gave back its memory at the first collection after a pause (0.4–6.3 MB of the 14 MB it held), and ours then
   took 4,400–8,800 page faults in its first second (3,700–16,500 with \`--no-memory-reducer\`). Its p99 after a pause
