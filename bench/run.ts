@@ -679,8 +679,8 @@ Kept by hand; the numbers above are this run's.
   costs, counted every 250 ms: at the first collection after it V8 shrinks the young generation (from 16 MB to 1–4 MB)
   and grows it back step by step over the next seconds (to 4, 8, then 16 MB), on fresh pages, with two to four times as
   many scavenges as back to back meanwhile. On this VM a fresh page costs 12–17 µs to fault in, idle or not (48 MB newly
-  allocated and touched: some 12,300 faults in 150–215 ms). Ours took 3,200–4,000 page faults in the first second after
-  a pause and the bare proxy 2,900–9,200 (back to back, ours about 270 in 4 s and the bare proxy, whose young generation
+  allocated and touched: some 12,300 faults in 150–215 ms). Ours took 3,000–4,000 page faults in the first second after
+  a pause and the bare proxy 2,900–9,600 (back to back, ours about 270 in 4 s and the bare proxy, whose young generation
   is not capped, about 5,600), and in the first 250 ms ours' CPU per read was 180–760 µs and the bare proxy's
   140–970 µs, against about 90 and 80 µs steady. Sixteen requests that wait for each other's turns wait longer the more
   each costs, so the same stall lengthens ours' tail more. Tried and not kept: a young generation of fixed size
