@@ -1,6 +1,7 @@
 /** Runs the real server entry point (src/server.ts) as a child process, as Heroku or App Engine would. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { childEnv } from './child-env.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -19,7 +20,7 @@ export async function startServerProcess(env: Record<string, string>, port: numb
   const args = opts.entry ? [...(opts.nodeArgs ?? []), opts.entry] : ['--import', 'tsx', ...(opts.nodeArgs ?? []), 'src/server.ts'];
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', NODE_ENV: 'test', HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info', ...env },
+    env: { ...childEnv(), NODE_ENV: 'test', HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

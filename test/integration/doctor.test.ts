@@ -19,6 +19,7 @@ import { generateSigningKey } from '../../src/keys.js';
 import { freePort } from '../helpers/net.js';
 import { startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { TEST_SESSION_SECRET } from '../helpers/bff.js';
+import { childEnv } from '../helpers/child-env.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -44,7 +45,7 @@ const SECRET = 'Zq8+w/e r%T-9s~ecret';
 function run(args: string[], env: Record<string, string> = {}, stdin?: string) {
   return new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
     const child = spawn(process.execPath, ['bin/smart-bff.js', ...args], {
-      cwd: ROOT, stdio: [stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', SMART_BFF_FROM_SOURCE: '1', ...env },
+      cwd: ROOT, stdio: [stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: { ...childEnv(), SMART_BFF_FROM_SOURCE: '1', ...env },
     });
     if (stdin !== undefined) child.stdin!.end(stdin);
     let out = '';
@@ -375,7 +376,7 @@ describe('our keys, our clock, our client', () => {
   test('colour on a terminal only, and not with NO_COLOR or --no-color (the symbols and words read the same without it)', async () => {
     // `script` (util-linux) gives the command a real pseudo-terminal.
     const runScript = (args: string[], env: Record<string, string>) => new Promise<{ code: number | null; out: string }>((resolve) => {
-      const child = spawn('script', args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', TERM: 'xterm', SMART_BFF_FROM_SOURCE: '1', ...env } });
+      const child = spawn('script', args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...childEnv(), TERM: 'xterm', SMART_BFF_FROM_SOURCE: '1', ...env } });
       let out = '';
       child.stdout.on('data', (d) => (out += d));
       child.stderr.on('data', (d) => (out += d));

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { failedLaunch, successfulLaunch } from '../helpers/launches.js';
 import { freePort } from '../helpers/net.js';
 import { startServerProcess } from '../helpers/server-process.js';
+import { childEnv } from '../helpers/child-env.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 let log: string;
@@ -26,7 +27,7 @@ let dir: string;
 function explain(args: string[], input?: string) {
   return new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
     const child = spawn(process.execPath, ['bin/smart-bff.js', 'explain', ...args], {
-      cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', SMART_BFF_FROM_SOURCE: '1' },
+      cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: { ...childEnv(), SMART_BFF_FROM_SOURCE: '1' },
     });
     let out = '';
     let err = '';

@@ -3,7 +3,7 @@
  * (test/global-teardown.cjs), so they do not pile up in the machine's /tmp.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -18,6 +18,11 @@ describe("the tests' temporary directory", () => {
     expect(dirname(mkdtempSync(join(tmpdir(), 'probe-')))).toBe(runDir);
     const child = spawnSync(process.execPath, ['-e', 'process.stdout.write(require("node:os").tmpdir())'], { encoding: 'utf8' });
     expect(child.stdout).toBe(runDir);
+  });
+
+  it('has the permissions of the directory it stands in for, so a server run as another user can use it', () => {
+    const runDir = process.env.SMART_BFF_TEST_TMPDIR!;
+    expect((statSync(runDir).mode & 0o7777).toString(8)).toBe((statSync(dirname(runDir)).mode & 0o7777).toString(8));
   });
 
   it('is removed, with whatever is in it, by the teardown the Jest configuration names', async () => {

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { startSandbox, type Sandbox } from '../../../src/sandbox/index.js';
 import { sampleResources } from '../../../src/sandbox/sample-data.js';
 import { startBulkServer, type BulkServer } from '../../fixtures/bulk-server.js';
+import { childEnv } from '../../helpers/child-env.js';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 let sandbox: Sandbox & { url: string };
@@ -24,7 +25,7 @@ const tokenRequests: { client_id?: string }[] = [];
 
 function run(bin: string, args: string[], onOutput?: (text: string, child: ReturnType<typeof spawn>) => void, env: Record<string, string> = { SMART_BFF_FROM_SOURCE: '1' }) {
   return new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env } });
+    const child = spawn(process.execPath, [bin, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...childEnv(), ...env } });
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => { out += d; onOutput?.(out + err, child); });

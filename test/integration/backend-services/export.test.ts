@@ -16,6 +16,7 @@ import { BackendTokenClient } from '../../../src/backend-services/token-client.j
 import { BulkExporter, type ExportEvent } from '../../../src/backend-services/bulk-export.js';
 import { captureLogs } from '../../helpers/log-capture.js';
 import { startBulkServer, type BulkServer } from '../../fixtures/bulk-server.js';
+import { childEnv } from '../../helpers/child-env.js';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const PEM = generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
@@ -142,7 +143,7 @@ test('the CLI: killed mid-download, then resumed without downloading complete fi
   writeFileSync(keyFile, PEM, { mode: 0o600 });
   const args = ['--import', 'tsx', 'src/cli/main.ts', 'export', '--iss', bulk.base, '--client-id', 'backend-app', '--key', keyFile, '--out', out, '--concurrency', '1'];
   const runCli = (onLine?: (l: string, kill: () => void) => void) => new Promise<{ code: number | null; out: string }>((resolve) => {
-    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' } });
+    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: childEnv() });
     let text = '';
     const on = (d: Buffer) => {
       text += d;

@@ -13,6 +13,7 @@ import { sampleResources } from '../../../src/sandbox/sample-data.js';
 import { freePort } from '../../helpers/net.js';
 import { json } from '../../helpers/json.js';
 import { startServerProcess, type ServerProcess } from '../../helpers/server-process.js';
+import { childEnv } from '../../helpers/child-env.js';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const ADMIN = 'admin-token-0123456789-abcdefghij';
@@ -23,7 +24,7 @@ let keysDir: string;
 
 function cli(args: string[]) {
   return new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-    const child = spawn(process.execPath, ['bin/smart-bff.js', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', SMART_BFF_FROM_SOURCE: '1' } });
+    const child = spawn(process.execPath, ['bin/smart-bff.js', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...childEnv(), SMART_BFF_FROM_SOURCE: '1' } });
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));
@@ -91,7 +92,7 @@ test('the README\'s backend-services commands run as written against the sandbox
   const block = /```sh\n([\s\S]*?)```/.exec(section)![1]!;
   expect(block).toContain('--client-id sandbox-backend');
   const script = block.replaceAll('npx smart-bff', `${JSON.stringify(process.execPath)} ${JSON.stringify(join(ROOT, 'bin', 'smart-bff.js'))}`).replaceAll('http://localhost:3000', server.url);
-  const r = spawnSync('bash', ['-euo', 'pipefail', '-c', script], { cwd: workDir, encoding: 'utf8', timeout: 90_000, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', SMART_BFF_FROM_SOURCE: '1' } });
+  const r = spawnSync('bash', ['-euo', 'pipefail', '-c', script], { cwd: workDir, encoding: 'utf8', timeout: 90_000, env: { ...childEnv(), SMART_BFF_FROM_SOURCE: '1' } });
   expect([r.status, r.stderr]).toEqual([0, expect.any(String)]);
   const count = (dir: string, file: string) => readFileSync(join(workDir, dir, file), 'utf8').trim().split('\n').length;
   expect(count('export', 'Patient-1.ndjson')).toBe(expected().Patient);
