@@ -14,15 +14,18 @@
  *     time between requests, event-loop delay, user and system CPU per request, for the bare proxies and ours.
  * Needs wrk (apt-get install wrk); nginx and redis-server are optional. BENCH_SECONDS sets each load measurement
  * (default 5), BENCH_ROUNDS the rounds of small reads (default 5); BENCH_QUICK=1 shrinks everything for a smoke
- * run; BENCH_PIN=0 turns CPU pinning off.
+ * run; BENCH_PIN=0 turns CPU pinning off; BENCH_NODE=24 (a major, or a path) runs it all on that Node
+ * (bench/bench-node.ts).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { freePort, waitForPort } from '../test/helpers/net.js';
 // Ours runs with the Node options production starts it with (npm start's); the bare proxies with Node's defaults.
 import { START_NODE_ARGS } from '../test/helpers/start-command.js';
+import { chooseNode, fetchNode } from './bench-node.js';
 import { available, cpuMs, DURATION, LOAD_CPUS, median, pinned, pinning, ROOT, round, SERVER_CPUS, startChild, stopChild, track, wrk, type LoadResult } from './lib.js';
 import { measureBody, type BodyResult, type BodyTarget } from './large-bodies.js';
 import { callbacksPerSecond, callbackTimings, launchesPerSecond, medianSteps, type CallbackResult } from './launches.js';
@@ -60,11 +63,30 @@ async function startOurs(upstreamBase: string, sandboxBase: string, extra: strin
 }
 const oursHeaders = (o: OurServer) => ({ 'X-CSRF': '1', 'X-SMART-Context': o.context, Cookie: o.cookie });
 
+/** Runs the bench again under the Node that `BENCH_NODE` names, if that is another one, and exits with its status. */
+function onChosenNode(): void {
+  const choice = chooseNode(process.env.BENCH_NODE, process.versions.node);
+  if (choice.use === 'this') return;
+  let node: string;
+  try {
+    node = realpathSync(choice.use === 'path' ? choice.path : fetchNode(choice.major));
+  } catch (err) {
+    log(`BENCH_NODE=${process.env.BENCH_NODE}: ${(err as Error).message}`);
+    process.exit(2);
+  }
+  if (node === realpathSync(process.execPath)) return;
+  log(`== BENCH_NODE=${process.env.BENCH_NODE}: running the benchmarks under ${node}`);
+  const env = { ...process.env, BENCH_NODE: 'current', BENCH_COMMAND: process.env.BENCH_COMMAND ?? `BENCH_NODE=${process.env.BENCH_NODE} npm run bench` };
+  const run = spawnSync(node, ['--import', 'tsx', fileURLToPath(import.meta.url)], { cwd: ROOT, stdio: 'inherit', env });
+  process.exit(run.status ?? 1);
+}
+
 async function main() {
   if (!available('wrk', ['-v'])) {
     log('npm run bench needs wrk, the HTTP load generator (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk).');
     process.exit(2);
   }
+  onChosenNode();
   log(`== ${pinning}`);
   log('== building (npm run build) for the start-up measurement');
   const build = spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
@@ -328,7 +350,8 @@ function render(r: {
 Reproduce with \`npm run bench\` (about ${QUICK ? 4 : 15} minutes; it needs \`wrk\`, and includes nginx and Redis when \`nginx\`
 and \`redis-server\` are installed: \`apt-get install wrk nginx-light redis-server\`). \`BENCH_SECONDS\` sets each load
 measurement, \`BENCH_ROUNDS\` the rounds of small reads, \`BENCH_QUICK=1\` makes a small smoke run, \`BENCH_PIN=0\` turns
-CPU pinning off. Everything below comes from one run, on one machine, side by side; this page is written by it.
+CPU pinning off, \`BENCH_NODE=24\` runs it all on Node 24 (a major, fetched with \`npx -y node@24\`, or the path of a
+binary). Everything below comes from one run, on one machine, side by side; this page is written by it.
 
 Measured ${new Date().toISOString().slice(0, 10)} on ${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}, Node ${process.version},
 with \`${process.env.BENCH_COMMAND ?? 'npm run bench'}\`. Load from wrk (one thread), ${DURATION} s per measurement after a warm-up at each
