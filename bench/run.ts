@@ -718,26 +718,27 @@ Kept by hand; the numbers above are this run's.
 - **On Node 22 and 24, the platforms' Nodes.** This page is measured on this machine's Node 20; App Engine runs Node 22
   (app.yaml) and Heroku runs Node 24 (the newest that \`engines.node\` allows). \`BENCH_NODE\` (added after this run)
   runs the bench on another major. Whether V8 shrinks the young generation after a pause depends on the major: a script
-  that allocates for 3 s, waits 25 s and allocates again, with the start command's cap, found it at 1–2 MB at the first
-  collection after the pause on Node 20 and 22, back at 16 MB half a second later, and at 16 MB throughout on Node 24.
-  Ours and the bare Node proxy on Node 24 in scratch, as in the bullet above (eight cycles): in its first second after a
-  pause ours took 0–140 page faults (3,000–4,000 on Node 20) and in the first 250 ms its CPU per read was 100–170 µs
-  (180–760 on Node 20). Its p99 was 1.00 ms over the bare proxy's after a pause at the median of the cycles' differences
-  and 0.20 ms back to back (2 of the 8 over 2 ms in each), the medians of the p99s 4.94 and 3.41 ms for ours, 3.71 and
-  3.09 ms for the bare proxy. Full runs of the bench after this one (\`BENCH_NODE=24\` and \`=22\`, in scratch; not this
-  page) did not meet the same goals as this run. On Node 24: at 16 connections both (0.96×, p99 +0.31 ms); at 64 the
-  req/s (0.97×) but not the p99 (+15.1 ms; rounds +15.1, +15.3, −5.6, +22.9 and −1.7 ms); the bare Node proxy streamed
-  large bodies far faster than on Node 20 (555–630 MB/s, ours with rewriting 414–450), so the Bundle goal was met at
-  0.81× and the NDJSON one missed at 0.73×; start-up 358 ms. On Node 22: at 16 connections the req/s missed (0.82×, one
-  round at 0.45× in a slow stretch) and the p99 met (+1.61 ms); both 64-connection goals met (0.90×, +1.92 ms); the
-  large bodies at 1.68× and 0.98×; start-up missed at 421 ms, in a slow stretch: two batches of seven starts afterwards
-  had medians of 354 and 367 ms on Node 22, 353 and 368 ms on Node 24 and 318 and 354 ms on Node 20 (321 ms in this
-  run). So no major meets every goal in every run here: what is in the way differs by major, and on each one run decides
-  little. Tried and not kept (Node 20, scratch): keeping V8 from seeing a quiet process, with a timer that makes about
-  1.3 MB of short-lived objects a second, and \`--no-memory-reducer\`. The young generation stayed at 16 MB through the
-  pause, ours took 86–144 page faults in its first second after it, and in four cycles its median p99 after a pause was
-  4.6 ms, against 6.2 ms for ours without the timer and 7.7 ms for the bare proxy. It spends CPU and memory through
-  every quiet spell to steer a heuristic of V8's that Node 24 no longer has, and four cycles are too few to tell.
+  that allocates for 3 s, waits 25 s and allocates again, with the start command's cap, found it at 1–2 MB on Node 20
+  and 22 (shrunk during the pause or at the first collection after it), back at 16 MB half a second into the load, and
+  at 16 MB throughout on Node 24. Ours and the bare Node proxy on Node 24 in scratch, as in the bullet above (eight
+  cycles): in its first second after a pause ours took 0–140 page faults (3,000–4,000 on Node 20) and in the first
+  250 ms its CPU per read was 100–170 µs (180–760 on Node 20). Its p99 was 1.00 ms over the bare proxy's after a pause at
+  the median of the cycles' differences and 0.20 ms back to back (2 of the 8 over 2 ms in each), the medians of the p99s
+  4.94 and 3.41 ms for ours, 3.71 and 3.09 ms for the bare proxy. Full runs of the bench after this one
+  (\`BENCH_NODE=24\` and \`=22\`, in scratch; not this page) did not meet the same goals as this run. On Node 24: at 16
+  connections both (0.96×, p99 +0.31 ms); at 64 the req/s (0.97×) but not the p99 (+15.1 ms; rounds +15.1, +15.3, −5.6,
+  +22.9 and −1.7 ms); the bare Node proxy streamed large bodies far faster than on Node 20 (555–630 MB/s, ours with
+  rewriting 414–450), so the Bundle goal was met at 0.81× and the NDJSON one missed at 0.73×; start-up 358 ms. On Node
+  22: at 16 connections the req/s missed (0.82×, one round at 0.45× in a slow stretch) and the p99 met (+1.61 ms); both
+  64-connection goals met (0.90×, +1.92 ms); the large bodies at 1.68× and 0.98×; start-up missed at 421 ms, in a slow
+  stretch: two batches of seven starts afterwards had medians of 354 and 367 ms on Node 22, 353 and 368 ms on Node 24
+  and 318 and 354 ms on Node 20 (321 ms in this run). So no major meets every goal in every run here: what is in the way
+  differs by major, and on each one run decides little. Tried and not kept (Node 20, scratch): keeping V8 from seeing a
+  quiet process, with a timer that makes about 1.3 MB of short-lived objects a second, and \`--no-memory-reducer\`. The
+  young generation stayed at 16 MB through the pause, ours took 86–144 page faults in its first second after it, and in
+  four cycles its median p99 after a pause was 4.6 ms, against 6.2 ms for ours without the timer and 7.7 ms for the bare
+  proxy. It spends CPU and memory through every quiet spell to steer a heuristic of V8's that Node 24 no longer has, and
+  four cycles are too few to tell.
 - **What is in the way of the large-body goals.** Both are met in this run: ours with rewriting reached 2.30× the
   bare proxy on the Bundle, where the bare proxy was slow as in most runs (99, 94 and 154 MB/s, ours 228, 330 and
   353), and 0.97× on NDJSON, where it was near its usual speed (357, 422 and 394 MB/s, ours 346, 394 and 405). In the
