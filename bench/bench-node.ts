@@ -8,6 +8,9 @@
  * `node@24` (`npx -y node@24`, fetched once into npm's cache); `BENCH_NODE=/path/to/node` under that binary.
  */
 import { spawnSync } from 'node:child_process';
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { ROOT } from './lib.js';
 
 export type NodeChoice = { use: 'this' } | { use: 'path'; path: string } | { use: 'fetch'; major: number };
 
@@ -30,4 +33,26 @@ export function fetchNode(major: number): string {
     throw new Error(`could not fetch Node ${major} with npx -y node@${major} (${why || `exit ${r.status}`}); BENCH_NODE=/path/to/node names a binary instead`);
   }
   return path;
+}
+
+/**
+ * Runs `script` (the bench) again under the Node that `BENCH_NODE` names, if that is another one, and exits with its
+ * status; returns when this is the Node to measure on. A Node it cannot find or fetch ends the run with exit code 2.
+ */
+export function rerunOnChosenNode(script: URL): void {
+  const say = (s: string) => process.stderr.write(`${s}\n`);
+  const choice = chooseNode(process.env.BENCH_NODE, process.versions.node);
+  if (choice.use === 'this') return;
+  let node: string;
+  try {
+    node = realpathSync(choice.use === 'path' ? choice.path : fetchNode(choice.major));
+  } catch (err) {
+    say(`BENCH_NODE=${process.env.BENCH_NODE}: ${(err as Error).message}`);
+    process.exit(2);
+  }
+  if (node === realpathSync(process.execPath)) return;
+  say(`== BENCH_NODE=${process.env.BENCH_NODE}: running the benchmarks under ${node}`);
+  const env = { ...process.env, BENCH_NODE: 'current', BENCH_COMMAND: process.env.BENCH_COMMAND ?? `BENCH_NODE=${process.env.BENCH_NODE} npm run bench` };
+  const run = spawnSync(node, ['--import', 'tsx', fileURLToPath(script)], { cwd: ROOT, stdio: 'inherit', env });
+  process.exit(run.status ?? 1);
 }

@@ -18,14 +18,13 @@
  * (bench/bench-node.ts).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, mkdirSync, readFileSync, realpathSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, mkdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { freePort, waitForPort } from '../test/helpers/net.js';
 // Ours runs with the Node options production starts it with (npm start's); the bare proxies with Node's defaults.
 import { START_NODE_ARGS } from '../test/helpers/start-command.js';
-import { chooseNode, fetchNode } from './bench-node.js';
+import { rerunOnChosenNode } from './bench-node.js';
 import { available, cpuMs, DURATION, LOAD_CPUS, median, pinned, pinning, ROOT, round, SERVER_CPUS, startChild, stopChild, track, wrk, type LoadResult } from './lib.js';
 import { measureBody, type BodyResult, type BodyTarget } from './large-bodies.js';
 import { callbacksPerSecond, callbackTimings, launchesPerSecond, medianSteps, type CallbackResult } from './launches.js';
@@ -63,30 +62,12 @@ async function startOurs(upstreamBase: string, sandboxBase: string, extra: strin
 }
 const oursHeaders = (o: OurServer) => ({ 'X-CSRF': '1', 'X-SMART-Context': o.context, Cookie: o.cookie });
 
-/** Runs the bench again under the Node that `BENCH_NODE` names, if that is another one, and exits with its status. */
-function onChosenNode(): void {
-  const choice = chooseNode(process.env.BENCH_NODE, process.versions.node);
-  if (choice.use === 'this') return;
-  let node: string;
-  try {
-    node = realpathSync(choice.use === 'path' ? choice.path : fetchNode(choice.major));
-  } catch (err) {
-    log(`BENCH_NODE=${process.env.BENCH_NODE}: ${(err as Error).message}`);
-    process.exit(2);
-  }
-  if (node === realpathSync(process.execPath)) return;
-  log(`== BENCH_NODE=${process.env.BENCH_NODE}: running the benchmarks under ${node}`);
-  const env = { ...process.env, BENCH_NODE: 'current', BENCH_COMMAND: process.env.BENCH_COMMAND ?? `BENCH_NODE=${process.env.BENCH_NODE} npm run bench` };
-  const run = spawnSync(node, ['--import', 'tsx', fileURLToPath(import.meta.url)], { cwd: ROOT, stdio: 'inherit', env });
-  process.exit(run.status ?? 1);
-}
-
 async function main() {
+  rerunOnChosenNode(new URL(import.meta.url));
   if (!available('wrk', ['-v'])) {
     log('npm run bench needs wrk, the HTTP load generator (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk).');
     process.exit(2);
   }
-  onChosenNode();
   log(`== ${pinning}`);
   log('== building (npm run build) for the start-up measurement');
   const build = spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
