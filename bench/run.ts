@@ -574,7 +574,11 @@ Kept by hand; the numbers above are this run's.
   among the request's other work costs several times what it costs in a loop (the metrics: 0.6 µs in a loop, about 3 µs
   in the server; pino's line: about 1.4 µs and the redaction 0.5 µs in a loop, 7–10 µs in the server), so the gains came
   from running less code per call, not from faster code. The same holds on Node 24 (what Heroku and App Engine can run):
-  side by side, ours and the bare proxy each cost the same CPU per read on Node 24 as on Node 20.
+  side by side, ours and the bare proxy each cost the same CPU per read on Node 24 as on Node 20. Measured after this
+  run in scratch, neither the libraries nor the heap alone are that 1.1–1.2×: the bare proxy on undici with ours'
+  libraries loaded and never used (Express, openid-client, jose, pino, prom-client, zod, lru-cache and undici's whole
+  package) cost about 2 % more CPU per read (medians 0.966 against 0.982 for two identical copies, eight pairs each
+  way), and with some 30 MB of objects kept alive, nothing measurable (0.993, five pairs each way).
 - **What a read allocates.** A sampling heap profile that keeps collected objects (16 connections): ours allocates
   about 24 KB per read, the bare proxy on undici about 13 KB. Of the difference, the log line is about 2.4 KB (pino
   builds it by joining strings), the proxy's per-call closures and promises about 3.7 KB, the header allow-lists
@@ -695,7 +699,10 @@ Kept by hand; the numbers above are this run's.
   was no better: median 6.5 ms against 6.8 ms for ours with the cap alone, in eight cycles (with \`--no-memory-reducer\`
   as well, 5.2 ms against 9.5 ms in four cycles, too few to tell). With the cap and \`--no-memory-reducer\` alone, the
   faults after a pause were as they were (3,300–3,800) and so was the p99 (median 9.7 ms against 8.9 ms, five cycles in
-  a slow stretch).
+  a slow stretch). Tried and not kept, after this run: \`--single-threaded-gc\`, so that the collector's helper threads
+  do not share the server's one CPU. Ours used about 3.5 % less CPU per read (side by side, medians 1.047 and 1.022, six
+  pairs each way), but its p99 after a pause was no better (median 9.9 ms against 7.5 ms with the cap alone and 6.8 ms
+  for the bare proxy, eight cycles).
 - **On Node 22 and 24, the platforms' Nodes.** This page is measured on this machine's Node 20; App Engine runs Node 22
   (app.yaml) and Heroku runs Node 24 (the newest that \`engines.node\` allows). \`BENCH_NODE\` (added after this run)
   runs the bench on another major. Whether V8 shrinks the young generation after a pause depends on the major: a script
@@ -703,9 +710,9 @@ Kept by hand; the numbers above are this run's.
   and 22 (shrunk during the pause or at the first collection after it), back at 16 MB half a second into the load, and
   at 16 MB throughout on Node 24. Ours and the bare Node proxy on Node 24 in scratch, as in the bullet above (eight
   cycles): in its first second after a pause ours took 0–140 page faults (3,000–4,000 on Node 20) and in the first
-  250 ms its CPU per read was 100–170 µs (180–760 on Node 20). Its p99 was 1.00 ms over the bare proxy's after a pause at
-  the median of the cycles' differences and 0.20 ms back to back (2 of the 8 over 2 ms in each), the medians of the p99s
-  4.94 and 3.41 ms for ours, 3.71 and 3.09 ms for the bare proxy. Full runs of the bench after this one
+  250 ms its CPU per read was 100–170 µs (180–760 on Node 20). Its p99 was 1.00 ms over the bare proxy's after a pause
+  at the median of the cycles' differences and 0.20 ms back to back (2 of the 8 over 2 ms in each), the medians of the
+  p99s 4.94 and 3.41 ms for ours, 3.71 and 3.09 ms for the bare proxy. Full runs of the bench after this one
   (\`BENCH_NODE=24\` and \`=22\`, in scratch; not this page) did not meet the same goals as this run. On Node 24: at 16
   connections both (0.96×, p99 +0.31 ms); at 64 the req/s (0.97×) but not the p99 (+15.1 ms; rounds +15.1, +15.3, −5.6,
   +22.9 and −1.7 ms); the bare Node proxy streamed large bodies far faster than on Node 20 (555–630 MB/s, ours with
@@ -719,7 +726,16 @@ Kept by hand; the numbers above are this run's.
   young generation stayed at 16 MB through the pause, ours took 86–144 page faults in its first second after it, and in
   four cycles its median p99 after a pause was 4.6 ms, against 6.2 ms for ours without the timer and 7.7 ms for the bare
   proxy. It spends CPU and memory through every quiet spell to steer a heuristic of V8's that Node 24 no longer has, and
-  four cycles are too few to tell.
+  four cycles are too few to tell. At 64 connections on Node 24 (six cycles, as in the bullet above, measured after the
+  rest of this bullet), the young generation did shrink after some pauses, in three of the six for ours (to 8–10 MB) and
+  for the bare proxy (to 4–8 MB), with few page faults (in the first second ours took 0–125, the bare proxy 0–583): V8
+  there reuses the pages. In those cycles ours collected 14–17 times in its first 250 ms after the pause, for 14–28 ms,
+  and the bare proxy 11–17 times, for 9–17 ms. Ours' p99 was 9.4 ms over the bare proxy's after a pause at the median of
+  the cycles' differences (−3.2 to 83.9 ms) and 1.2 ms back to back. So on Node 24 the 64-connection tail, too, comes
+  from the seconds after a pause, with collections in place of page faults. Another cap does not bring it nearer: in
+  eight interleaved rounds of 5 s at 64 connections on Node 24, ours' p99 over the bare proxy's at the median of the
+  rounds' differences was 7.7 ms with the start command's cap (2 × 8 MB), 6.5 ms with 2 × 16 MB and 10.8 ms with none
+  (Node 24's own is 2 × 32 MB), each with rounds far apart.
 - **What is in the way of the large-body goals.** Both are met in this run: ours with rewriting reached 2.30× the
   bare proxy on the Bundle, where the bare proxy was slow as in most runs (99, 94 and 154 MB/s, ours 228, 330 and
   353), and 0.97× on NDJSON, where it was near its usual speed (357, 422 and 394 MB/s, ours 346, 394 and 405). In the
