@@ -263,6 +263,21 @@ async function instance(redis: TestRedis, logs: CapturedLogs, env: Record<string
     for (let i = 0; i < 50 && !(await bothLive()); i++) await sleep(50);
   });
 
+  /**
+   * Every announcement A has made so far has reached B: a marker published by A after them is delivered to B after
+   * them (Redis delivers one connection's messages in order). A test whose premise is a session B holds in its cache
+   * waits for this first, or a late announcement of A's launch could drop it from B's cache after B read it.
+   */
+  async function announcementsArrived(): Promise<void> {
+    const { busFor } = await import('../../src/session/cached-stores.js');
+    const marker = `marker-${Math.random().toString(36).slice(2)}`;
+    let arrived = false;
+    busFor(b.sessionStore, logs.logger).register('tokens', { invalidate: (key) => (arrived ||= key === marker), setLive: () => undefined });
+    busFor(a.sessionStore, logs.logger).publish('tokens', marker);
+    for (let i = 0; i < 400 && !arrived; i++) await sleep(5);
+    expect(arrived).toBe(true);
+  }
+
   async function bothLive(): Promise<boolean> {
     const { busFor } = await import('../../src/session/cached-stores.js');
     return [a, b].every((x) => (busFor(x.sessionStore, logs.logger) as unknown as { isLive: boolean }).isLive);
@@ -303,6 +318,7 @@ async function instance(redis: TestRedis, logs: CapturedLogs, env: Record<string
 
   test('a session gone from Redis without a word (an announcement lost) is never written back when its tokens are found gone', async () => {
     const l = await launch(a.url);
+    await announcementsArrived(); // so that none of the launch's arrives after B has read the session
     expect(await read(b.url, l.cookie, l.context)).toBe(200); // B holds the session
     const key = `smart-bff:sess:${sessionIdOf(l.cookie)}`;
     expect(await b.client.del(key)).toBe(1); // no announcement: B's cache still has it
