@@ -12,6 +12,7 @@ import { loadConfig } from '../../src/config.js';
 import { createApp, type App } from '../../src/app.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { createMemorySessionStore } from '../../src/session/session-middleware.js';
+import { busFor } from '../../src/session/cached-stores.js';
 import { createRedisSessionStore, RedisTokenStore, RedisTransactionStore } from '../../src/session/redis-store.js';
 import { RedisConnection } from '../../src/session/redis-client.js';
 import type { TokenStore } from '../../src/session/token-store.js';
@@ -214,7 +215,6 @@ async function instance(redis: TestRedis, logs: CapturedLogs, env: Record<string
   async function pair(env: Record<string, string>) {
     const a = await instance(redis, logs, env);
     const b = await instance(redis, logs, env);
-    const { busFor } = await import('../../src/session/cached-stores.js');
     for (let i = 0; i < 50 && ![a, b].every((x) => (busFor(x.sessionStore, logs.logger) as unknown as { isLive: boolean }).isLive); i++) await sleep(50);
     return [a, b] as const;
   }
@@ -269,17 +269,15 @@ async function instance(redis: TestRedis, logs: CapturedLogs, env: Record<string
    * waits for this first, or a late announcement of A's launch could drop it from B's cache after B read it.
    */
   async function announcementsArrived(): Promise<void> {
-    const { busFor } = await import('../../src/session/cached-stores.js');
     const marker = `marker-${Math.random().toString(36).slice(2)}`;
     let arrived = false;
-    busFor(b.sessionStore, logs.logger).register('tokens', { invalidate: (key) => (arrived ||= key === marker), setLive: () => undefined });
+    busFor(b.sessionStore, logs.logger).register('tokens', { invalidate: (key) => { if (key === marker) arrived = true; }, setLive: () => undefined });
     busFor(a.sessionStore, logs.logger).publish('tokens', marker);
     for (let i = 0; i < 400 && !arrived; i++) await sleep(5);
     expect(arrived).toBe(true);
   }
 
   async function bothLive(): Promise<boolean> {
-    const { busFor } = await import('../../src/session/cached-stores.js');
     return [a, b].every((x) => (busFor(x.sessionStore, logs.logger) as unknown as { isLive: boolean }).isLive);
   }
 
