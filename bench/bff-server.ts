@@ -4,6 +4,7 @@
  * upstream so that the proxy is what gets measured. Usage: bff-server.ts <upstream FHIR base> <sandbox FHIR base>
  * [--redis URL]. Prints {"port","cookie","context","iss"} when ready (`iss`: the sandbox's FHIR base, for launches).
  *
+ * Like src/server.ts, it starts the idle heap warmer (src/idle-heap-warmer.ts) unless HEAP_KEEP_WARM=off.
  * It logs as in production, at `info` (one `proxy.request` line per proxied call), through the server's own
  * destination (log.ts, logDestination: one synchronous write per line), to BENCH_LOG_FILE (default /dev/null): the
  * line is built and written, and nothing reads it.
@@ -24,6 +25,7 @@ const { loadConfig } = await from<typeof import('../src/config.js')>('config');
 const { createApp } = await from<typeof import('../src/app.js')>('app');
 const { createLogger, logDestination } = await from<typeof import('../src/log.js')>('log');
 const { MemoryTokenStore } = await from<typeof import('../src/session/token-store.js')>('session/token-store');
+const { startIdleHeapWarmer } = await from<typeof import('../src/idle-heap-warmer.js')>('idle-heap-warmer');
 
 const [upstreamBase, sandboxFhirBase] = process.argv.slice(2);
 const redisUrl = process.argv[4] === '--redis' ? process.argv[5] : undefined;
@@ -36,6 +38,7 @@ const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 const config = await loadConfig({
   NODE_ENV: 'test', PUBLIC_URL: url, SESSION_SECRET: 'bench-9f8e7d6c5b4a3928170615243342516071829', SMART_ISS: sandboxFhirBase, SMART_CLIENT_ID: 'bench',
   LOG_LEVEL: 'info', ALLOW_INSECURE_HTTP: '1', SANDBOX: 'off', LAUNCH_RATE_LIMIT: '100000', FHIR_PROXY_REWRITE_LINKS: process.env.FHIR_PROXY_REWRITE_LINKS ?? '1',
+  HEAP_KEEP_WARM: process.env.HEAP_KEEP_WARM ?? 'on',
   ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
 });
 let tokenStore: TokenStore = new MemoryTokenStore();
@@ -51,6 +54,8 @@ if (redisUrl) {
   stores = { sessionStore: createRedisSessionStore(redis.client, config.sessionIdleSeconds), transactionStore: new RedisTransactionStore(redis.client), redis };
 }
 server.on('request', createApp({ config, logger, tokenStore, ...stores }));
+// as server.ts does: the young generation keeps its size through quiet spells (HEAP_KEEP_WARM, on unless set off)
+if (config.heapKeepWarm) startIdleHeapWarmer();
 
 // A real standalone launch: /login → the sandbox's sign-in and consent pages → /callback.
 const browser = new Browser();

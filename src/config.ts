@@ -94,6 +94,8 @@ export interface Config {
   readonly launchRateLimitPerMinute: number;
   /** /metrics is served only when set, and only with `Authorization: Bearer <token>`. */
   readonly metricsToken: string | undefined;
+  /** HEAP_KEEP_WARM: server.ts starts the idle heap warmer (src/idle-heap-warmer.ts). */
+  readonly heapKeepWarm: boolean;
   /** SMART Backend Services: registrations, JWKS keys, the operators' bulk-data API (and ADMIN_TOKEN). */
   readonly backend: BackendConfig;
   /** The operator console (with ADMIN_TOKEN): an operator's sign-in ends after this long without a request. */
@@ -330,6 +332,7 @@ export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<
     sessionAbsoluteSeconds: Math.round(e.SESSION_MAX_HOURS * 3600),
     launchRateLimitPerMinute: e.LAUNCH_RATE_LIMIT,
     metricsToken: e.METRICS_TOKEN || undefined,
+    heapKeepWarm: e.HEAP_KEEP_WARM,
     backend,
     adminSessionIdleSeconds: Math.max(1, Math.round(e.ADMIN_SESSION_IDLE_MINUTES * 60)),
     launchTraceSize: e.LAUNCH_TRACE_SIZE,

@@ -10,6 +10,7 @@ import http from 'node:http';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { createApp, type AppDeps } from './app.js';
+import { startIdleHeapWarmer } from './idle-heap-warmer.js';
 import type { RedisConnection } from './session/redis-client.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -90,6 +91,8 @@ async function main(): Promise<void> {
   }
 
   const app = createApp({ config, logger, ...stores, ...(redis ? { redis } : {}), ...(sandbox ? { sandbox } : {}) });
+  // the young generation keeps its size through quiet spells (see idle-heap-warmer.ts); HEAP_KEEP_WARM=off stops it
+  const heapWarmer = config.heapKeepWarm ? startIdleHeapWarmer() : undefined;
   const server = http.createServer(app);
   server.listen(config.port, config.host, () => {
     const port = (server.address() as import('node:net').AddressInfo).port;
@@ -101,6 +104,7 @@ async function main(): Promise<void> {
     process.stderr.write(`${readyLine(config, port, Boolean(sandbox))}\n`);
   });
   installShutdown(server, logger, async () => {
+    heapWarmer?.stop();
     app.locals.sessionEndings.close();
     // revocations of ended launch contexts still in flight get a few seconds to finish
     await app.locals.smart.endings.settled(5000);
