@@ -354,8 +354,9 @@ reference that shows what the client alone is worth; the ratios and goals are to
 "smart-bff" is the real app after a real launch against the sandbox EHR (session cookie, launch context, access
 token, the anti-forgery header, header allow-lists both ways, link rewriting, metrics, and the \`proxy.request\` log
 line at \`info\`, written to /dev/null through the server's own log destination, as in production) with the token bound to that upstream,
-run with the Node options production starts it with (\`${START_NODE_ARGS.join(' ')}\`, from \`npm start\`); the
-bare proxies run with Node's defaults.
+run with the Node options production starts it with (\`${START_NODE_ARGS.join(' ')}\`, from \`npm start\`) and, as
+production's server.ts does, the idle heap warmer (\`src/idle-heap-warmer.ts\`, \`HEAP_KEEP_WARM\`); the bare proxies run with
+Node's defaults.
 Every target gets the same request, as the app's page sends it: the session cookie, \`X-CSRF\` and
 \`X-SMART-Context\` (the upstream, the bare proxy and nginx ignore them; a proxy still reads them).
 Each row is the round with the median req/s; "range" is the lowest and highest of the rounds. The ratios are the
