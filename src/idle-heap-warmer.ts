@@ -9,7 +9,7 @@
  *
  * So this makes a little short-lived garbage all the time, about 2 MB a second, twice V8's line. The young generation
  * keeps its size (2 × 8 MB with npm start's cap), and the garbage dies young: a collection every few seconds of
- * quiet, of almost nothing. The cost is about 0.2 % of one CPU while idle (nothing measurable under load, where the
+ * quiet, of almost nothing. The cost is about 0.25 % of one CPU while idle (nothing measurable under load, where the
  * requests make a hundred times as much), and the young generation's memory kept rather than given back while idle.
  * HEAP_KEEP_WARM=off turns it off. test/integration/idle-heap-warmer.test.ts holds V8 to this on every major it runs.
  */
