@@ -2,10 +2,11 @@
  * Keeps V8's young generation (where each request's short-lived objects are made) at its size through quiet spells.
  *
  * After each collection, V8 shrinks the young generation to its smallest when the process allocated less than about
- * 1 MB a second over the last few seconds (Heap::ReduceNewSpaceSize, on Node 20, 22 and 24). A quiet spell of some
- * 16 seconds is enough. The first seconds of load after it then rebuild the young generation a step at a time: on
- * fresh pages, a page fault each, and with many more collections while it is small. Every request waits longer, and
- * the proxy's p99 after a pause was several milliseconds worse than back to back (docs/benchmarks.md).
+ * 1 MB a second over the last few seconds (Heap::ReduceNewSpaceSize, on Node 20, 22 and 24). A quiet spell of 20 s
+ * is enough (7 s if a collection came just before it). The first seconds of load after it then rebuild the young
+ * generation a step at a time: on fresh pages, a page fault each, and with many more collections while it is small.
+ * Every request waits longer, and the proxy's p99 after a pause was several milliseconds worse than back to back
+ * (docs/benchmarks.md).
  *
  * So this makes a little short-lived garbage all the time, about 2 MB a second, twice V8's line. The young generation
  * keeps its size (2 × 8 MB with npm start's cap), and the garbage dies young: a collection every few seconds of
