@@ -16,7 +16,7 @@
  */
 
 /** Twice V8's line of 1,000 bytes a millisecond. */
-export const WARMER_BYTES_PER_SECOND = 2 * 1024 * 1024;
+const BYTES_PER_SECOND = 2 * 1024 * 1024;
 
 const TICK_MS = 100;
 /** An array of 126 slots is 1 KB on the heap (8-byte slots and a 16-byte header). */
@@ -27,8 +27,8 @@ export interface IdleHeapWarmer {
   stop(): void;
 }
 
-export function startIdleHeapWarmer(bytesPerSecond: number = WARMER_BYTES_PER_SECOND): IdleHeapWarmer {
-  const arraysPerTick = Math.ceil((bytesPerSecond * TICK_MS) / 1000 / ARRAY_BYTES);
+export function startIdleHeapWarmer(): IdleHeapWarmer {
+  const arraysPerTick = Math.ceil((BYTES_PER_SECOND * TICK_MS) / 1000 / ARRAY_BYTES);
   // The last array made is kept reachable, so that the compiler cannot leave the allocations out.
   const sink: { last: unknown } = { last: undefined };
   const timer = setInterval(() => {

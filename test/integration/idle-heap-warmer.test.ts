@@ -10,6 +10,7 @@
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { STRONG_SECRET } from '../helpers/config-problems.js';
 import { freePort } from '../helpers/net.js';
 import { startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { START_NODE_ARGS } from '../helpers/start-command.js';
@@ -17,7 +18,7 @@ import { START_NODE_ARGS } from '../helpers/start-command.js';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const PROBE = join(ROOT, 'test/helpers/heap-probe.mjs');
 const QUIET_MS = 8000;
-const PRODUCTION = { NODE_ENV: 'production', PUBLIC_URL: 'https://app.example.com', SESSION_SECRET: 'q8Yt3vN0pLw2Zr7XcB5mKd9HsJ4fGa1e-Ux6', SMART_ISS: 'https://fhir.example.com/r4', SMART_CLIENT_ID: 'client-1', SINGLE_INSTANCE: '1' };
+const PRODUCTION = { NODE_ENV: 'production', PUBLIC_URL: 'https://app.example.com', SESSION_SECRET: STRONG_SECRET, SMART_ISS: 'https://fhir.example.com/r4', SMART_CLIENT_ID: 'client-1', SINGLE_INSTANCE: '1' };
 
 /** The sizes the probe has reported so far, in order. */
 function reports(server: ServerProcess, what: 'grown' | 'young'): number[] {
